@@ -1,0 +1,3 @@
+"""g2l: distil a giga-scale pathology foundation model into a cancer-specific student."""
+
+__version__ = "0.1.0"

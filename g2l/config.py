@@ -1,0 +1,119 @@
+"""Configuration plumbing: strict YAML loading into frozen, self-validating dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message names it and the fix."""
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML value to the annotated type, recursing into nested dataclasses."""
+    origin = typing.get_origin(tp)
+    if _is_dataclass_type(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+        return from_dict(tp, value, where=where)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        if len(args) == 1:
+            return _coerce(value, args[0], where)
+        return value
+    if origin in (tuple,):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        return tuple(_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (dict,):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config") -> T:
+    """Build dataclass `cls` from a mapping; unknown keys are an error naming the valid ones."""
+    names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys are: {', '.join(sorted(names))}"
+        )
+    hints = _field_types(cls)
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping from a file; an empty file is an empty mapping."""
+    text = Path(path).read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_section(cls: type[T], path: str | Path | None, section: str | None = None, **overrides: Any) -> T:
+    """Load one stage's config from a YAML file (optionally one top-level section), then apply overrides."""
+    data: dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        raw = load_yaml(path)
+        where = str(path)
+        if section is not None:
+            raw = raw.get(section) or {}
+            where = f"{path}:{section}"
+        data = dict(raw)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return from_dict(cls, data, where=where)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain-dict form of a config dataclass, for saving beside outputs."""
+    return dataclasses.asdict(config)
+
+
+def config_hash(config: Any) -> str:
+    """sha256 of a config's canonical JSON, recorded in lineage."""
+    payload = json.dumps(to_dict(config) if dataclasses.is_dataclass(config) else config,
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ConfigError with `message` unless `condition` holds (never `assert`: it vanishes under -O)."""
+    if not condition:
+        raise ConfigError(message)

@@ -1,0 +1,111 @@
+"""Prometheus metrics shared by every stage: pushed to a Pushgateway, or written as a textfile."""
+
+from __future__ import annotations
+
+import os
+import time
+import types
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway, write_to_textfile
+
+PUSHGATEWAY_ENV = "G2L_PUSHGATEWAY"
+
+
+class StageMetrics:
+    """Metrics of one stage run, grouped by (run_id, stage, cancer).
+
+    Use as a context manager: on exit the stage duration and status are set and the metrics are
+    pushed to `$G2L_PUSHGATEWAY` when set, else written to `<root>/metrics/<stage>.prom`.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        *,
+        run_id: str = "local",
+        cancer: str = "none",
+        root: str | None = None,
+        gateway: str | None = None,
+    ) -> None:
+        self.stage = stage
+        self.run_id = run_id
+        self.cancer = cancer
+        self.root = root
+        self.gateway = gateway if gateway is not None else os.environ.get(PUSHGATEWAY_ENV) or None
+        self.registry = CollectorRegistry()
+        self._started = time.monotonic()
+        self._metrics: dict[str, Counter | Gauge] = {}
+        self.duration = self.gauge("stage_duration_seconds", "Wall time of the stage run")
+        self.success = self.gauge("stage_success", "1 when the stage finished without error")
+        self.failures = self.counter("failures_total", "Items (slides, parts, ...) that failed")
+
+    def counter(self, name: str, documentation: str) -> Counter:
+        """A counter named `g2l_<name>` (created once, then returned again)."""
+        full = f"g2l_{name}"
+        if full not in self._metrics:
+            self._metrics[full] = Counter(full, documentation, registry=self.registry)
+        metric = self._metrics[full]
+        if not isinstance(metric, Counter):
+            raise TypeError(f"{full} is already a gauge")
+        return metric
+
+    def gauge(self, name: str, documentation: str) -> Gauge:
+        """A gauge named `g2l_<name>` (created once, then returned again)."""
+        full = f"g2l_{name}"
+        if full not in self._metrics:
+            self._metrics[full] = Gauge(full, documentation, registry=self.registry)
+        metric = self._metrics[full]
+        if not isinstance(metric, Gauge):
+            raise TypeError(f"{full} is already a counter")
+        return metric
+
+    @property
+    def grouping_key(self) -> dict[str, str]:
+        """Pushgateway grouping key: one group per run, stage and cancer."""
+        return {"run_id": self.run_id, "stage": self.stage, "cancer": self.cancer}
+
+    def textfile_uri(self) -> str | None:
+        """Where the textfile goes when no Pushgateway is configured."""
+        if self.root is None:
+            return None
+        return f"{self.root.rstrip('/')}/metrics/{self.stage}.prom"
+
+    def publish(self) -> str | None:
+        """Push to the gateway or write the textfile; returns where the metrics went."""
+        self.duration.set(time.monotonic() - self._started)
+        if self.gateway:
+            push_to_gateway(self.gateway, job="g2l", registry=self.registry, grouping_key=self.grouping_key)
+            return self.gateway
+        target = self.textfile_uri()
+        if target is None:
+            return None
+        if target.startswith("gs://"):
+            from g2l import storage  # lazy: keeps metrics importable without cloud libraries
+
+            local = Path(os.environ.get("TMPDIR", "/tmp")) / f"g2l-{self.stage}-{os.getpid()}.prom"
+            write_to_textfile(str(local), self.registry)
+            storage.put_file(local, target)
+            local.unlink(missing_ok=True)
+        else:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            write_to_textfile(target, self.registry)  # writes a temp file then renames: atomic
+        return target
+
+    def __enter__(self) -> StageMetrics:
+        self._started = time.monotonic()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.success.set(0 if exc_type else 1)
+        try:
+            self.publish()
+        except Exception as push_error:  # metrics must never hide the stage's own error or result
+            from g2l.progress import console
+
+            console.print(f"[yellow]warning: metrics not published: {push_error}[/yellow]")
