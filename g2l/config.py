@@ -117,3 +117,17 @@ def require(condition: bool, message: str) -> None:
     """Raise ConfigError with `message` unless `condition` holds (never `assert`: it vanishes under -O)."""
     if not condition:
         raise ConfigError(message)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """What a run is: its cancer type, artifact root and id (the `run:` section)."""
+
+    cancer: str = "demo"
+    artifact_root: str = "demo-output/artifacts"
+    run_id: str = "local"
+
+    def __post_init__(self) -> None:
+        require(bool(self.cancer) and self.cancer.replace("-", "").isalnum(),
+                f"run.cancer must be a short alphanumeric name such as 'brca', got {self.cancer!r}")
+        require(bool(self.artifact_root), "run.artifact_root must be a local directory or gs:// URI")

@@ -14,6 +14,13 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """g2l: distil a giga-scale pathology foundation model into a cancer-specific student."""
+
+
 # Each module exposes `register(app)`; heavy imports (torch, kfp, mlflow) stay inside the commands
 # so that `g2l manifest validate` starts in well under a second.
 _COMMAND_MODULES = (
@@ -28,6 +35,14 @@ _COMMAND_MODULES = (
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(_name).register(app)
+
+
+@app.command()
+def version() -> None:
+    """Print the g2l version."""
+    from g2l import __version__
+
+    typer.echo(__version__)
 
 
 def main() -> None:
