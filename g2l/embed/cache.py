@@ -99,8 +99,9 @@ def sha256_file(path: Path) -> str:
 def part_done(cache_dir: Path, i: int, shard: dict[str, Any]) -> bool:
     """True when part i exists for this shard and its bytes match the recorded sha256."""
     record = read_record(cache_dir, i)
-    same_shard = record is not None and record.get("shard") == shard["name"]
-    if not same_shard or record.get("shard_sha256") != shard["sha256"]:  # type: ignore[union-attr]
+    if record is None:
+        return False
+    if record.get("shard") != shard["name"] or record.get("shard_sha256") != shard["sha256"]:
         return False
     path = cache_dir / part_file(i)
     return path.is_file() and sha256_file(path) == record.get("sha256")

@@ -237,10 +237,11 @@ def build_model(
     offline = _offline_default() if offline is None else offline
     local = Path(name).expanduser()
     if local.is_dir():
-        spec, cfg = _spec_from_dir(local, None, None)
-        model = _create(spec.arch, spec.kwargs, seed=0)
-        _load_weights(model, weights or local, spec.name)
-        return _finish(model, spec, f"file:{weights or local}", device, embedding, cfg.get("pretrained_cfg"))
+        dir_spec, cfg = _spec_from_dir(local, None, None)
+        model = _create(dir_spec.arch, dir_spec.kwargs, seed=0)
+        _load_weights(model, weights or local, dir_spec.name)
+        source = f"file:{weights or local}"
+        return _finish(model, dir_spec, source, device, embedding, cfg.get("pretrained_cfg"))
     if local.is_file() and local.suffix in (".safetensors", ".pt", ".pth", ".bin"):
         raise ModelError(f"{name}: a bare weights file needs a model name: pass --teacher NAME "
                          f"--weights {name} (known: {', '.join(known_models())}) "
