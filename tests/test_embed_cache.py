@@ -33,7 +33,8 @@ def teacher():
 def test_cached_embeddings_equal_a_direct_forward_on_the_same_view(shards_dir, tmp_path, teacher):
     cache = open_cache(run_embed(shards_dir, tmp_path / "out", CFG, quiet=True, model=teacher))
     assert (cache.views, cache.dim, len(cache)) == (2, 64, 10)
-    spec = CFG.view_spec()
+    spec = cache.view_spec  # what a student dataset reads back from the cache
+    assert spec == CFG.view_spec()
     checked = 0
     for key, jpg, _ in iter_shard(shards_dir / "shard-000001.tar"):
         tile = decode_tile(jpg)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from g2l.views import ViewSpec
+
 INDEX = "index.json"
 COMPLETE = "_COMPLETE"
 MATERIAL = "cache.json"
@@ -202,6 +204,13 @@ class EmbeddingCache:
             self._where = {k: (i, row) for i in range(len(self.index["parts"]))
                            for row, k in enumerate(self._part_keys(i))}
         return self._where
+
+    @property
+    def view_spec(self) -> ViewSpec:
+        """The ViewSpec the cached views were drawn with: the student's dataset regenerates them with it."""
+        from g2l.config import from_dict
+
+        return from_dict(ViewSpec, self.index["view_spec"], where=f"{self.path}/{INDEX}:view_spec")
 
     def __len__(self) -> int:
         return int(self.index["n_tiles"])
