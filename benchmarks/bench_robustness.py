@@ -1,8 +1,9 @@
 """Robustness index throughput: vectorised (blocked matmul + top-k) vs a plain per-sample loop, same run.
 
 Usage: python benchmarks/bench_robustness.py [--n 100000] [--dim 256] [--loop-n 500]
-Also times the bare similarity matmul (the physical floor). The loop is timed on --loop-n samples and extrapolated quadratically (it is O(N^2 d) like the
-vectorised one, but spends its time in Python). Prints seconds and the ratio.
+Also times the bare similarity matmul (the physical floor). The loop is timed on --loop-n samples
+and extrapolated quadratically (it is O(N^2 d) like the vectorised one, one row at a time).
+Prints seconds and the ratios.
 """
 
 import argparse
@@ -38,7 +39,7 @@ def matmul_floor(x, device):
     rows = max(1, (64 * 2**20) // (4 * len(x)))
     t = time.perf_counter()
     for lo in range(0, len(x), rows):
-        s = xt[lo:lo + rows] @ xt.T
+        s = xt[lo : lo + rows] @ xt.T
         float(s[0, 0])  # synchronise
     return time.perf_counter() - t
 
@@ -54,8 +55,12 @@ def main() -> None:
     ks = (3, 5, 10, 20)
 
     def data(n):
-        return (rng.standard_normal((n, args.dim)).astype(np.float32), rng.integers(0, 5, n),
-                rng.integers(0, 4, n), rng.integers(0, max(2, n // 100), n))
+        return (
+            rng.standard_normal((n, args.dim)).astype(np.float32),
+            rng.integers(0, 5, n),
+            rng.integers(0, 4, n),
+            rng.integers(0, max(2, n // 100), n),
+        )
 
     x, lab, site, grp = data(args.loop_n)
     t = time.perf_counter()
@@ -72,12 +77,19 @@ def main() -> None:
     vec_s = time.perf_counter() - t
     floor_s = matmul_floor(x, args.device)
     loop_extrapolated = loop_s * (args.n / args.loop_n) ** 2
-    print(f"loop:       {args.loop_n} x {args.dim}: {loop_s:.2f} s  (vectorised on the same: {vec_small:.3f} s, "
-          f"{loop_s / vec_small:.0f}x)")
-    print(f"vectorised: {args.n} x {args.dim}: {vec_s:.1f} s; loop extrapolated to {args.n}: "
-          f"{loop_extrapolated / 3600:.1f} h; ratio {loop_extrapolated / vec_s:.0f}x")
-    print(f"floor:      the bare blocked similarity matmul alone: {floor_s:.1f} s; the index takes "
-          f"{vec_s / floor_s:.2f}x the floor (exact kNN needs all N^2 d products)")
+    print(
+        f"loop:       {args.loop_n} x {args.dim}: {loop_s:.2f} s  "
+        f"(vectorised on the same: {vec_small:.3f} s, "
+        f"{loop_s / vec_small:.0f}x)"
+    )
+    print(
+        f"vectorised: {args.n} x {args.dim}: {vec_s:.1f} s; loop extrapolated to {args.n}: "
+        f"{loop_extrapolated / 3600:.1f} h; ratio {loop_extrapolated / vec_s:.0f}x"
+    )
+    print(
+        f"floor:      the bare blocked similarity matmul alone: {floor_s:.1f} s; the index takes "
+        f"{vec_s / floor_s:.2f}x the floor (exact kNN needs all N^2 d products)"
+    )
     print(f"pathorob@10 on random data: {ri[10]['pathorob']:.3f} (expected ~0.43 for 5 labels x 4 sites)")
 
 

@@ -40,8 +40,10 @@ def test_folder_layout_with_derived_group_and_site(tmp_path):
     # TCGA-TILs-like layout: labels and split from folders, patient and centre from the barcode.
     root = tmp_path / "tils"
     files = {
-        "images/train/til-positive/TCGA-A1-0001-x.png": 10, "images/train/til-negative/TCGA-A1-0002-x.png": 20,
-        "images/train/1/TCGA-B2-0003-x.png": 30, "images/test/0/TCGA-B2-0004-y.png": 40,
+        "images/train/til-positive/TCGA-A1-0001-x.png": 10,
+        "images/train/til-negative/TCGA-A1-0002-x.png": 20,
+        "images/train/1/TCGA-B2-0003-x.png": 30,
+        "images/test/0/TCGA-B2-0004-y.png": 40,
         "images/test/til-positive/TCGA-C3-0005-z.png": 50,
     }
     for rel, v in files.items():
@@ -49,12 +51,16 @@ def test_folder_layout_with_derived_group_and_site(tmp_path):
     b = load_benchmark(REPO / "configs" / "benchmarks" / "tcga_tils.yaml", root=str(root))
     t = b.table.set_index("path")
     assert b.classes == ["til-negative", "til-positive"]
-    assert t.loc["images/train/1/TCGA-B2-0003-x.png", "label"] == "til-positive"  # label_map 1 -> til-positive
+    assert (
+        t.loc["images/train/1/TCGA-B2-0003-x.png", "label"] == "til-positive"
+    )  # label_map 1 -> til-positive
     assert t.loc["images/test/0/TCGA-B2-0004-y.png", "site"] == "B2"
     assert t.loc["images/test/0/TCGA-B2-0004-y.png", "group"] == "TCGA-B2-0004"
-    (train, test), = b.splits
-    assert sorted(b.table["path"][test]) == ["images/test/0/TCGA-B2-0004-y.png",
-                                             "images/test/til-positive/TCGA-C3-0005-z.png"]
+    ((train, test),) = b.splits
+    assert sorted(b.table["path"][test]) == [
+        "images/test/0/TCGA-B2-0004-y.png",
+        "images/test/til-positive/TCGA-C3-0005-z.png",
+    ]
     idx, tiles = next(b.iter_batches(batch_size=10, num_workers=2))
     assert idx.tolist() == list(range(5)) and tiles[0].shape == (8, 8, 3)
     before = b.sha256
@@ -79,7 +85,7 @@ def test_folds_and_holdout_never_share_a_group(tmp_path):
     spec = yaml.safe_load((REPO / "configs" / "benchmarks" / "idc.yaml").read_text())
     spec["split"] = {"kind": "holdout", "test_fraction": 0.3, "seed": 1}
     (tmp_path / "h.yaml").write_text(yaml.safe_dump(spec))
-    (train, test), = load_benchmark(tmp_path / "h.yaml", root=str(root)).splits
+    ((train, test),) = load_benchmark(tmp_path / "h.yaml", root=str(root)).splits
     assert not set(groups[train]) & set(groups[test]) and len(set(groups[test])) == 2
 
 
@@ -105,9 +111,11 @@ def test_slide_and_coords_table_reads_tiles_at_the_benchmark_mpp(tmp_path):
     root = tmp_path / "cam"
     (root / "images").mkdir(parents=True)
     (root / "images/tumor_001.tif").write_bytes(b"slide")
-    (root / "patches.csv").write_text("slide,x,y,label,site,group,split\n"
-                                      "images/tumor_001.tif,1000,0,tumor,radboud,tumor_001,train\n"
-                                      "images/tumor_001.tif,2000,0,normal,radboud,tumor_001,test\n")
+    (root / "patches.csv").write_text(
+        "slide,x,y,label,site,group,split\n"
+        "images/tumor_001.tif,1000,0,tumor,radboud,tumor_001,train\n"
+        "images/tumor_001.tif,2000,0,normal,radboud,tumor_001,test\n"
+    )
     opened = []
 
     def open_slide(path):
@@ -123,11 +131,16 @@ def test_slide_and_coords_table_reads_tiles_at_the_benchmark_mpp(tmp_path):
 
 def test_bad_definitions_are_named(tmp_path):
     p = tmp_path / "b.yaml"
-    p.write_text(yaml.safe_dump({"name": "x", "root": str(tmp_path), "folders": {"pattern": "{split}/*.png"}}))
+    p.write_text(
+        yaml.safe_dump({"name": "x", "root": str(tmp_path), "folders": {"pattern": "{split}/*.png"}})
+    )
     with pytest.raises(ConfigError, match="label"):
         load_definition(p)
-    p.write_text(yaml.safe_dump({"name": "x", "root": str(tmp_path), "table": {"csv": "t.csv"},
-                                 "split": {"kind": "random"}}))
+    p.write_text(
+        yaml.safe_dump(
+            {"name": "x", "root": str(tmp_path), "table": {"csv": "t.csv"}, "split": {"kind": "random"}}
+        )
+    )
     with pytest.raises(ConfigError, match="split.kind"):
         load_definition(p)
 
@@ -139,8 +152,16 @@ def _pixel_features(b):
         for t in tiles:
             x = t.astype(np.float32) / 255
             gy, gx = np.gradient(x.mean(axis=2))
-            feats.append(np.concatenate([x.mean((0, 1)), x.std((0, 1)), np.percentile(x, [5, 50, 95], (0, 1)).ravel(),
-                                         [np.abs(gx).mean(), np.abs(gy).mean(), (x.mean(2) > 0.85).mean()]]))
+            feats.append(
+                np.concatenate(
+                    [
+                        x.mean((0, 1)),
+                        x.std((0, 1)),
+                        np.percentile(x, [5, 50, 95], (0, 1)).ravel(),
+                        [np.abs(gx).mean(), np.abs(gy).mean(), (x.mean(2) > 0.85).mean()],
+                    ]
+                )
+            )
     return np.array(feats)
 
 
@@ -154,7 +175,7 @@ def test_synthetic_benchmark_makes_label_and_site_both_learnable(tmp_path):
     b = load_benchmark(tmp_path / "s.yaml")
     assert len(b) == 3 * 4 * 3 * 4 and b.classes == ["gland", "nuclei", "stroma"]
     x = _pixel_features(b)
-    (train, test), = b.splits
+    ((train, test),) = b.splits
     sites = np.searchsorted(sorted(set(b.column("site"))), b.column("site"))
     for target in (b.labels, sites):  # both factors are learnable from pixels, well above chance (1/3)
         res = linear_probe(x[train], target[train], x[test], target[test], seeds=range(5), c_grid=(1.0,))

@@ -306,7 +306,9 @@ class _SlideTileReader:
         with self.lock:  # slide readers are not all thread-safe
             region = reader.read_region((int(row["x"]), int(row["y"])), level, (read_px, read_px))
         if read_px != d.tile_px:
-            region = np.asarray(Image.fromarray(region).resize((d.tile_px, d.tile_px), Image.Resampling.BILINEAR))
+            region = np.asarray(
+                Image.fromarray(region).resize((d.tile_px, d.tile_px), Image.Resampling.BILINEAR)
+            )
         return region
 
 
