@@ -273,10 +273,11 @@ class _SlideTileReader:
     def _reader(self, slide: str) -> Any:
         with self.lock:
             if slide not in self.readers:
-                opener = self.open_slide
+                opener: Any = self.open_slide
                 if opener is None:
-                    from g2l.slides import open_slide as opener  # cuCIM / openslide / tiffslide, auto order
+                    import g2l.slides  # cuCIM / openslide / tiffslide, in the slides helper's auto order
 
+                    opener = g2l.slides.open_slide  # type: ignore[attr-defined]
                 self.readers[slide] = opener(str(self.bench._abs(slide)))
             return self.readers[slide]
 
