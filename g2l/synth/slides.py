@@ -307,6 +307,7 @@ def write_synthetic_slide(
     stain: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
     noise: float = 0.0,
     flavor: str = "aperio",
+    compression: str = "jpeg",
 ) -> SyntheticSlide:
     """Write a pyramidal tiled JPEG TIFF with known tissue blobs and return its ground truth.
 
@@ -314,6 +315,7 @@ def write_synthetic_slide(
     writes an SVS-like file (Aperio ImageDescription with `MPP`, plus resolution tags); `"generic"` writes a
     plain tiled TIFF whose mpp lives only in the resolution tags (centimetre unit). `mpp=None` writes no mpp
     anywhere. `blobs` is an explicit blob list, a number of random blobs, or None for 3-5 random ones.
+    `compression` is the tile codec ("jpeg"; "zstd", "webp", ... make files only some backends can decode).
     """
     import tifffile
 
@@ -377,10 +379,11 @@ def write_synthetic_slide(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    lossy = compression in ("jpeg", "webp", "jpegxl")
     common: dict = dict(
         photometric="rgb",
-        compression="jpeg",
-        compressionargs={"level": int(jpeg_quality)},
+        compression=compression,
+        compressionargs={"level": int(jpeg_quality)} if lossy else None,
         tile=(tile_px, tile_px),
         metadata=None,
         software="g2l.synth",
