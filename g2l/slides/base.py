@@ -140,8 +140,11 @@ class BaseReader:
         return SlideReadError(self.path, [(self.backend, f"{what}: {type(err).__name__}: {err}")])
 
     def probe(self) -> None:
-        """Decode one pixel of the smallest level (some libraries open files they cannot decode)."""
+        """Decode a pixel of the smallest level and level 0's last pixel (undecodable or truncated files)."""
         self.read_region((0, 0), self.level_count - 1, (1, 1))
+        # Slides are written front to back, so a truncated copy loses level 0's last tile first.
+        w, h = self.dimensions
+        self.read_region((w - 1, h - 1), 0, (1, 1))
 
     def read_regions(
         self,

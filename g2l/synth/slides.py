@@ -446,12 +446,24 @@ def write_synthetic_slide(
     )
 
 
-def write_corrupt_slide(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
-    """Write a file that looks like a slide by name and header but cannot be read (truncated, garbled)."""
+def write_corrupt_slide(path: str | os.PathLike[str], *, seed: int = 0, kind: str = "garbled") -> Path:
+    """Write a file with a slide's name that cannot be read.
+
+    `kind="garbled"`: TIFF magic, an IFD offset beyond the end of the file, noise (no backend opens it).
+    `kind="truncated"`: a real synthetic slide cut to 40% of its bytes, as an interrupted copy leaves it (it
+    may open, but reading the lost tiles fails).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    # A valid little-endian TIFF header pointing at an IFD beyond the end of the file, then noise.
-    data = b"II*\x00" + (10_000_000).to_bytes(4, "little") + rng.integers(0, 256, 4096, np.uint8).tobytes()
-    path.write_bytes(data)
+    if kind == "garbled":
+        noise = rng.integers(0, 256, 4096, np.uint8).tobytes()
+        data = b"II*\x00" + (10_000_000).to_bytes(4, "little") + noise
+        path.write_bytes(data)
+    elif kind == "truncated":
+        write_synthetic_slide(path, width=2048, height=2048, mpp=0.5, seed=seed, blobs=3)
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * 0.4)])
+    else:
+        raise ValueError(f"kind must be 'garbled' or 'truncated', got {kind!r}")
     return path
