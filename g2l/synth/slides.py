@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -359,14 +361,26 @@ def write_synthetic_slide(
         sub = tile_px // level_factor
         lvl1 = np.empty((nty * sub, ntx * sub, 3), np.uint8)
 
+    def paint(tx: int, ty: int) -> np.ndarray:
+        t = painter.tile(tx * tile_px, ty * tile_px, tile_px)
+        if lvl1 is not None:  # each tile owns a disjoint block of level 1, so threads never collide
+            s = tile_px // level_factor
+            lvl1[ty * s : (ty + 1) * s, tx * s : (tx + 1) * s] = _downsample_area(t, level_factor)
+        return t
+
     def level0_tiles() -> Iterator[np.ndarray]:
-        for ty in range(nty):
-            for tx in range(ntx):
-                t = painter.tile(tx * tile_px, ty * tile_px, tile_px)
-                if lvl1 is not None:
-                    s = tile_px // level_factor
-                    lvl1[ty * s : (ty + 1) * s, tx * s : (tx + 1) * s] = _downsample_area(t, level_factor)
-                yield t
+        # numpy releases the GIL in the large array ops, so painting scales over cores; a bounded
+        # read-ahead keeps memory at a few tiles per worker.
+        workers = min(8, len(os.sched_getaffinity(0)))
+        coords = ((tx, ty) for ty in range(nty) for tx in range(ntx))
+        with ThreadPoolExecutor(workers) as pool:
+            pending: deque[Future[np.ndarray]] = deque()
+            for tx, ty in coords:
+                pending.append(pool.submit(paint, tx, ty))
+                if len(pending) >= 4 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
 
     def array_tiles(img: np.ndarray, w: int, h: int) -> Iterator[np.ndarray]:
         for ty in range(-(-h // tile_px)):
