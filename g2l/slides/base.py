@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,11 @@ def mean_mpp(x: float | str | None, y: float | str | None) -> float | None:
         if math.isfinite(f) and f > 0:
             vals.append(f)
     return sum(vals) / len(vals) if vals else None
+
+
+def as_wh(d: Sequence[Any]) -> tuple[int, int]:
+    """A (width, height) pair of ints from whatever sequence a library returns."""
+    return (int(d[0]), int(d[1]))
 
 
 def default_workers(num_workers: int) -> int:
