@@ -133,6 +133,11 @@ class BaseReader:
         location = (int(location[0]), int(location[1]))
         size = (int(size[0]), int(size[1]))
         self._check(level, size)
+        ds = self._level_downsamples[level]
+        lw, lh = self._level_dimensions[level]
+        lx, ly = math.floor(location[0] / ds), math.floor(location[1] / ds)
+        if lx >= lw or ly >= lh or lx + size[0] <= 0 or ly + size[1] <= 0:
+            return np.full((size[1], size[0], 3), 255, np.uint8)  # wholly off the slide: glass, no read
         try:
             img = self._read(location, level, size)
         except Exception as e:  # noqa: BLE001 - a decode failure inside the file names the slide and place
