@@ -50,5 +50,5 @@ def check_files(df: pd.DataFrame, *, first_row: int = 2, verify_local_checksums:
         checksum = None if is_missing(rec.get("checksum")) else str(rec["checksum"])
         jobs.append((first_row + pos, str(uri), checksum))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        found = pool.map(lambda job: _check_row(*job, verify_local_checksums), jobs)
+        found = pool.map(lambda job: _check_row(job[0], job[1], job[2], verify_local_checksums), jobs)
         return [err for err in found if err is not None]
