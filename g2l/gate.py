@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from g2l.config import ConfigError, from_dict, load_yaml, require
+from g2l.config import from_dict, load_yaml, require
 
 COMPARATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -73,18 +73,38 @@ class GateRule:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class PrimaryMetric:
+    """The one metric that ranks a candidate against the champion (read by g2l.registry at promotion)."""
+
+    benchmark: str
+    metric: str = "lp_balanced_accuracy"
+    higher_is_better: bool = True
+
+    def __post_init__(self) -> None:
+        require(
+            bool(self.benchmark) and self.benchmark != "all",
+            "gate policy: primary_metric.benchmark must name one benchmark of the report (not 'all')",
+        )
+        require(bool(self.metric), "gate policy: primary_metric.metric must name a report metric")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class GatePolicy:
     """A promotion policy: rules, the metric the registry ranks candidates by, and reference model names."""
 
     rules: tuple[GateRule, ...]
-    primary_metric: str = "lp_balanced_accuracy"
+    primary_metric: PrimaryMetric | None = None
     teacher: str | None = None
     champion: str | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
         require(len(self.rules) >= 1, "gate policy: `rules` must list at least one rule")
-        require(bool(self.primary_metric), "gate policy: primary_metric must name a report metric")
+        require(
+            self.primary_metric is not None,
+            "gate policy: needs `primary_metric: {benchmark: <name>, metric: <name>, "
+            "higher_is_better: true}` (the metric that decides whether a candidate replaces the champion)",
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -231,13 +251,11 @@ def decide(report: dict[str, Any], policy: GatePolicy, candidate: str) -> Decisi
 
 
 def primary_score(report: dict[str, Any], policy: GatePolicy, model: str) -> float:
-    """The policy's primary metric for `model`, averaged over the report's benchmarks (ranks candidates)."""
-    benches = list(report.get("benchmarks") or report["models"].get(model, {}).get("benchmarks", {}))
-    if not benches:
-        raise GateDataError("the report has no benchmarks")
-    return float(
-        sum(_metric(report, model, b, policy.primary_metric, "ranked") for b in benches) / len(benches)
-    )
+    """The policy's primary metric (`benchmark`, `metric`) for `model`; a missing one is a GateDataError."""
+    pm = policy.primary_metric
+    if pm is None:  # unreachable for a validated policy; keeps the type narrow
+        raise GateDataError("the gate policy names no primary_metric")
+    return _metric(report, model, pm.benchmark, pm.metric, "ranked")
 
 
 def write_decision(path: str | Path, decision: Decision) -> None:
@@ -249,11 +267,11 @@ def write_decision(path: str | Path, decision: Decision) -> None:
 
 __all__ = [
     "COMPARATORS",
-    "ConfigError",
     "Decision",
     "GateDataError",
     "GatePolicy",
     "GateRule",
+    "PrimaryMetric",
     "RuleResult",
     "decide",
     "load_policy",
