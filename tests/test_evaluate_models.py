@@ -35,8 +35,8 @@ def test_registry_specs_need_a_resolver():
 
 def test_student_directory_spec_embeds_like_the_same_weights_by_name(tmp_path):
     zoo_model = load_model("s", "tiny-vit-student")
-    export = tmp_path / "student"
-    export.mkdir()
+    export = tmp_path / "run" / "student"  # a distillation RUN_DIR holds its export in student/
+    export.mkdir(parents=True)
     save_file(
         {k: v.contiguous() for k, v in zoo_model.loaded.model.state_dict().items()},
         str(export / "model.safetensors"),
@@ -44,6 +44,7 @@ def test_student_directory_spec_embeds_like_the_same_weights_by_name(tmp_path):
     (export / "config.json").write_text(json.dumps(zoo_model.loaded.config()))
     from_dir = load_model("student", str(export))
     assert from_dir.digest == zoo_model.digest  # same weights + preprocessing: same cache key
+    assert load_model("student", str(tmp_path / "run")).digest == zoo_model.digest
     tiles = [np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
     np.testing.assert_allclose(
         from_dir.embed_tiles(tiles), zoo_model.embed_tiles(tiles), rtol=1e-5, atol=1e-6

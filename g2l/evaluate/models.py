@@ -120,6 +120,10 @@ def load_model(
     import g2l.models as zoo
 
     path = Path(resolved).expanduser()
+    run_export = path / "student" / "config.json"
+    if path.is_dir() and not (path / "config.json").is_file() and run_export.is_file():
+        path = path / "student"  # a distillation RUN_DIR: its exported student lives in student/
+        resolved = str(path)
     try:
         if path.is_dir() and (path / "config.json").is_file() and hasattr(zoo, "load_student"):
             loaded = zoo.load_student(str(path))
