@@ -180,3 +180,26 @@ def test_synthetic_benchmark_makes_label_and_site_both_learnable(tmp_path):
     for target in (b.labels, sites):  # both factors are learnable from pixels, well above chance (1/3)
         res = linear_probe(x[train], target[train], x[test], target[test], seeds=range(5), c_grid=(1.0,))
         assert res.balanced_accuracy_mean > 0.8
+
+
+def test_metrics_on_a_k_fold_benchmark_average_folds_per_seed(tmp_path):
+    from g2l.evaluate.config import EvaluateConfig
+    from g2l.evaluate.runner import benchmark_metrics
+
+    root = tmp_path / "idc"
+    for patient in range(6):
+        for label in (0, 1):
+            for i in range(4):
+                _png(root / f"p{patient}/{label}/p{patient}_{i}_class{label}.png", patient * 10 + i)
+    b = load_benchmark(REPO / "configs" / "benchmarks" / "idc.yaml", root=str(root))
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((len(b), 6)) + 2.0 * b.labels[:, None]
+    cfg = EvaluateConfig(probe_c_grid=(1.0,), robustness_ks=(3, 5), knn_k=5)
+    metrics, per_seed = benchmark_metrics(feats, b, cfg, teacher_features=feats)
+    assert len(per_seed["lp_balanced_accuracy"]) == 5 and len(per_seed["lp_c"][0]) == 5  # 5 seeds x 5 folds
+    assert metrics["lp_balanced_accuracy"] == pytest.approx(np.mean(per_seed["lp_balanced_accuracy"]))
+    assert metrics["lp_balanced_accuracy"] > 0.9 and metrics["knn_balanced_accuracy"] > 0.9
+    assert metrics["cka_teacher"] == pytest.approx(1.0)
+    assert set(metrics) >= {"pathorob_ri@k=3", "de_jong_ri@k=5"} and "pathorob_ri@k=10" not in metrics
+    # One site only: no neighbour is ever from another site, so SO = 0 and PathoROB is 0 by definition.
+    assert metrics["pathorob_ri@k=3"] == 0.0
