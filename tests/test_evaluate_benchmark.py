@@ -193,7 +193,7 @@ def test_metrics_on_a_k_fold_benchmark_average_folds_per_seed(tmp_path):
                 _png(root / f"p{patient}/{label}/p{patient}_{i}_class{label}.png", patient * 10 + i)
     b = load_benchmark(REPO / "configs" / "benchmarks" / "idc.yaml", root=str(root))
     rng = np.random.default_rng(0)
-    feats = rng.standard_normal((len(b), 6)) + 2.0 * b.labels[:, None]
+    feats = rng.standard_normal((len(b), 6)) + 2.0 * (2 * b.labels[:, None] - 1)
     cfg = EvaluateConfig(probe_c_grid=(1.0,), robustness_ks=(3, 5), knn_k=5)
     metrics, per_seed = benchmark_metrics(feats, b, cfg, teacher_features=feats)
     assert len(per_seed["lp_balanced_accuracy"]) == 5 and len(per_seed["lp_c"][0]) == 5  # 5 seeds x 5 folds
