@@ -201,5 +201,6 @@ def test_metrics_on_a_k_fold_benchmark_average_folds_per_seed(tmp_path):
     assert metrics["lp_balanced_accuracy"] > 0.9 and metrics["knn_balanced_accuracy"] > 0.9
     assert metrics["cka_teacher"] == pytest.approx(1.0)
     assert set(metrics) >= {"pathorob_ri@k=3", "de_jong_ri@k=5"} and "pathorob_ri@k=10" not in metrics
-    # One site only: no neighbour is ever from another site, so SO = 0 and PathoROB is 0 by definition.
-    assert metrics["pathorob_ri@k=3"] == 0.0
+    # One site and perfectly separated labels: every neighbour is SS, so SO = OS = 0: PathoROB is
+    # undefined (NaN, null in report.json) and de Jong's index is SS / SS = 1.
+    assert np.isnan(metrics["pathorob_ri@k=3"]) and metrics["de_jong_ri@k=3"] == 1.0
