@@ -205,3 +205,17 @@ def test_cli_exit_codes_pass_fail_and_data_error(tmp_path):
     assert proc.returncode == 2
     assert "knn_balanced_accuracy" in proc.stderr and "b1" in proc.stderr
     assert not out.exists()
+
+
+def test_metric_undefined_for_candidate_and_reference_is_not_applicable():
+    rep = report()
+    for model in ("student", "teacher"):
+        rep["models"][model]["benchmarks"]["b1"]["pathorob_ri@k=10"] = None  # e.g. single-site benchmark
+    rule = GatePolicy(
+        rules=(GateRule(metric="pathorob_ri@k=10", reference="teacher"),), primary_metric=PRIMARY
+    )
+    d = decide(rep, rule, "student")
+    assert d.passed and "not applicable" in d.rules[0].reason
+    rep["models"]["teacher"]["benchmarks"]["b1"]["pathorob_ri@k=10"] = 0.4  # defined for the teacher only
+    with pytest.raises(GateDataError, match=r"undefined.*candidate"):
+        decide(rep, rule, "student")
