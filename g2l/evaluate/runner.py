@@ -191,7 +191,13 @@ def run_evaluate(
                     "n_groups": int(len(set(b.column("group")))),
                     "split": b.definition.split.kind,
                     "n_splits": len(b.splits),
+                    "groups_shared_across_split": b.groups_shared_across_split(),
                 }
+                if report["benchmarks"][b.name]["groups_shared_across_split"]:
+                    console.print(
+                        f"[yellow]{b.name}: some slides/patients have tiles in both train and test; "
+                        f"probe and kNN scores are optimistic (use split.kind: holdout or folds)[/yellow]"
+                    )
                 projections[b.name] = {}
                 started = time.monotonic()
                 for m in loaded:
