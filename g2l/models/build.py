@@ -208,12 +208,15 @@ def _hub_snapshot(spec: ModelSpec, offline: bool) -> Path:
         from huggingface_hub import snapshot_download
     except ImportError as exc:  # pragma: no cover - huggingface_hub ships with timm
         raise _unavailable(spec, "huggingface_hub is not installed: pip install huggingface_hub") from exc
+    repo = spec.hub_repo or spec.name
     try:
-        return Path(snapshot_download(
-            spec.hub_repo or spec.name,
-            allow_patterns=["config.json", "*.safetensors", "pytorch_model.bin"],
-            local_files_only=offline,
-        ))
+        # safetensors first; only repos without it (e.g. UNI) fetch pytorch_model.bin - never both
+        path = Path(snapshot_download(repo, allow_patterns=["config.json", "model.safetensors"],
+                                      local_files_only=offline))
+        if not (path / "model.safetensors").is_file():
+            path = Path(snapshot_download(repo, allow_patterns=["config.json", "pytorch_model.bin"],
+                                          local_files_only=offline))
+        return path
     except Exception as exc:  # offline, gated (401/403), missing repo: all mean "bring the weights"
         why = "offline and not in the Hugging Face cache" if offline else f"{type(exc).__name__}: {exc}"
         raise _unavailable(spec, why.splitlines()[0]) from exc
