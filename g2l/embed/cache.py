@@ -132,9 +132,16 @@ def check_material(cache_dir: Path, material: dict[str, Any], rank: int = 0) -> 
 
 def finalize(cache_dir: Path, material: dict[str, Any], shard_index: dict[str, Any], dim: int,
              rank: int = 0) -> bool:
-    """Write index.json and _COMPLETE when every part is present and intact; returns whether it did."""
+    """Write index.json and _COMPLETE when every part is present and intact; returns whether it did.
+
+    Every rank calls this after writing its own parts, so the last rank to finish always sees all
+    parts and finalises; earlier ranks return False on the cheap record check, without hashing.
+    """
+    shards = shard_index["shards"]
+    if not all((read_record(cache_dir, i) or {}).get("shard") == s["name"] for i, s in enumerate(shards)):
+        return False
     parts = []
-    for i, shard in enumerate(shard_index["shards"]):
+    for i, shard in enumerate(shards):
         if not part_done(cache_dir, i, shard):
             return False
         record = read_record(cache_dir, i)

@@ -49,8 +49,13 @@ class _ShardViews(torch.utils.data.IterableDataset):
             views: list[np.ndarray] = []
             start = 0
             for key, jpg, _meta in iter_shard(self.shards_dir / name):
+                try:
+                    tile = decode_tile(jpg)
+                except Exception as exc:  # name the tile: a DataLoader worker's traceback would not
+                    raise ShardError(f"shard {name}: tile {key}: cannot decode its JPEG ({exc}); "
+                                     f"rerun tiling for this slide") from exc
                 keys.append(key)
-                views.append(make_views(decode_tile(jpg), key, self.spec))
+                views.append(make_views(tile, key, self.spec))
                 if len(keys) == self.tiles_per_batch:
                     yield {"part": part, "start": start, "keys": keys, "images": _stack(views)}
                     start += len(keys)
@@ -235,7 +240,7 @@ def _compute(parts: list[int], entries: list[dict[str, Any]], shards_dir: Path, 
             part = int(item["part"])
             if item.get("end"):
                 n = int(entries[part]["n_tiles"])
-                if int(item["count"]) != n or part not in buffers and n:
+                if int(item["count"]) != n or (n and part not in buffers):
                     raise ShardError(f"shard {entries[part]['name']} holds {item['count']} tiles but "
                                      f"index.json says {n}; rerun tiling so shards and index agree")
                 array = buffers.pop(part, np.zeros((0, k, loaded.embed_dim), np.float16))
