@@ -27,7 +27,7 @@ def is_remote(uri: str | Path) -> bool:
 
 def _storage() -> Any:
     try:
-        from g2l import storage
+        import g2l.storage as storage
     except ImportError as exc:  # pragma: no cover - g2l.storage ships with g2l
         raise RuntimeError("gs:// paths need g2l.storage (google-cloud-storage, google-crc32c): "
                            "pip install google-cloud-storage google-crc32c") from exc
