@@ -59,3 +59,24 @@ def test_out_of_memory_at_batch_one_is_raised():
 
     with pytest.raises(torch.OutOfMemoryError):
         forward_with_backoff(always_oom, torch.zeros(4, 3), 2)
+
+
+def test_undecodable_tile_names_shard_and_tile(tmp_path, teacher):
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("bad_0_0.jpg")
+        info.size = 10
+        tar.addfile(info, io.BytesIO(b"not a jpeg"))
+    (shards / "shard-000000.tar").write_bytes(buf.getvalue())
+    digest = hashlib.sha256(buf.getvalue()).hexdigest()
+    entries = [{"name": "shard-000000.tar", "n_tiles": 1, "sha256": digest}]
+    (shards / "index.json").write_text(json.dumps({"shards": entries, "sha256": "x"}))
+    with pytest.raises(ShardError, match="shard-000000.tar: tile bad_0_0: cannot decode"):
+        run_embed(shards, tmp_path / "out", CFG, quiet=True, model=teacher)
