@@ -11,6 +11,7 @@ import yaml
 
 from g2l.evaluate import EvaluateConfig, run_evaluate
 from g2l.evaluate.models import RegistryNotConfiguredError
+from tests.test_report_html import CHROMIUM, browser_check
 
 REPO = Path(__file__).resolve().parents[1]
 # A small C grid keeps the probe quick on a busy 2-core CI runner; the shipped configs use the full grid.
@@ -84,6 +85,9 @@ def test_cli_evaluate_writes_report_json_and_html_and_reuses_embeddings(tmp_path
     assert report["models"]["teacher"]["benchmarks"]["synthetic"]["cka_teacher"] == pytest.approx(1.0)
     html = (out / "report.html").read_text()
     assert html.count('<img src="data:image/png;base64,') == 3
+    if CHROMIUM:  # the real report, not only the hand-built one of test_report_html, renders in a browser
+        shown = browser_check(html, tmp_path)
+        assert shown["images"] == 3 and shown["broken"] == [] and shown["tables"] == 1
     cache = sorted((out / "embeddings").glob("*.npy"))
     assert [p.name for p in cache] == sorted(
         f"{m['digest']}-{report['benchmarks']['synthetic']['sha256']}.npy" for m in report["models"].values()
