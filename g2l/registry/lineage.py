@@ -72,32 +72,21 @@ def config_block(student_config: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def load_manifest(uri: str, rev: str | None = None, repo: str | None = None) -> Any:
+    """The manifest at its revision (through DVC/git when `rev` or `repo` is given), via g2l.manifest."""
+    from g2l import manifest as manifest_mod
+
+    return manifest_mod.load(uri, rev=rev, repo=repo)
+
+
 def manifest_hash(uri: str, rev: str | None = None, repo: str | None = None) -> str:
-    """Content hash of a manifest (at a DVC/git revision through g2l.manifest); a plain file's sha256 else."""
-    try:
-        from g2l import manifest as manifest_mod
-    except ImportError:
-        manifest_mod = None  # type: ignore[assignment]
-    if manifest_mod is not None:
-        return str(manifest_mod.load(uri, rev=rev, repo=repo).content_hash)
-    if rev:
-        raise RuntimeError(f"reading manifest {uri} at rev {rev} needs g2l.manifest (DVC), which is missing")
-    return blobs.sha256_uri(uri)
+    """Content hash (sha256 of the canonical CSV) of a manifest at its revision."""
+    return str(load_manifest(uri, rev, repo).content_hash)
 
 
 def manifest_rows(uri: str, rev: str | None = None, repo: str | None = None) -> list[dict[str, Any]]:
-    """The manifest's rows as dicts (slide_id, uri, checksum, ...)."""
-    try:
-        from g2l import manifest as manifest_mod
-    except ImportError:
-        manifest_mod = None  # type: ignore[assignment]
-    if manifest_mod is not None:
-        df = manifest_mod.load(uri, rev=rev, repo=repo).df
-    else:
-        import pandas as pd
-
-        path = blobs.local_path(uri)
-        df = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path, dtype=str)
+    """The manifest's rows as dicts (slide_id, uri, checksum, ...); empty cells are None."""
+    df = load_manifest(uri, rev, repo).df
     return [{k: (None if _isna(v) else v) for k, v in row.items()} for row in df.to_dict(orient="records")]
 
 
@@ -177,10 +166,11 @@ def collect(
 
     # Manifest: the content hash at its revision (what the audit recomputes).
     if out["manifest_uri"] is not None:
-        now = manifest_hash(str(out["manifest_uri"]), out["manifest_rev"], out["manifest_repo"])
-        if out["manifest_sha256"] and out["manifest_sha256"] != now:
+        loaded = load_manifest(str(out["manifest_uri"]), out["manifest_rev"], out["manifest_repo"])
+        if out["manifest_sha256"] and out["manifest_sha256"] != loaded.content_hash:
             out["manifest_sha256_at_training"] = out["manifest_sha256"]
-        out["manifest_sha256"] = now
+        out["manifest_sha256"] = loaded.content_hash
+        out["manifest_rev"] = loaded.rev or out["manifest_rev"]  # the resolved commit, not a moving branch
 
     # Anything else the distill stage put in its lineage block is kept as is.
     if isinstance(block, Mapping):
