@@ -52,13 +52,21 @@ class LineageOverrides:
     image_digest: str | None = None
 
 
+def _normalise(source: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten nested forms upstream stages use, e.g. distill's `teacher: {name, weights_sha256}`."""
+    out = dict(source)
+    teacher = source.get("teacher")
+    if isinstance(teacher, Mapping):
+        out["teacher"] = teacher.get("name")
+        out.setdefault("teacher_weights_sha256", teacher.get("weights_sha256"))
+    return out
+
+
 def _lookup(sources: list[Mapping[str, Any]], key: str) -> Any:
     for source in sources:
         for name in _ALIASES[key]:
             value = source.get(name)
-            if isinstance(value, Mapping) and key == "teacher":
-                value = value.get("name")
-            if value not in (None, ""):
+            if value not in (None, "") and not isinstance(value, Mapping | list):
                 return value
     return None
 
@@ -116,8 +124,8 @@ def collect(
     block = student_config.get("lineage")
     sources: list[Mapping[str, Any]] = [
         {k: v for k, v in dataclasses.asdict(overrides).items() if v is not None},
-        block if isinstance(block, Mapping) else {},
-        student_config,
+        _normalise(block) if isinstance(block, Mapping) else {},
+        _normalise(student_config),
     ]
     out: dict[str, Any] = {key: _lookup(sources, key) for key in _ALIASES}
     out["image_digest"] = out["image_digest"] or os.environ.get(IMAGE_DIGEST_ENV)
@@ -127,13 +135,10 @@ def collect(
     out["student_uri"] = student_dir
     out["student_weights_sha256"] = blobs.sha256_uri(blobs.join(student_dir, WEIGHTS_FILE))
     out["student_config_sha256"] = blobs.sha256_uri(blobs.join(student_dir, CONFIG_FILE))
-    recorded_weights = student_config.get("weights_sha256") or student_config.get("student_weights_sha256")
-    if recorded_weights and recorded_weights != out["student_weights_sha256"]:
-        raise ValueError(
-            f"{blobs.join(student_dir, WEIGHTS_FILE)}: sha256 {out['student_weights_sha256']} differs from "
-            f"the weights_sha256 {recorded_weights} in its config.json; the weights were changed after "
-            "distillation; fix: re-export the student"
-        )
+    # distill's own digest of the state dict (tensor bytes, not the file): kept as recorded
+    digest = student_config.get("weights_sha256") or student_config.get("student_weights_sha256")
+    if digest:
+        out["student_state_dict_sha256"] = digest
     block_cfg = config_block(student_config)
     if out["config_sha256"] is None and block_cfg is not None:
         from g2l.config import config_hash

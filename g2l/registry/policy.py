@@ -74,9 +74,12 @@ def load_primary_metric(path: str | Path) -> PrimaryMetric:
 
 
 def candidate_name(
-    report: Mapping[str, Any], decision: Mapping[str, Any], weights_sha256: str, explicit: str | None = None
+    report: Mapping[str, Any], decision: Mapping[str, Any], digests: set[str], explicit: str | None = None
 ) -> str:
-    """The candidate's name in the report: explicit, the decision's, the digest match, or `student`."""
+    """The candidate's name in the report: explicit, the decision's, a digest match, or `student`.
+
+    `digests` are the student's file sha256 and the state-dict digest its config.json records.
+    """
     models = report.get("models") or {}
     if not isinstance(models, Mapping) or not models:
         raise ValueError("report.json has no `models`; fix: pass the report written by `g2l evaluate`")
@@ -85,14 +88,14 @@ def candidate_name(
             if name not in models:
                 raise ValueError(f"candidate {name!r} is not in report.json models {sorted(models)}")
             return str(name)
-    by_digest = [n for n, m in models.items() if isinstance(m, Mapping) and m.get("digest") == weights_sha256]
+    by_digest = [n for n, m in models.items() if isinstance(m, Mapping) and m.get("digest") in digests]
     if len(by_digest) == 1:
         return str(by_digest[0])
     if "student" in models:
         return "student"
     raise ValueError(
-        f"cannot tell the candidate among report.json models {sorted(models)} (none has digest "
-        f"{weights_sha256[:12]}...); fix: pass --candidate NAME"
+        f"cannot tell the candidate among report.json models {sorted(models)} (none has the student's "
+        "digest); fix: pass --candidate NAME"
     )
 
 

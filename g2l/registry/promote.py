@@ -150,7 +150,8 @@ def promote(
     overrides = overrides or lineage.LineageOverrides()
     primary = load_primary_metric(policy or config.policy)
     inputs = _load_inputs(student, report, decision)
-    cand = candidate_name(inputs.report, inputs.decision, inputs.weights_sha256, candidate)
+    digests = {inputs.weights_sha256, str(inputs.student_config.get("weights_sha256", ""))} - {""}
+    cand = candidate_name(inputs.report, inputs.decision, digests, candidate)
     cand_benches = model_benchmarks(inputs.report, cand)
     over = report_benchmarks(inputs.report, cand)
     value = primary.score(cand_benches, over)
