@@ -40,7 +40,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 REJECTED_TAG = "rejected"
 KEY_TAG = "g2l.promotion_key"
-METRIC_TAG = "g2l.metric."
+METRICS_TAG = "g2l.metrics"  # JSON {benchmark: {metric: value}}: metric names like ri@k=10 are no tag keys
 HOLD_ENV = "G2L_PROMOTE_HOLD_S"  # fault injection: widen the read-compare-set window (concurrency tests)
 EXIT_PROMOTED = 0
 EXIT_NOT_PROMOTED = 4
@@ -308,8 +308,7 @@ def _create_version(
         "g2l.gate_rules": json.dumps(inputs.decision.get("rules") or [], sort_keys=True)[:90000],
         "g2l.primary_metric": primary.key,
         "g2l.primary_value": repr(value),
-        "g2l.benchmarks": json.dumps(sorted(cand_benches)),
-        **{f"{METRIC_TAG}{b}.{m}": repr(v) for b, ms in cand_benches.items() for m, v in ms.items()},
+        METRICS_TAG: json.dumps(cand_benches, sort_keys=True)[:90000],
         **lineage.as_tags(lin),
     }
     source = f"{client.get_run(run_id).info.artifact_uri}/student"
@@ -384,23 +383,19 @@ def _decide(
 
 
 def recorded_benchmarks(tags: Mapping[str, str]) -> dict[str, dict[str, float]]:
-    """{benchmark: {metric: value}} a version recorded in its `g2l.metric.<bench>.<metric>` tags."""
+    """{benchmark: {metric: value}} a version recorded in its `g2l.metrics` tag (empty when absent)."""
     try:
-        benches = json.loads(tags.get("g2l.benchmarks", "[]"))
+        raw = json.loads(tags.get(METRICS_TAG) or "{}")
     except json.JSONDecodeError:
-        benches = []
+        return {}
     out: dict[str, dict[str, float]] = {}
-    for key, raw in tags.items():
-        if not key.startswith(METRIC_TAG):
-            continue
-        rest = key[len(METRIC_TAG) :]
-        # benchmark names may hold dots: match the recorded names first, longest first
-        bench = next((b for b in sorted(benches, key=len, reverse=True) if rest.startswith(f"{b}.")), None)
-        bench, metric = (bench, rest[len(bench) + 1 :]) if bench else tuple(rest.rsplit(".", 1))  # type: ignore[assignment]
-        try:
-            out.setdefault(bench, {})[metric] = float(raw)
-        except ValueError:
-            continue
+    for bench, metrics in raw.items() if isinstance(raw, dict) else ():
+        if isinstance(metrics, dict):
+            out[str(bench)] = {
+                str(k): float(v)
+                for k, v in metrics.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
     return out
 
 
