@@ -47,5 +47,8 @@ def test_registry_specs_resolve_to_the_registered_student(
 
     with pytest.raises(ValueError, match="registry:<cancer>@<alias>"):
         resolve_spec("registry:brca", registry_uri=registry_uri)
+    missing = tmp_path / "none" / "mlflow.db"
+    assert resolve_spec(f"registry:{cancer}@champion", registry_uri=f"sqlite:///{missing}") is None
+    assert not missing.exists()  # resolving never creates a registry
     with pytest.raises(RegistryError, match="bogus://x"):
         resolve_spec("registry:brca@champion", registry_uri="bogus://x")

@@ -102,6 +102,10 @@ def promote_cmd(
         )
     except (RegistryError, ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
         raise _fail(exc, EXIT_ERROR) from exc
+    except Exception as exc:  # MlflowException and friends: still exit 2 with the message, per the contract
+        if type(exc).__module__.startswith(("mlflow", "sqlalchemy", "requests")):
+            raise _fail(RuntimeError(f"registry operation failed: {exc}"), EXIT_ERROR) from exc
+        raise
     typer.echo(result.summary_line())
     raise typer.Exit(result.exit_code)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from g2l.registry import blobs, lineage
 from g2l.registry.config import RegistryConfig
-from g2l.registry.store import RegistryError, alias_version, model_name, open_client, resolve_uri
+from g2l.registry.store import RegistryError, alias_version, model_name, open_client, resolve_uri, sqlite_path
 
 PREFIX = "registry:"
 CACHE_ENV = "G2L_REGISTRY_CACHE"
@@ -35,7 +35,11 @@ def resolve_spec(
     if match is None:
         raise ValueError(f"model spec {spec!r} is not registry:<cancer>@<alias> or registry:<cancer>@v<N>")
     cancer, ref = match["cancer"], match["ref"]
-    client = open_client(resolve_uri(registry_uri, config or RegistryConfig(), artifact_root))
+    uri = resolve_uri(registry_uri, config or RegistryConfig(), artifact_root)
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        return None  # no embedded registry yet, so nothing registered (and none created as a side effect)
+    client = open_client(uri)
     name = model_name(cancer)
     if re.fullmatch(r"v\d+", ref):
         try:
