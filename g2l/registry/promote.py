@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from g2l.metrics import StageMetrics
 from g2l.registry import blobs, lineage
 from g2l.registry.config import RegistryConfig
 from g2l.registry.lock import file_lock, registry_mutex
@@ -144,8 +145,12 @@ def promote(
     candidate: str | None = None,
     overrides: lineage.LineageOverrides | None = None,
     quiet: bool = False,
+    metrics: StageMetrics | None = None,
 ) -> PromotionResult:
-    """Log a run, register (once) a version with lineage tags, then decide `champion` under a lock."""
+    """Log a run, register (once) a version with lineage tags, then decide `champion` under a lock.
+
+    `metrics` (a StageMetrics the caller publishes) receives lock waits and the outcome.
+    """
     config = config or RegistryConfig()
     overrides = overrides or lineage.LineageOverrides()
     primary = load_primary_metric(policy or config.policy)
@@ -176,7 +181,9 @@ def promote(
     # A file lock covers the whole promotion (including creating a fresh sqlite db); the registry
     # mutex covers only the find-or-create-version and champion decision, so uploads run in parallel.
     outer = file_lock(db, config.lock_timeout_s) if mode == "file" and db else contextlib.nullcontext()
+    waited = time.monotonic()
     with outer:
+        lock_wait_s = time.monotonic() - waited
         client = open_client(uri)
         exp_id = ensure_experiment(client, uri, config, cancer)
         ensure_model(client, name, f"g2l students distilled for {cancer}; alias `champion` is served")
@@ -191,7 +198,9 @@ def promote(
             if mode == "registry"
             else contextlib.nullcontext()
         )
+        waited = time.monotonic()
         with inner:
+            lock_wait_s += time.monotonic() - waited
             version = _version_with_key(client, name, inputs.key)
             created = version is None
             if version is None:
@@ -212,6 +221,16 @@ def promote(
         run_id=run_id,
         registry_uri=uri,
     )
+    if metrics is not None:
+        metrics.gauge("promote_lock_wait_seconds", "Time spent waiting for the promotion lock").set(
+            lock_wait_s
+        )
+        metrics.counter("promote_versions_created_total", "Model versions registered").inc(int(created))
+        metrics.gauge("promote_champion", "1 when the version is the champion afterwards").set(
+            int(result.promoted)
+        )
+        metrics.gauge("promote_version", "The registered version number").set(result.version)
+        metrics.gauge("promote_primary_value", "The candidate's primary metric").set(value)
     if not quiet:
         from g2l.progress import console
 
