@@ -330,7 +330,7 @@ def audit(
     from mlflow.exceptions import MlflowException
 
     config = config or RegistryConfig()
-    client = open_client(resolve_uri(registry_uri, config, artifact_root))
+    client = open_client(resolve_uri(registry_uri, config, artifact_root), create=False)
     name = model_name(cancer)
     mv: Any
     if version is not None:
