@@ -18,8 +18,11 @@ def _scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     canvas = Image.new("RGB", (w, h), (238, 236, 240))
     truth_img = Image.new("L", (w, h), 0)
     draw, truth = ImageDraw.Draw(canvas), ImageDraw.Draw(truth_img)
-    blobs = [((40, 40, 190, 170), (222, 150, 190)), ((220, 60, 370, 230), (170, 110, 190)),
-             ((60, 240, 250, 370), (205, 120, 170))]
+    blobs = [
+        ((40, 40, 190, 170), (222, 150, 190)),
+        ((220, 60, 370, 230), (170, 110, 190)),
+        ((60, 240, 250, 370), (205, 120, 170)),
+    ]
     for box, colour in blobs:
         draw.ellipse(box, fill=colour)
         truth.ellipse(box, fill=255)
@@ -31,8 +34,11 @@ def _scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rgb = np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
     pen_img = Image.new("L", (w, h), 0)
     pen_draw = ImageDraw.Draw(pen_img)
-    strokes = [((10, 385, 390, 385), (20, 40, 200)), ((385, 10, 385, 390), (30, 160, 60)),
-               ((270, 250, 390, 300), (15, 15, 20))]
+    strokes = [
+        ((10, 385, 390, 385), (20, 40, 200)),
+        ((385, 10, 385, 390), (30, 160, 60)),
+        ((270, 250, 390, 300), (15, 15, 20)),
+    ]
     for line, colour in strokes:
         rgb_img = Image.fromarray(rgb)
         ImageDraw.Draw(rgb_img).line(line, fill=colour, width=6)

@@ -17,7 +17,9 @@ def register(app: typer.Typer) -> None:
 def tile(
     manifest: Annotated[str, typer.Option(help="Manifest CSV/Parquet, local or gs://")],
     out: Annotated[str, typer.Option(help="Artifact root (local directory or gs://bucket/prefix)")],
-    config: Annotated[Path | None, typer.Option(help="YAML config; its `tiling:` and `run:` sections")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config; its `tiling:` and `run:` sections")
+    ] = None,
     target_mpp: Annotated[float | None, typer.Option(help="Tile resolution in um/px (0.5 = 20x)")] = None,
     tile_px: Annotated[int | None, typer.Option(help="Tile edge in pixels")] = None,
     backend: Annotated[str | None, typer.Option(help="auto, cucim, openslide or tiffslide")] = None,
@@ -35,8 +37,16 @@ def tile(
     from g2l.tiling import TilingConfig, run_tiling
 
     try:
-        cfg = load_section(TilingConfig, config, section="tiling", target_mpp=target_mpp, tile_px=tile_px,
-                           backend=backend, workers=workers, max_failed_fraction=max_failed_fraction)
+        cfg = load_section(
+            TilingConfig,
+            config,
+            section="tiling",
+            target_mpp=target_mpp,
+            tile_px=tile_px,
+            backend=backend,
+            workers=workers,
+            max_failed_fraction=max_failed_fraction,
+        )
         run = load_section(RunConfig, config, section="run")
     except ConfigError as exc:
         console.print(f"[red]config error:[/red] {exc}")
@@ -47,11 +57,20 @@ def tile(
     if not ok:
         console.print(
             f"[red]{len(result.slides_failed)} of {len(result.slides_ok) + len(result.slides_failed)} slides "
-            f"failed ({result.failed_fraction:.1%}), more than max_failed_fraction {cfg.max_failed_fraction:.1%}"
+            f"failed ({result.failed_fraction:.1%}), "
+            f"more than max_failed_fraction {cfg.max_failed_fraction:.1%}"
         )
-    typer.echo(json.dumps({
-        "out": out, "slides_ok": len(result.slides_ok), "slides_failed": len(result.slides_failed),
-        "n_tiles": result.n_tiles, "shards_sha256": result.index["sha256"], "ok": ok,
-    }))
+    typer.echo(
+        json.dumps(
+            {
+                "out": out,
+                "slides_ok": len(result.slides_ok),
+                "slides_failed": len(result.slides_failed),
+                "n_tiles": result.n_tiles,
+                "shards_sha256": result.index["sha256"],
+                "ok": ok,
+            }
+        )
+    )
     if not ok:
         raise typer.Exit(1)

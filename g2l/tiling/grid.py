@@ -65,14 +65,16 @@ def plan_tiles(
     else:
         read_px = max(tile_px, int(round(tile_px * target_mpp / level_mpp)))
     size0 = int(round(read_px * ds))
-    return TilePlan(level=level, level_mpp=level_mpp, downsample=ds, read_px=read_px, tile_px=tile_px,
-                    size0=size0)
+    return TilePlan(
+        level=level, level_mpp=level_mpp, downsample=ds, read_px=read_px, tile_px=tile_px, size0=size0
+    )
 
 
 def grid(width0: int, height0: int, size0: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-left corners (x, y) of all whole tiles of edge `size0` on a grid anchored at (0, 0), row-major."""
     nx = max(0, width0 // size0)
     ny = max(0, height0 // size0)
-    ys, xs = np.meshgrid(np.arange(ny, dtype=np.int64) * size0, np.arange(nx, dtype=np.int64) * size0,
-                         indexing="ij")
+    ys, xs = np.meshgrid(
+        np.arange(ny, dtype=np.int64) * size0, np.arange(nx, dtype=np.int64) * size0, indexing="ij"
+    )
     return xs.ravel(), ys.ravel()

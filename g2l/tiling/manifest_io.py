@@ -78,7 +78,9 @@ def slide_rows(df: pd.DataFrame) -> list[SlideRow]:
     """The manifest's slides in manifest order; a bad id or missing uri is an error naming the row."""
     for column in ("slide_id", "uri"):
         if column not in df.columns:
-            raise ValueError(f"manifest has no `{column}` column; columns are: {', '.join(map(str, df.columns))}")
+            raise ValueError(
+                f"manifest has no `{column}` column; columns are: {', '.join(map(str, df.columns))}"
+            )
     rows = []
     for number, rec in enumerate(df.to_dict("records"), start=1):
         slide_id = str(rec["slide_id"])
@@ -86,7 +88,16 @@ def slide_rows(df: pd.DataFrame) -> list[SlideRow]:
             raise ValueError(f"manifest row {number}: slide_id {slide_id!r} must match {SLIDE_ID_RE.pattern}")
         uri = _optional_str(rec.get("uri"))
         if uri is None:
-            raise ValueError(f"manifest row {number} (slide {slide_id}): `uri` is empty; give the slide's path")
-        rows.append(SlideRow(slide_id=slide_id, uri=uri, site=_optional_str(rec.get("site")) or "",
-                             mpp=_optional_float(rec.get("mpp")), checksum=_optional_str(rec.get("checksum"))))
+            raise ValueError(
+                f"manifest row {number} (slide {slide_id}): `uri` is empty; give the slide's path"
+            )
+        rows.append(
+            SlideRow(
+                slide_id=slide_id,
+                uri=uri,
+                site=_optional_str(rec.get("site")) or "",
+                mpp=_optional_float(rec.get("mpp")),
+                checksum=_optional_str(rec.get("checksum")),
+            )
+        )
     return rows

@@ -142,7 +142,9 @@ class OutputRoot:
 
             prefix = self.join(rel_dir).rstrip("/") + "/"
             return sorted(
-                info.uri[len(prefix):] for info in storage.list_files(prefix) if "/" not in info.uri[len(prefix):]
+                info.uri[len(prefix) :]
+                for info in storage.list_files(prefix)
+                if "/" not in info.uri[len(prefix) :]
             )
         path = Path(self.join(rel_dir))
         return sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() else []

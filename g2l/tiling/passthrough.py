@@ -37,7 +37,11 @@ class JpegTileSource:
                 raise LookupError(f"no TIFF page of {width}x{height}")
             if not page.is_tiled or page.tilewidth != tile_px or page.tilelength != tile_px:
                 raise LookupError("stored tiles are not tile_px square")
-            if int(page.compression) != JPEG_COMPRESSION or page.samplesperpixel != 3 or page.bitspersample != 8:
+            if (
+                int(page.compression) != JPEG_COMPRESSION
+                or page.samplesperpixel != 3
+                or page.bitspersample != 8
+            ):
                 raise LookupError("stored tiles are not 8-bit RGB JPEG")
             if int(getattr(page, "planarconfig", 1)) != 1:
                 raise LookupError("stored tiles are planar")
@@ -70,7 +74,7 @@ class JpegTileSource:
         """Pick the colour-space framing whose decode matches the reader's pixels on every sample."""
         import imagecodecs
 
-        for adobe in ((True, False) if self.rgb_photometric else (False, True)):
+        for adobe in (True, False) if self.rgb_photometric else (False, True):
             ok = True
             for x_level, y_level, expected in samples:
                 data = assemble_jpeg(self.raw(x_level, y_level), self.tables, adobe_rgb=adobe)

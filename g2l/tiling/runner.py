@@ -98,16 +98,22 @@ def tile_slides(
     if metrics is not None:
         written = sum(o.n_tiles for o in outcomes if not o.skipped and o.status == "ok")
         metrics.counter("slides_done_total", "Slides tiled (or found already tiled)").inc(
-            sum(o.status == "ok" for o in outcomes))
+            sum(o.status == "ok" for o in outcomes)
+        )
         metrics.counter("slides_skipped_total", "Slides skipped because their outputs were complete").inc(
-            sum(o.skipped for o in outcomes))
+            sum(o.skipped for o in outcomes)
+        )
         metrics.counter("slides_failed_total", "Slides that could not be tiled").inc(
-            sum(o.status == "failed" for o in outcomes))
+            sum(o.status == "failed" for o in outcomes)
+        )
         metrics.failures.inc(sum(o.status == "failed" for o in outcomes))
         metrics.counter("tiles_written_total", "Tiles written in this run").inc(written)
         metrics.counter("bytes_read_total", "Bytes of slide files opened in this run").inc(
-            sum(o.bytes_read for o in outcomes))
-        metrics.gauge("tiles_per_second", "Tiles written per second of tiling").set(written / max(elapsed, 1e-6))
+            sum(o.bytes_read for o in outcomes)
+        )
+        metrics.gauge("tiles_per_second", "Tiles written per second of tiling").set(
+            written / max(elapsed, 1e-6)
+        )
     return outcomes
 
 
@@ -129,9 +135,13 @@ def write_shards(out_root: str | Path, manifest: Any, config: TilingConfig) -> d
         elif isinstance(meta, dict) and meta.get("status") == "failed":
             failed.append({"slide_id": row.slide_id, "error": str(meta.get("error"))})
         else:
-            failed.append({"slide_id": row.slide_id,
-                           "error": f"slide {row.slide_id} was not tiled (no tiles/{row.slide_id}/meta.json); "
-                                    "run `g2l tile` for it"})
+            failed.append(
+                {
+                    "slide_id": row.slide_id,
+                    "error": f"slide {row.slide_id} was not tiled (no tiles/{row.slide_id}/meta.json); "
+                    "run `g2l tile` for it",
+                }
+            )
     index = build_shards(root, ok, config, manifest_sha256)
     summary = {
         "slides_ok": [sid for sid, _, _ in ok],
@@ -158,16 +168,29 @@ def run_tiling(
 ) -> TilingResult:
     """Tile every slide, then pack shards and write summary.json (a rerun of a finished run is a no-op)."""
     resolved = resolve_manifest(manifest)
-    tile_slides(resolved[0], out_root, config, slide_ids, workers=workers, quiet=quiet, metrics=metrics,
-                cache_dir=cache_dir)
+    tile_slides(
+        resolved[0],
+        out_root,
+        config,
+        slide_ids,
+        workers=workers,
+        quiet=quiet,
+        metrics=metrics,
+        cache_dir=cache_dir,
+    )
     summary = _write_shards_resolved(out_root, resolved, config)
     if not quiet:
         console.print(
             f"tiling: {len(summary['slides_ok'])} slide(s) ok, {len(summary['slides_failed'])} failed, "
             f"{summary['n_tiles']} tiles in {summary['n_shards']} shard(s) under {out_root}"
         )
-    return TilingResult(out_root=str(out_root), slides_ok=summary["slides_ok"],
-                        slides_failed=summary["slides_failed"], n_tiles=summary["n_tiles"], index=summary["index"])
+    return TilingResult(
+        out_root=str(out_root),
+        slides_ok=summary["slides_ok"],
+        slides_failed=summary["slides_failed"],
+        n_tiles=summary["n_tiles"],
+        index=summary["index"],
+    )
 
 
 class _Resolved:
@@ -178,5 +201,7 @@ class _Resolved:
         self.content_hash = content_hash
 
 
-def _write_shards_resolved(out_root: str | Path, resolved: tuple[Any, str], config: TilingConfig) -> dict[str, Any]:
+def _write_shards_resolved(
+    out_root: str | Path, resolved: tuple[Any, str], config: TilingConfig
+) -> dict[str, Any]:
     return write_shards(out_root, _Resolved(*resolved), config)

@@ -168,8 +168,9 @@ def build_shards(
                     if current is None:
                         current = _ShardWriter(root, SHARD_NAME.format(len(shards)))
                     current.add(f"{key}.jpg", data)
-                    current.add(f"{key}.json", _tile_json(slide_id, int(x), int(y), int(size0), site,
-                                                          float(tissue)))
+                    current.add(
+                        f"{key}.json", _tile_json(slide_id, int(x), int(y), int(size0), site, float(tissue))
+                    )
                     current.n_tiles += 1
                     if current.n_tiles >= config.tiles_per_shard:
                         shards.append(current.finish())

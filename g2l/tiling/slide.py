@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,9 @@ from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
 # Config keys that change no output byte: they are left out of the hash that decides whether a
 # finished slide can be skipped.
 RUNTIME_ONLY_KEYS = ("workers", "batch_tiles", "max_failed_fraction", "tiles_per_shard")
-COORDS_SCHEMA = pa.schema([("x", pa.int64()), ("y", pa.int64()), ("size0", pa.int64()), ("tissue", pa.float32())])
+COORDS_SCHEMA = pa.schema(
+    [("x", pa.int64()), ("y", pa.int64()), ("size0", pa.int64()), ("tissue", pa.float32())]
+)
 
 
 class SlideError(RuntimeError):
@@ -109,6 +110,18 @@ def _resize_area(rgb: np.ndarray, tile_px: int) -> np.ndarray:
     return np.asarray(image.resize((tile_px, tile_px), Image.Resampling.BOX))
 
 
+def tissue_image_px(width0: int, height0: int, mpp: float, size0: int, config: TilingConfig) -> int:
+    """Longest side of the image tissue is detected on: about `tissue_mpp`, capped at `tissue_level_px`.
+
+    At least 8 mask pixels per tile edge keep per-tile tissue fractions meaningful; the cap keeps the
+    read to a low pyramid level on any slide size.
+    """
+    longest = max(width0, height0)
+    wanted = int(np.ceil(longest * mpp / config.tissue_mpp))
+    per_tile = int(np.ceil(8 * longest / size0))
+    return int(min(config.tissue_level_px, longest, max(wanted, per_tile, 64)))
+
+
 def _batches(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
@@ -142,7 +155,9 @@ def _tile_bytes(
             yield future.result()
 
 
-def _try_passthrough(reader: Any, path: Path, plan: TilePlan, xs: np.ndarray, ys: np.ndarray) -> JpegTileSource | None:
+def _try_passthrough(
+    reader: Any, path: Path, plan: TilePlan, xs: np.ndarray, ys: np.ndarray
+) -> JpegTileSource | None:
     """A raw-JPEG tile source when the level's stored tiles are our tiles, checked against the reader."""
     if not plan.identity or len(xs) == 0 or abs(plan.downsample - round(plan.downsample)) > 1e-9:
         return None
@@ -186,9 +201,16 @@ def tile_slide(
     try:
         return _tile_slide(row, root, config, config_sha256, threads, cache_dir, on_tiles, started)
     except Exception as exc:
-        error = str(exc) if isinstance(exc, SlideError) else f"slide {row.slide_id}: {type(exc).__name__}: {exc}"
-        failed = {"slide_id": row.slide_id, "status": "failed", "error": error, "source": slide_identity(row),
-                  "config_sha256": config_sha256}
+        error = (
+            str(exc) if isinstance(exc, SlideError) else f"slide {row.slide_id}: {type(exc).__name__}: {exc}"
+        )
+        failed = {
+            "slide_id": row.slide_id,
+            "status": "failed",
+            "error": error,
+            "source": slide_identity(row),
+            "config_sha256": config_sha256,
+        }
         root.write_json(f"{rel}/meta.json", failed)
         return SlideOutcome(row.slide_id, "failed", error=error, seconds=time.monotonic() - started)
 
@@ -219,23 +241,35 @@ def _tile_slide(
             )
         mpp_source = "manifest" if row.mpp is not None else "metadata"
         try:
-            plan = plan_tiles(float(mpp), list(reader.level_downsamples), target_mpp=config.target_mpp,
-                              tile_px=config.tile_px, tolerance=config.mpp_tolerance)
+            plan = plan_tiles(
+                float(mpp),
+                list(reader.level_downsamples),
+                target_mpp=config.target_mpp,
+                tile_px=config.tile_px,
+                tolerance=config.mpp_tolerance,
+            )
         except ValueError as exc:
             raise SlideError(f"slide {row.slide_id}: {exc}") from exc
         width0, height0 = (int(v) for v in reader.dimensions)
         timings["open_s"] = time.monotonic() - clock
 
         clock = time.monotonic()
-        thumb = np.asarray(reader.thumbnail(min(config.tissue_level_px, max(width0, height0))))[..., :3]
+        thumb = np.asarray(reader.thumbnail(tissue_image_px(width0, height0, float(mpp), plan.size0, config)))
+        thumb = np.ascontiguousarray(thumb[..., :3])
         scale_x, scale_y = width0 / thumb.shape[1], height0 / thumb.shape[0]
-        tissue = detect_tissue(thumb, mpp=float(mpp) * (scale_x + scale_y) / 2, threshold=config.tissue_threshold,
-                               pen_filter=config.pen_filter, max_hole_mm2=config.max_hole_mm2,
-                               min_tissue_mm2=config.min_tissue_mm2)
+        tissue = detect_tissue(
+            thumb,
+            mpp=float(mpp) * (scale_x + scale_y) / 2,
+            threshold=config.tissue_threshold,
+            pen_filter=config.pen_filter,
+            max_hole_mm2=config.max_hole_mm2,
+            min_tissue_mm2=config.min_tissue_mm2,
+        )
         xs, ys = grid(width0, height0, plan.size0)
         level_w, level_h = (int(v) for v in reader.level_dimensions[plan.level])
         inside = (np.round(xs / plan.downsample) + plan.read_px <= level_w) & (
-            np.round(ys / plan.downsample) + plan.read_px <= level_h)
+            np.round(ys / plan.downsample) + plan.read_px <= level_h
+        )
         xs, ys = xs[inside], ys[inside]
         fractions = tile_tissue_fractions(tissue.mask, xs, ys, plan.size0, scale_x, scale_y)
         keep = fractions >= config.min_tissue_fraction
@@ -246,12 +280,17 @@ def _tile_slide(
         clock = time.monotonic()
         passthrough = _try_passthrough(reader, path, plan, xs, ys) if config.jpeg_passthrough else None
         try:
-            with root.writer(f"{rel}/tiles.tar") as tar_path, open(tar_path, "wb") as handle, \
-                    ThreadPoolExecutor(max(1, threads)) as pool:
+            with (
+                root.writer(f"{rel}/tiles.tar") as tar_path,
+                open(tar_path, "wb") as handle,
+                ThreadPoolExecutor(max(1, threads)) as pool,
+            ):
                 hasher = HashingWriter(handle)
                 tar = DeterministicTar(hasher)  # type: ignore[arg-type]
                 done = 0
-                for i, data in enumerate(_tile_bytes(reader, plan, xs, ys, config, pool, threads, passthrough)):
+                for i, data in enumerate(
+                    _tile_bytes(reader, plan, xs, ys, config, pool, threads, passthrough)
+                ):
                     tar.add(f"{tile_key(row.slide_id, int(xs[i]), int(ys[i]))}.jpg", data)
                     done += 1
                     if on_tiles is not None and done % config.batch_tiles == 0:
@@ -266,14 +305,22 @@ def _tile_slide(
         timings["tiles_s"] = time.monotonic() - clock
 
         clock = time.monotonic()
-        table = pa.table({"x": pa.array(xs, pa.int64()), "y": pa.array(ys, pa.int64()),
-                          "size0": pa.array(np.full(len(xs), plan.size0), pa.int64()),
-                          "tissue": pa.array(fractions, pa.float32())}, schema=COORDS_SCHEMA)
+        table = pa.table(
+            {
+                "x": pa.array(xs, pa.int64()),
+                "y": pa.array(ys, pa.int64()),
+                "size0": pa.array(np.full(len(xs), plan.size0), pa.int64()),
+                "tissue": pa.array(fractions, pa.float32()),
+            },
+            schema=COORDS_SCHEMA,
+        )
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         coords_bytes = buffer.getvalue()
         root.write_bytes(f"{rel}/coords.parquet", coords_bytes)
-        png = render_thumbnail(thumb, tissue.mask, xs, ys, plan.size0, scale_x, scale_y, config.thumbnail_px)
+        qc_px = min(config.thumbnail_px, max(width0, height0))
+        qc = thumb if qc_px <= max(thumb.shape[:2]) else np.asarray(reader.thumbnail(qc_px))[..., :3]
+        png = render_thumbnail(qc, tissue.mask, xs, ys, plan.size0, width0, height0, config.thumbnail_px)
         root.write_bytes(f"{rel}/thumbnail.png", png)
         timings["write_s"] = time.monotonic() - clock
         timings["total_s"] = time.monotonic() - started
@@ -309,5 +356,6 @@ def _tile_slide(
     finally:
         reader.close()
     root.write_json(f"{rel}/meta.json", meta)  # last: its presence with status ok marks the slide done
-    return SlideOutcome(row.slide_id, "ok", n_tiles=int(len(xs)), seconds=time.monotonic() - started,
-                        bytes_read=bytes_read)
+    return SlideOutcome(
+        row.slide_id, "ok", n_tiles=int(len(xs)), seconds=time.monotonic() - started, bytes_read=bytes_read
+    )

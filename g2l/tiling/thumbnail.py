@@ -18,11 +18,11 @@ def render_thumbnail(
     xs: np.ndarray,
     ys: np.ndarray,
     size0: int,
-    scale_x: float,
-    scale_y: float,
+    width0: int,
+    height0: int,
     max_px: int,
 ) -> bytes:
-    """PNG bytes of `image` (mask-sized, level-0 px = image px * scale) shrunk to `max_px`, annotated."""
+    """PNG bytes of the slide `image` (any size) shrunk to `max_px`, with the mask's contour and the tiles."""
     h, w = image.shape[:2]
     shrink = min(1.0, max_px / max(h, w))
     out_w, out_h = max(1, int(round(w * shrink))), max(1, int(round(h * shrink)))
@@ -30,6 +30,7 @@ def render_thumbnail(
     mask_img = Image.fromarray(mask.astype(np.uint8) * 255)
     if (out_w, out_h) != (w, h):
         canvas = canvas.resize((out_w, out_h), Image.Resampling.BOX)
+    if mask_img.size != (out_w, out_h):
         mask_img = mask_img.resize((out_w, out_h), Image.Resampling.NEAREST)
     small = np.asarray(mask_img) > 127
     edge = small & ~ndimage.binary_erosion(small, border_value=0)
@@ -38,8 +39,8 @@ def render_thumbnail(
     pixels[edge] = CONTOUR_RGB
     canvas = Image.fromarray(pixels)
     draw = ImageDraw.Draw(canvas)
-    fx = out_w / (w * scale_x)
-    fy = out_h / (h * scale_y)
+    fx = out_w / width0
+    fy = out_h / height0
     for x, y in zip(xs.tolist(), ys.tolist(), strict=True):
         draw.rectangle(
             [x * fx, y * fy, (x + size0) * fx - 1, (y + size0) * fy - 1], outline=TILE_RGB, width=1
