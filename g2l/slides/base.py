@@ -127,7 +127,24 @@ class BaseReader:
         location = (int(location[0]), int(location[1]))
         size = (int(size[0]), int(size[1]))
         self._check(level, size)
-        return self._whiten_outside(self._read(location, level, size), location, level)
+        try:
+            img = self._read(location, level, size)
+        except Exception as e:  # noqa: BLE001 - a decode failure inside the file names the slide and place
+            raise self._read_error(f"read_region({location}, level={level}, size={size})", e) from e
+        return self._whiten_outside(img, location, level)
+
+    def _read_error(self, what: str, err: BaseException) -> SlideReadError:
+        """A `SlideReadError` for a failed read, naming the slide, the backend and the request."""
+        if isinstance(err, SlideReadError):
+            return err
+        return SlideReadError(self.path, [(self.backend, f"{what}: {type(err).__name__}: {err}")])
+
+    def probe(self) -> None:
+        """Decode a pixel of the smallest level and level 0's last pixel (undecodable or truncated files)."""
+        self.read_region((0, 0), self.level_count - 1, (1, 1))
+        # Slides are written front to back, so a truncated copy loses level 0's last tile first.
+        w, h = self.dimensions
+        self.read_region((w - 1, h - 1), 0, (1, 1))
 
     def read_regions(
         self,

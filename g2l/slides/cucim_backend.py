@@ -133,18 +133,22 @@ class CuCIMReader(BaseReader):
                 yield self.read_region(chunk[0], level, size)
                 continue
             batch_size = max(1, min(32, len(chunk) // workers or 1))
-            batches = self._img.read_region(
-                chunk, size, level, num_workers=workers, batch_size=batch_size, device=self.device
-            )
             i = 0
-            for batch in batches:
-                # Copy now: cuCIM reuses the batch buffer once the iterator advances (found in cuCIM 26.06).
-                arr = np.array(self._to_numpy(batch), copy=True).reshape(
-                    -1, size[1], size[0], batch.shape[-1]
+            try:
+                batches = self._img.read_region(
+                    chunk, size, level, num_workers=workers, batch_size=batch_size, device=self.device
                 )
-                for tile in arr:
-                    yield self._whiten_outside(np.ascontiguousarray(tile[..., :3]), chunk[i], level)
-                    i += 1
+                for batch in batches:
+                    # Copy now: cuCIM reuses the batch buffer once the iterator advances (cuCIM 26.06).
+                    arr = np.array(self._to_numpy(batch), copy=True).reshape(
+                        -1, size[1], size[0], batch.shape[-1]
+                    )
+                    for tile in arr:
+                        yield self._whiten_outside(np.ascontiguousarray(tile[..., :3]), chunk[i], level)
+                        i += 1
+            except (RuntimeError, ValueError, OSError) as e:
+                what = f"batched read_region(level={level}, size={size}) near {chunk[min(i, len(chunk) - 1)]}"
+                raise self._read_error(what, e) from e
 
     def close(self) -> None:
         """Release the cuCIM image."""

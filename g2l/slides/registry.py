@@ -48,8 +48,26 @@ BACKENDS: dict[str, Opener] = {
 AUTO_ORDER: tuple[str, ...] = ("cucim", "openslide", "tiffslide")
 
 
+def _open_checked(name: str, path: str, mpp_override: float | None, reason: str) -> SlideReader:
+    """Open with one backend and decode a pixel: a backend that opens but cannot decode has failed."""
+    reader = BACKENDS[name](path, mpp_override=mpp_override, reason=reason)
+    try:
+        probe = getattr(reader, "probe", None)
+        if probe is not None:
+            probe()
+        else:
+            reader.read_region((0, 0), reader.level_count - 1, (1, 1))
+    except BaseException:
+        reader.close()
+        raise
+    return reader
+
+
 def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, SlideReadError) and err.attempts:
+        text = " ".join(err.attempts[-1][1].split())
+    else:
+        text = " ".join(str(err).split()) or type(err).__name__
     return f"{type(err).__name__}: {text[:300]}"
 
 
@@ -80,7 +98,7 @@ def open_slide(
 
     if backend != "auto":
         try:
-            return BACKENDS[backend](path, mpp_override=mpp_override, reason=f"explicit: backend={backend!r}")
+            return _open_checked(backend, path, mpp_override, f"explicit: backend={backend!r}")
         except BackendUnavailableError as e:
             raise SlideReadError(
                 path, [(backend, str(e))], hint="Install it or choose another backend"
@@ -97,7 +115,7 @@ def open_slide(
         note = "; ".join(f"{n} failed ({err})" for n, err in failures)
         reason = f"auto: {note + '; ' if note else ''}{name} opened it"
         try:
-            return BACKENDS[name](path, mpp_override=mpp_override, reason=reason)
+            return _open_checked(name, path, mpp_override, reason)
         except Exception as e:  # noqa: BLE001 - try the next backend, remember why this one failed
             failures.append((name, _short(e)))
     raise SlideReadError(

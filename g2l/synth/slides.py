@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -307,6 +309,7 @@ def write_synthetic_slide(
     stain: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
     noise: float = 0.0,
     flavor: str = "aperio",
+    compression: str = "jpeg",
 ) -> SyntheticSlide:
     """Write a pyramidal tiled JPEG TIFF with known tissue blobs and return its ground truth.
 
@@ -314,6 +317,7 @@ def write_synthetic_slide(
     writes an SVS-like file (Aperio ImageDescription with `MPP`, plus resolution tags); `"generic"` writes a
     plain tiled TIFF whose mpp lives only in the resolution tags (centimetre unit). `mpp=None` writes no mpp
     anywhere. `blobs` is an explicit blob list, a number of random blobs, or None for 3-5 random ones.
+    `compression` is the tile codec ("jpeg"; "zstd", "webp", ... make files only some backends can decode).
     """
     import tifffile
 
@@ -357,14 +361,26 @@ def write_synthetic_slide(
         sub = tile_px // level_factor
         lvl1 = np.empty((nty * sub, ntx * sub, 3), np.uint8)
 
+    def paint(tx: int, ty: int) -> np.ndarray:
+        t = painter.tile(tx * tile_px, ty * tile_px, tile_px)
+        if lvl1 is not None:  # each tile owns a disjoint block of level 1, so threads never collide
+            s = tile_px // level_factor
+            lvl1[ty * s : (ty + 1) * s, tx * s : (tx + 1) * s] = _downsample_area(t, level_factor)
+        return t
+
     def level0_tiles() -> Iterator[np.ndarray]:
-        for ty in range(nty):
-            for tx in range(ntx):
-                t = painter.tile(tx * tile_px, ty * tile_px, tile_px)
-                if lvl1 is not None:
-                    s = tile_px // level_factor
-                    lvl1[ty * s : (ty + 1) * s, tx * s : (tx + 1) * s] = _downsample_area(t, level_factor)
-                yield t
+        # numpy releases the GIL in the large array ops, so painting scales over cores; a bounded
+        # read-ahead keeps memory at a few tiles per worker.
+        workers = min(8, len(os.sched_getaffinity(0)))
+        coords = ((tx, ty) for ty in range(nty) for tx in range(ntx))
+        with ThreadPoolExecutor(workers) as pool:
+            pending: deque[Future[np.ndarray]] = deque()
+            for tx, ty in coords:
+                pending.append(pool.submit(paint, tx, ty))
+                if len(pending) >= 4 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
 
     def array_tiles(img: np.ndarray, w: int, h: int) -> Iterator[np.ndarray]:
         for ty in range(-(-h // tile_px)):
@@ -377,10 +393,11 @@ def write_synthetic_slide(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    lossy = compression in ("jpeg", "webp", "jpegxl")
     common: dict = dict(
         photometric="rgb",
-        compression="jpeg",
-        compressionargs={"level": int(jpeg_quality)},
+        compression=compression,
+        compressionargs={"level": int(jpeg_quality)} if lossy else None,
         tile=(tile_px, tile_px),
         metadata=None,
         software="g2l.synth",
@@ -443,12 +460,24 @@ def write_synthetic_slide(
     )
 
 
-def write_corrupt_slide(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
-    """Write a file that looks like a slide by name and header but cannot be read (truncated, garbled)."""
+def write_corrupt_slide(path: str | os.PathLike[str], *, seed: int = 0, kind: str = "garbled") -> Path:
+    """Write a file with a slide's name that cannot be read.
+
+    `kind="garbled"`: TIFF magic, an IFD offset beyond the end of the file, noise (no backend opens it).
+    `kind="truncated"`: a real synthetic slide cut to 40% of its bytes, as an interrupted copy leaves it (it
+    may open, but reading the lost tiles fails).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    # A valid little-endian TIFF header pointing at an IFD beyond the end of the file, then noise.
-    data = b"II*\x00" + (10_000_000).to_bytes(4, "little") + rng.integers(0, 256, 4096, np.uint8).tobytes()
-    path.write_bytes(data)
+    if kind == "garbled":
+        noise = rng.integers(0, 256, 4096, np.uint8).tobytes()
+        data = b"II*\x00" + (10_000_000).to_bytes(4, "little") + noise
+        path.write_bytes(data)
+    elif kind == "truncated":
+        write_synthetic_slide(path, width=2048, height=2048, mpp=0.5, seed=seed, blobs=3)
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * 0.4)])
+    else:
+        raise ValueError(f"kind must be 'garbled' or 'truncated', got {kind!r}")
     return path
