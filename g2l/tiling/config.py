@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from g2l.config import require
+from g2l.slides import BACKENDS
 
 TISSUE_METHODS = ("otsu_saturation",)
 
@@ -75,9 +76,8 @@ class TilingConfig:
             f"tiling.thumbnail_px must be in 64..8192, got {self.thumbnail_px}",
         )
         require(
-            bool(self.backend) and self.backend.isidentifier(),
-            f"tiling.backend must be 'auto' or a backend name (cucim, openslide, tiffslide), "
-            f"got {self.backend!r}",
+            self.backend == "auto" or self.backend in BACKENDS,
+            f"tiling.backend must be 'auto' or one of {', '.join(sorted(BACKENDS))}, got {self.backend!r}",
         )
         require(self.workers >= 0, f"tiling.workers must be >= 0 (0 = all cores), got {self.workers}")
         require(

@@ -98,16 +98,17 @@ def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
 
 
 def _resize_area(rgb: np.ndarray, tile_px: int) -> np.ndarray:
-    """Area-average a square RGB read down to tile_px (identity when it already is)."""
+    """Area-average a square RGB read down to tile_px (identity when it already is).
+
+    OpenCV's INTER_AREA is ~5x faster than PIL's reduce/box filters and gives the same pixels for
+    integer factors.
+    """
     if rgb.shape[0] == tile_px and rgb.shape[1] == tile_px:
         return rgb
-    from PIL import Image
+    from g2l.tiling.tissue import opencv
 
-    image = Image.fromarray(np.ascontiguousarray(rgb[..., :3]))
-    factor = rgb.shape[0] // tile_px
-    if rgb.shape[0] == factor * tile_px and rgb.shape[1] == factor * tile_px:
-        return np.asarray(image.reduce(factor))
-    return np.asarray(image.resize((tile_px, tile_px), Image.Resampling.BOX))
+    cv2 = opencv()
+    return cv2.resize(np.ascontiguousarray(rgb[..., :3]), (tile_px, tile_px), interpolation=cv2.INTER_AREA)
 
 
 def tissue_image_px(width0: int, height0: int, mpp: float, size0: int, config: TilingConfig) -> int:
