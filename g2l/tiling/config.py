@@ -23,7 +23,7 @@ class TilingConfig:
     pen_filter: bool = True
     max_hole_mm2: float = 0.05
     min_tissue_mm2: float = 0.005
-    tissue_mpp: float = 4.0
+    tissue_mpp: float = 8.0
     tissue_level_px: int = 2048
     thumbnail_px: int = 1024
     backend: str = "auto"
@@ -32,6 +32,7 @@ class TilingConfig:
     tiles_per_shard: int = 2000
     jpeg_quality: int = 90
     jpeg_passthrough: bool = True
+    fast_jpeg: bool = True
     max_failed_fraction: float = 0.05
 
     def __post_init__(self) -> None:

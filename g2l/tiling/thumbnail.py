@@ -47,5 +47,5 @@ def render_thumbnail(
             [x * fx, y * fy, (x + size0) * fx - 1, (y + size0) * fy - 1], outline=TILE_RGB, width=1
         )
     buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG", optimize=False)
+    canvas.save(buffer, format="PNG", compress_level=3)  # level 6 costs ~3x the time for ~10% smaller
     return buffer.getvalue()
