@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from g2l.tiling.config import TilingConfig
 from g2l.tiling.manifest_io import SlideRow, resolve_manifest, slide_rows
 from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.shards import build_shards
-from g2l.tiling.slide import SlideOutcome, tile_slide
+from g2l.tiling.slide import PreparedSlide, SlideOutcome, prepare_slide, write_slide
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,12 +90,29 @@ def tile_slides(
             rate = tiles_done / max(time.monotonic() - started, 1e-6)
             bar.advance(tiles_task, n, rate=f"{rate:,.0f} tiles/s")
 
-        for row in rows:
-            outcome = tile_slide(row, root, config, threads=threads, cache_dir=cache_dir, on_tiles=on_tiles)
-            outcomes.append(outcome)
-            if outcome.status == "failed":
-                console.print(f"[red]slide {row.slide_id} failed:[/red] {outcome.error}")
-            bar.advance(slides_task)
+        # One slide is prepared (staged, opened, tissue found) on a side thread while the previous one's
+        # tiles are read and encoded, so downloads and tissue detection overlap with the tile work.
+        with ThreadPoolExecutor(1, thread_name_prefix="g2l-prepare") as planner:
+            ahead: deque[Future[PreparedSlide | SlideOutcome]] = deque()
+            pending = iter(rows)
+
+            def prepare_next() -> None:
+                row = next(pending, None)
+                if row is not None:
+                    ahead.append(planner.submit(prepare_slide, row, root, config, cache_dir=cache_dir))
+
+            prepare_next()
+            while ahead:
+                prepared = ahead.popleft().result()
+                prepare_next()
+                if isinstance(prepared, SlideOutcome):
+                    outcome = prepared
+                else:
+                    outcome = write_slide(prepared, root, config, threads=threads, on_tiles=on_tiles)
+                outcomes.append(outcome)
+                if outcome.status == "failed":
+                    console.print(f"[red]slide {outcome.slide_id} failed:[/red] {outcome.error}")
+                bar.advance(slides_task)
     elapsed = time.monotonic() - started
     if metrics is not None:
         written = sum(o.n_tiles for o in outcomes if not o.skipped and o.status == "ok")

@@ -120,16 +120,18 @@ def tissue_image_px(
 ) -> int:
     """Longest side of the image tissue is detected on.
 
-    About `tissue_mpp` um/px, snapped to the longest side of the coarsest pyramid level that is at most
-    1.5x coarser (the read is then one small level with no resampling), never under 8 px per tile edge
+    About `tissue_mpp` um/px, snapped to the longest side of a pyramid level within 1.5x of it (the read
+    is then one small level with no resampling), never under 8 px per tile edge
     (per-tile tissue fractions stay meaningful) and never over `tissue_level_px` (memory stays bounded).
     """
     longest = max(dimensions)
     wanted = longest * mpp / config.tissue_mpp
     candidates = [max(int(w), int(h)) for w, h in level_dimensions if max(int(w), int(h)) >= wanted / 1.5]
     snapped = min(candidates) if candidates else longest
+    # A level much finer than wanted is read and shrunk (detection cost grows with pixels).
+    target = snapped if snapped <= 1.5 * wanted else int(np.ceil(wanted))
     per_tile = int(np.ceil(8 * longest / size0))
-    return int(min(config.tissue_level_px, longest, max(snapped, per_tile, 64)))
+    return int(min(config.tissue_level_px, longest, max(target, per_tile, 64)))
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -217,16 +219,50 @@ def choose_read_path(
     return "reader", None
 
 
-def tile_slide(
-    row: SlideRow,
-    root: OutputRoot,
-    config: TilingConfig,
-    *,
-    threads: int = 1,
-    cache_dir: str | None = None,
-    on_tiles: Callable[[int], None] | None = None,
+@dataclasses.dataclass
+class PreparedSlide:
+    """A slide opened and planned, its tissue found and its tiles chosen; ready to read and write."""
+
+    row: SlideRow
+    config_sha256: str
+    reader: Any
+    path: Path
+    mpp: float
+    mpp_source: str
+    plan: TilePlan
+    thumb: np.ndarray
+    mask: np.ndarray
+    tissue_threshold: float
+    pen_fraction: float
+    xs: np.ndarray
+    ys: np.ndarray
+    fractions: np.ndarray
+    n_grid: int
+    bytes_read: int
+    started: float
+    timings: dict[str, float]
+
+
+def _failure(
+    row: SlideRow, root: OutputRoot, config_sha256: str, exc: Exception, started: float
 ) -> SlideOutcome:
-    """Tile one slide into tiles/<slide_id>/ (coords, tiles.tar, thumbnail, meta last); skip if done."""
+    """Record a failed slide (meta.json with status failed) and return its outcome."""
+    error = str(exc) if isinstance(exc, SlideError) else f"slide {row.slide_id}: {type(exc).__name__}: {exc}"
+    failed = {
+        "slide_id": row.slide_id,
+        "status": "failed",
+        "error": error,
+        "source": slide_identity(row),
+        "config_sha256": config_sha256,
+    }
+    root.write_json(f"tiles/{row.slide_id}/meta.json", failed)
+    return SlideOutcome(row.slide_id, "failed", error=error, seconds=time.monotonic() - started)
+
+
+def prepare_slide(
+    row: SlideRow, root: OutputRoot, config: TilingConfig, *, cache_dir: str | None = None
+) -> PreparedSlide | SlideOutcome:
+    """Stage, open, plan, find tissue and choose tiles; an outcome instead when done already or failed."""
     started = time.monotonic()
     rel = f"tiles/{row.slide_id}"
     config_sha256 = output_config_hash(config)
@@ -235,33 +271,14 @@ def tile_slide(
         return SlideOutcome(row.slide_id, "ok", n_tiles=int(meta["n_tiles"]), skipped=True)
     root.clean_stale_temps(rel)
     try:
-        return _tile_slide(row, root, config, config_sha256, threads, cache_dir, on_tiles, started)
+        return _prepare(row, config, config_sha256, cache_dir, started)
     except Exception as exc:
-        error = (
-            str(exc) if isinstance(exc, SlideError) else f"slide {row.slide_id}: {type(exc).__name__}: {exc}"
-        )
-        failed = {
-            "slide_id": row.slide_id,
-            "status": "failed",
-            "error": error,
-            "source": slide_identity(row),
-            "config_sha256": config_sha256,
-        }
-        root.write_json(f"{rel}/meta.json", failed)
-        return SlideOutcome(row.slide_id, "failed", error=error, seconds=time.monotonic() - started)
+        return _failure(row, root, config_sha256, exc, started)
 
 
-def _tile_slide(
-    row: SlideRow,
-    root: OutputRoot,
-    config: TilingConfig,
-    config_sha256: str,
-    threads: int,
-    cache_dir: str | None,
-    on_tiles: Callable[[int], None] | None,
-    started: float,
-) -> SlideOutcome:
-    rel = f"tiles/{row.slide_id}"
+def _prepare(
+    row: SlideRow, config: TilingConfig, config_sha256: str, cache_dir: str | None, started: float
+) -> PreparedSlide:
     timings: dict[str, float] = {}
     clock = time.monotonic()
     path = stage_slide(row.uri, row.checksum, cache_dir)
@@ -275,7 +292,6 @@ def _tile_slide(
             raise SlideError(
                 f"slide {row.slide_id} has no mpp in its metadata; add an `mpp` value to its manifest row"
             )
-        mpp_source = "manifest" if row.mpp is not None else "metadata"
         try:
             plan = plan_tiles(
                 float(mpp),
@@ -293,8 +309,7 @@ def _tile_slide(
         tissue_px = tissue_image_px(
             reader.dimensions, reader.level_dimensions, float(mpp), plan.size0, config
         )
-        thumb = np.asarray(reader.thumbnail(tissue_px))
-        thumb = np.ascontiguousarray(thumb[..., :3])
+        thumb = np.ascontiguousarray(np.asarray(reader.thumbnail(tissue_px))[..., :3])
         scale_x, scale_y = width0 / thumb.shape[1], height0 / thumb.shape[0]
         tissue = detect_tissue(
             thumb,
@@ -312,91 +327,160 @@ def _tile_slide(
         xs, ys = xs[inside], ys[inside]
         fractions = tile_tissue_fractions(tissue.mask, xs, ys, plan.size0, scale_x, scale_y)
         keep = fractions >= config.min_tissue_fraction
-        xs, ys, fractions = xs[keep], ys[keep], fractions[keep]
-        n_grid = int(inside.sum())
         timings["tissue_s"] = time.monotonic() - clock
-
-        clock = time.monotonic()
-        read_path, stored = choose_read_path(reader, path, plan, xs, ys, config)
-        try:
-            with (
-                root.writer(f"{rel}/tiles.tar") as tar_path,
-                open(tar_path, "wb") as handle,
-                ThreadPoolExecutor(max(1, threads)) as pool,
-            ):
-                hasher = HashingWriter(handle)
-                tar = DeterministicTar(hasher)  # type: ignore[arg-type]
-                done = 0
-                for i, data in enumerate(
-                    _tile_bytes(reader, plan, xs, ys, config, pool, threads, read_path, stored)
-                ):
-                    tar.add(f"{tile_key(row.slide_id, int(xs[i]), int(ys[i]))}.jpg", data)
-                    done += 1
-                    if on_tiles is not None and done % config.batch_tiles == 0:
-                        on_tiles(config.batch_tiles)
-                tar.close()
-                if on_tiles is not None and done % config.batch_tiles:
-                    on_tiles(done % config.batch_tiles)
-                tiles_sha256 = hasher.sha256.hexdigest()
-        finally:
-            if stored is not None:
-                stored.close()
-        timings["tiles_s"] = time.monotonic() - clock
-
-        clock = time.monotonic()
-        table = pa.table(
-            {
-                "x": pa.array(xs, pa.int64()),
-                "y": pa.array(ys, pa.int64()),
-                "size0": pa.array(np.full(len(xs), plan.size0), pa.int64()),
-                "tissue": pa.array(fractions, pa.float32()),
-            },
-            schema=COORDS_SCHEMA,
-        )
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
-        coords_bytes = buffer.getvalue()
-        root.write_bytes(f"{rel}/coords.parquet", coords_bytes)
-        # The tissue image serves as the QC picture unless it is much smaller than thumbnail_px.
-        qc_px = min(config.thumbnail_px, max(width0, height0))
-        qc = thumb if max(thumb.shape[:2]) >= 0.75 * qc_px else np.asarray(reader.thumbnail(qc_px))[..., :3]
-        png = render_thumbnail(qc, tissue.mask, xs, ys, plan.size0, width0, height0, config.thumbnail_px)
-        root.write_bytes(f"{rel}/thumbnail.png", png)
-        timings["write_s"] = time.monotonic() - clock
-        timings["total_s"] = time.monotonic() - started
-        meta = {
-            "slide_id": row.slide_id,
-            "status": "ok",
-            "source": slide_identity(row),
-            "slide_checksum": row.checksum,
-            "backend": getattr(reader, "backend", "unknown"),
-            "backend_reason": getattr(reader, "backend_reason", ""),
-            "mpp": float(mpp),
-            "mpp_source": mpp_source,
-            "dimensions": [width0, height0],
-            "level": plan.level,
-            "level_mpp": plan.level_mpp,
-            "downsample": plan.downsample,
-            "read_px": plan.read_px,
-            "tile_px": plan.tile_px,
-            "size0": plan.size0,
-            "tile_mpp": plan.tile_mpp,
-            "n_grid": n_grid,
-            "n_tiles": int(len(xs)),
-            "tissue_threshold": tissue.threshold,
-            "tissue_area_fraction": float(tissue.mask.mean()),
-            "pen_fraction": tissue.pen_fraction,
-            "read_path": read_path,
-            "jpeg_passthrough": read_path == "jpeg-copy",
-            "tiles_sha256": tiles_sha256,
-            "coords_sha256": hashlib.sha256(coords_bytes).hexdigest(),
-            "config": to_dict(config),
-            "config_sha256": config_sha256,
-            "timings": {k: round(v, 4) for k, v in timings.items()},
-        }
-    finally:
+    except BaseException:
         reader.close()
+        raise
+    return PreparedSlide(
+        row=row,
+        config_sha256=config_sha256,
+        reader=reader,
+        path=path,
+        mpp=float(mpp),
+        mpp_source="manifest" if row.mpp is not None else "metadata",
+        plan=plan,
+        thumb=thumb,
+        mask=tissue.mask,
+        tissue_threshold=tissue.threshold,
+        pen_fraction=tissue.pen_fraction,
+        xs=xs[keep],
+        ys=ys[keep],
+        fractions=fractions[keep],
+        n_grid=int(inside.sum()),
+        bytes_read=bytes_read,
+        started=started,
+        timings=timings,
+    )
+
+
+def write_slide(
+    prepared: PreparedSlide,
+    root: OutputRoot,
+    config: TilingConfig,
+    *,
+    threads: int = 1,
+    on_tiles: Callable[[int], None] | None = None,
+) -> SlideOutcome:
+    """Read, resample and encode the prepared slide's tiles; write tiles.tar, coords, thumbnail, meta last."""
+    try:
+        return _write(prepared, root, config, threads, on_tiles)
+    except Exception as exc:
+        return _failure(prepared.row, root, prepared.config_sha256, exc, prepared.started)
+    finally:
+        prepared.reader.close()
+
+
+def tile_slide(
+    row: SlideRow,
+    root: OutputRoot,
+    config: TilingConfig,
+    *,
+    threads: int = 1,
+    cache_dir: str | None = None,
+    on_tiles: Callable[[int], None] | None = None,
+) -> SlideOutcome:
+    """Tile one slide into tiles/<slide_id>/ (coords, tiles.tar, thumbnail, meta last); skip if done."""
+    prepared = prepare_slide(row, root, config, cache_dir=cache_dir)
+    if isinstance(prepared, SlideOutcome):
+        return prepared
+    return write_slide(prepared, root, config, threads=threads, on_tiles=on_tiles)
+
+
+def _write(
+    p: PreparedSlide,
+    root: OutputRoot,
+    config: TilingConfig,
+    threads: int,
+    on_tiles: Callable[[int], None] | None,
+) -> SlideOutcome:
+    row, plan, reader, xs, ys = p.row, p.plan, p.reader, p.xs, p.ys
+    rel = f"tiles/{row.slide_id}"
+    timings = dict(p.timings)
+    width0, height0 = (int(v) for v in reader.dimensions)
+    clock = time.monotonic()
+    read_path, stored = choose_read_path(reader, p.path, plan, xs, ys, config)
+    try:
+        with (
+            root.writer(f"{rel}/tiles.tar") as tar_path,
+            open(tar_path, "wb") as handle,
+            ThreadPoolExecutor(max(1, threads)) as pool,
+        ):
+            hasher = HashingWriter(handle)
+            tar = DeterministicTar(hasher)  # type: ignore[arg-type]
+            done = 0
+            for i, data in enumerate(
+                _tile_bytes(reader, plan, xs, ys, config, pool, threads, read_path, stored)
+            ):
+                tar.add(f"{tile_key(row.slide_id, int(xs[i]), int(ys[i]))}.jpg", data)
+                done += 1
+                if on_tiles is not None and done % config.batch_tiles == 0:
+                    on_tiles(config.batch_tiles)
+            tar.close()
+            if on_tiles is not None and done % config.batch_tiles:
+                on_tiles(done % config.batch_tiles)
+            tiles_sha256 = hasher.sha256.hexdigest()
+    finally:
+        if stored is not None:
+            stored.close()
+    timings["tiles_s"] = time.monotonic() - clock
+
+    clock = time.monotonic()
+    table = pa.table(
+        {
+            "x": pa.array(xs, pa.int64()),
+            "y": pa.array(ys, pa.int64()),
+            "size0": pa.array(np.full(len(xs), plan.size0), pa.int64()),
+            "tissue": pa.array(p.fractions, pa.float32()),
+        },
+        schema=COORDS_SCHEMA,
+    )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    coords_bytes = buffer.getvalue()
+    root.write_bytes(f"{rel}/coords.parquet", coords_bytes)
+    # The tissue image serves as the QC picture unless it is much smaller than thumbnail_px.
+    qc_px = min(config.thumbnail_px, max(width0, height0))
+    thumb = p.thumb
+    qc = thumb if max(thumb.shape[:2]) >= 0.75 * qc_px else np.asarray(reader.thumbnail(qc_px))[..., :3]
+    png = render_thumbnail(qc, p.mask, xs, ys, plan.size0, width0, height0, config.thumbnail_px)
+    root.write_bytes(f"{rel}/thumbnail.png", png)
+    timings["write_s"] = time.monotonic() - clock
+    timings["total_s"] = time.monotonic() - p.started
+    meta = {
+        "slide_id": row.slide_id,
+        "status": "ok",
+        "source": slide_identity(row),
+        "slide_checksum": row.checksum,
+        "backend": getattr(reader, "backend", "unknown"),
+        "backend_reason": getattr(reader, "backend_reason", ""),
+        "mpp": p.mpp,
+        "mpp_source": p.mpp_source,
+        "dimensions": [width0, height0],
+        "level": plan.level,
+        "level_mpp": plan.level_mpp,
+        "downsample": plan.downsample,
+        "read_px": plan.read_px,
+        "tile_px": plan.tile_px,
+        "size0": plan.size0,
+        "tile_mpp": plan.tile_mpp,
+        "n_grid": p.n_grid,
+        "n_tiles": int(len(xs)),
+        "tissue_threshold": p.tissue_threshold,
+        "tissue_area_fraction": float(p.mask.mean()),
+        "pen_fraction": p.pen_fraction,
+        "read_path": read_path,
+        "jpeg_passthrough": read_path == "jpeg-copy",
+        "tiles_sha256": tiles_sha256,
+        "coords_sha256": hashlib.sha256(coords_bytes).hexdigest(),
+        "config": to_dict(config),
+        "config_sha256": p.config_sha256,
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+    }
     root.write_json(f"{rel}/meta.json", meta)  # last: its presence with status ok marks the slide done
     return SlideOutcome(
-        row.slide_id, "ok", n_tiles=int(len(xs)), seconds=time.monotonic() - started, bytes_read=bytes_read
+        row.slide_id,
+        "ok",
+        n_tiles=int(len(xs)),
+        seconds=time.monotonic() - p.started,
+        bytes_read=p.bytes_read,
     )
