@@ -61,7 +61,6 @@ def _tile_cli(manifest, out, *extra: str) -> subprocess.CompletedProcess:
         str(manifest),
         "--out",
         str(out),
-        "--quiet",
         *extra,
     ]
     return subprocess.run(cmd, env=os.environ, capture_output=True, text=True, timeout=300)
@@ -79,10 +78,13 @@ def test_cli_exit_status_honours_max_failed_fraction(tmp_path, slide_050, corrup
     lenient = _tile_cli(manifest, tmp_path / "out", "--max-failed-fraction", "0.5")
     assert lenient.returncode == 0, lenient.stderr
     assert "broken" in lenient.stderr  # named on the console
+    assert str(tmp_path / "out/tiles/good/thumbnail.png") in lenient.stderr.replace("\n", "")
+    prom = (tmp_path / "out/metrics/tiling.prom").read_text()
+    assert "g2l_slides_failed_total 1.0" in prom and "g2l_tiles_written_total" in prom
     last = json.loads(lenient.stdout.strip().splitlines()[-1])
     assert (last["slides_ok"], last["slides_failed"], last["ok"]) == (1, 1, True)
 
-    strict = _tile_cli(manifest, tmp_path / "out", "--max-failed-fraction", "0.1")
+    strict = _tile_cli(manifest, tmp_path / "out", "--max-failed-fraction", "0.1", "--quiet")
     assert strict.returncode == 1
     assert "broken" in strict.stderr and "max_failed_fraction" in strict.stderr
     assert json.loads(strict.stdout.strip().splitlines()[-1])["ok"] is False

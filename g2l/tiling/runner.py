@@ -16,6 +16,7 @@ from g2l.tiling.manifest_io import SlideRow, resolve_manifest, slide_rows
 from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.shards import build_shards
 from g2l.tiling.slide import PreparedSlide, SlideOutcome, prepare_slide, write_slide
+from g2l.tiling.summary import describe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +202,14 @@ def run_tiling(
     if not quiet:
         console.print(
             f"tiling: {len(summary['slides_ok'])} slide(s) ok, {len(summary['slides_failed'])} failed, "
-            f"{summary['n_tiles']} tiles in {summary['n_shards']} shard(s) under {out_root}"
+            f"{summary['n_tiles']} tiles in {summary['n_shards']} shard(s) under {out_root}",
+            highlight=False,
+        )
+        console.print(
+            describe(str(out_root), summary["slides_ok"], summary["slides_failed"]),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
     return TilingResult(
         out_root=str(out_root),

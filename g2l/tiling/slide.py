@@ -20,6 +20,7 @@ from g2l.tiling.config import TilingConfig
 from g2l.tiling.grid import TilePlan, grid, plan_tiles
 from g2l.tiling.manifest_io import SlideRow
 from g2l.tiling.outputs import OutputRoot, canonical_json
+from g2l.tiling.reader import SlideError, bounded_thumbnail, open_reader, stage_slide
 from g2l.tiling.shards import DeterministicTar, HashingWriter, tile_key
 from g2l.tiling.stored_tiles import StoredTiles
 from g2l.tiling.thumbnail import render_thumbnail
@@ -31,10 +32,6 @@ RUNTIME_ONLY_KEYS = ("workers", "batch_tiles", "max_failed_fraction", "tiles_per
 COORDS_SCHEMA = pa.schema(
     [("x", pa.int64()), ("y", pa.int64()), ("size0", pa.int64()), ("tissue", pa.float32())]
 )
-
-
-class SlideError(RuntimeError):
-    """A slide cannot be tiled; the message names the slide and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,26 +66,6 @@ def is_done(meta: Any, row: SlideRow, config_sha256: str) -> bool:
         and meta.get("config_sha256") == config_sha256
         and meta.get("source") == slide_identity(row)
     )
-
-
-def stage_slide(uri: str, checksum: str | None, cache_dir: str | None) -> Path:
-    """A local path of the slide: gs:// objects are downloaded and verified, local paths used in place."""
-    try:
-        from g2l import storage
-    except ImportError:
-        storage = None  # type: ignore[assignment]
-    if storage is None or not hasattr(storage, "stage"):
-        if uri.startswith("gs://"):
-            raise SlideError(f"{uri}: reading gs:// slides needs g2l.storage (google-cloud-storage)")
-        return Path(uri)
-    return Path(storage.stage(uri, cache_dir=cache_dir, expected_checksum=checksum))
-
-
-def open_reader(path: Path, backend: str, mpp_override: float | None) -> Any:
-    """Open a slide with the g2l.slides backend registry."""
-    from g2l.slides import open_slide
-
-    return open_slide(str(path), backend=backend, mpp_override=mpp_override)
 
 
 def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
@@ -267,7 +244,7 @@ def prepare_slide(
     rel = f"tiles/{row.slide_id}"
     config_sha256 = output_config_hash(config)
     meta = root.read_json(f"{rel}/meta.json")
-    if is_done(meta, row, config_sha256):
+    if isinstance(meta, dict) and is_done(meta, row, config_sha256):
         return SlideOutcome(row.slide_id, "ok", n_tiles=int(meta["n_tiles"]), skipped=True)
     root.clean_stale_temps(rel)
     try:
@@ -309,7 +286,7 @@ def _prepare(
         tissue_px = tissue_image_px(
             reader.dimensions, reader.level_dimensions, float(mpp), plan.size0, config
         )
-        thumb = np.ascontiguousarray(np.asarray(reader.thumbnail(tissue_px))[..., :3])
+        thumb = bounded_thumbnail(reader, tissue_px)
         scale_x, scale_y = width0 / thumb.shape[1], height0 / thumb.shape[0]
         tissue = detect_tissue(
             thumb,
@@ -441,7 +418,7 @@ def _write(
     # The tissue image serves as the QC picture unless it is much smaller than thumbnail_px.
     qc_px = min(config.thumbnail_px, max(width0, height0))
     thumb = p.thumb
-    qc = thumb if max(thumb.shape[:2]) >= 0.75 * qc_px else np.asarray(reader.thumbnail(qc_px))[..., :3]
+    qc = thumb if max(thumb.shape[:2]) >= 0.75 * qc_px else bounded_thumbnail(reader, qc_px)
     png = render_thumbnail(qc, p.mask, xs, ys, plan.size0, width0, height0, config.thumbnail_px)
     root.write_bytes(f"{rel}/thumbnail.png", png)
     timings["write_s"] = time.monotonic() - clock
