@@ -55,9 +55,11 @@ REGIONS = [
 
 
 @pytest.mark.parametrize("backend", ["cucim", "tiffslide", "tifffile-jpeg"])
-def test_read_region_matches_openslide(backend, slide_025):
-    ref = _open(slide_025.path, "openslide")
-    with _open(slide_025.path, backend) as r:
+@pytest.mark.parametrize("which", ["slide_025", "slide_050"])
+def test_read_region_matches_openslide(backend, which, request):
+    slide = request.getfixturevalue(which)
+    ref = _open(slide.path, "openslide")
+    with _open(slide.path, backend) as r:
         for loc, level, size in REGIONS:
             a, b = r.read_region(loc, level, size), ref.read_region(loc, level, size)
             assert a.shape == (size[1], size[0], 3)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,11 @@ def mean_mpp(x: float | str | None, y: float | str | None) -> float | None:
         if math.isfinite(f) and f > 0:
             vals.append(f)
     return sum(vals) / len(vals) if vals else None
+
+
+def as_wh(d: Sequence[Any]) -> tuple[int, int]:
+    """A (width, height) pair of ints from whatever sequence a library returns."""
+    return (int(d[0]), int(d[1]))
 
 
 def default_workers(num_workers: int) -> int:
@@ -127,6 +133,11 @@ class BaseReader:
         location = (int(location[0]), int(location[1]))
         size = (int(size[0]), int(size[1]))
         self._check(level, size)
+        ds = self._level_downsamples[level]
+        lw, lh = self._level_dimensions[level]
+        lx, ly = math.floor(location[0] / ds), math.floor(location[1] / ds)
+        if lx >= lw or ly >= lh or lx + size[0] <= 0 or ly + size[1] <= 0:
+            return np.full((size[1], size[0], 3), 255, np.uint8)  # wholly off the slide: glass, no read
         try:
             img = self._read(location, level, size)
         except Exception as e:  # noqa: BLE001 - a decode failure inside the file names the slide and place

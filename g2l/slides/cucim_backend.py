@@ -9,7 +9,7 @@ from itertools import islice
 
 import numpy as np
 
-from g2l.slides.base import BaseReader, default_workers
+from g2l.slides.base import BaseReader, as_wh, default_workers
 from g2l.slides.protocol import BackendUnavailableError
 
 _UNIT_TO_UM = {
@@ -95,7 +95,7 @@ class CuCIMReader(BaseReader):
             path, metadata_mpp=_metadata_mpp(self._img), mpp_override=mpp_override, reason=reason
         )
         res = self._img.resolutions
-        self._level_dimensions = tuple(tuple(int(v) for v in d) for d in res["level_dimensions"])  # type: ignore[assignment]
+        self._level_dimensions = tuple(as_wh(d) for d in res["level_dimensions"])
         self._level_downsamples = tuple(float(d) for d in res["level_downsamples"])
         self._dimensions = self._level_dimensions[0]
         self.device = ("cuda" if gpu_available() else "cpu") if device == "auto" else device

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from g2l.slides.base import BaseReader, mean_mpp
+from g2l.slides.base import BaseReader, as_wh, mean_mpp
 from g2l.slides.protocol import BackendUnavailableError
 
 
@@ -32,8 +32,8 @@ class OpenSlideReader(BaseReader):
         )
         super().__init__(path, metadata_mpp=metadata_mpp, mpp_override=mpp_override, reason=reason)
         self.properties = dict(props)
-        self._dimensions = tuple(self._slide.dimensions)  # type: ignore[assignment]
-        self._level_dimensions = tuple(tuple(d) for d in self._slide.level_dimensions)  # type: ignore[assignment]
+        self._dimensions = as_wh(self._slide.dimensions)
+        self._level_dimensions = tuple(as_wh(d) for d in self._slide.level_dimensions)
         self._level_downsamples = tuple(float(d) for d in self._slide.level_downsamples)
 
     def _read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:

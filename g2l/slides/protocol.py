@@ -54,7 +54,11 @@ class SlideReader(Protocol):
         ...
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        """RGB uint8 [h, w, 3] at `level`, top-left at level-0 `location`; outside the slide is white."""
+        """RGB uint8 [h, w, 3] at `level`, top-left at level-0 `location`; outside the slide is white.
+
+        Use locations that are multiples of the level's downsample: cuCIM, tiffslide and tifffile-jpeg floor
+        them to the level's pixel grid, while openslide shifts by the sub-pixel rest (mean diff ~1.5).
+        """
         ...
 
     def read_regions(

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from g2l.slides.base import BaseReader, mean_mpp
+from g2l.slides.base import BaseReader, as_wh, mean_mpp
 from g2l.slides.protocol import BackendUnavailableError
 
 
@@ -32,8 +32,8 @@ class TiffSlideReader(BaseReader):
         metadata_mpp = mean_mpp(props.get("tiffslide.mpp-x"), props.get("tiffslide.mpp-y"))
         super().__init__(path, metadata_mpp=metadata_mpp, mpp_override=mpp_override, reason=reason)
         self.properties = dict(props)
-        self._dimensions = tuple(int(v) for v in slide.dimensions)  # type: ignore[assignment]
-        self._level_dimensions = tuple(tuple(int(v) for v in d) for d in slide.level_dimensions)  # type: ignore[assignment]
+        self._dimensions = as_wh(slide.dimensions)
+        self._level_dimensions = tuple(as_wh(d) for d in slide.level_dimensions)
         self._level_downsamples = tuple(float(d) for d in slide.level_downsamples)
         self._local = threading.local()
         self._local.slide = slide
