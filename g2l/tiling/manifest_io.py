@@ -25,6 +25,14 @@ class SlideRow:
     checksum: str | None
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadedManifest:
+    """A manifest already read: its rows and content hash (duck-types g2l.manifest.Manifest)."""
+
+    df: pd.DataFrame
+    content_hash: str
+
+
 def _fallback_hash(df: pd.DataFrame) -> str:
     return hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from g2l.progress import console, progress
 from g2l.tiling.config import TilingConfig
-from g2l.tiling.manifest_io import SlideRow, resolve_manifest, slide_rows
+from g2l.tiling.manifest_io import LoadedManifest, SlideRow, resolve_manifest, slide_rows
 from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.shards import build_shards
 from g2l.tiling.slide import PreparedSlide, SlideOutcome, prepare_slide, write_slide
@@ -187,9 +187,9 @@ def run_tiling(
     cache_dir: str | None = None,
 ) -> TilingResult:
     """Tile every slide, then pack shards and write summary.json (a rerun of a finished run is a no-op)."""
-    resolved = resolve_manifest(manifest)
+    loaded = LoadedManifest(*resolve_manifest(manifest))
     tile_slides(
-        resolved[0],
+        loaded,
         out_root,
         config,
         slide_ids,
@@ -198,7 +198,7 @@ def run_tiling(
         metrics=metrics,
         cache_dir=cache_dir,
     )
-    summary = _write_shards_resolved(out_root, resolved, config)
+    summary = write_shards(out_root, loaded, config)
     if not quiet:
         console.print(
             f"tiling: {len(summary['slides_ok'])} slide(s) ok, {len(summary['slides_failed'])} failed, "
@@ -218,17 +218,3 @@ def run_tiling(
         n_tiles=summary["n_tiles"],
         index=summary["index"],
     )
-
-
-class _Resolved:
-    """A manifest already loaded: its DataFrame and content hash (avoids loading it twice)."""
-
-    def __init__(self, df: Any, content_hash: str) -> None:
-        self.df = df
-        self.content_hash = content_hash
-
-
-def _write_shards_resolved(
-    out_root: str | Path, resolved: tuple[Any, str], config: TilingConfig
-) -> dict[str, Any]:
-    return write_shards(out_root, _Resolved(*resolved), config)
