@@ -16,6 +16,7 @@ and the ratios g2l/floor (goal >= 0.7) and g2l/naive. g2l and floor figures are 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -218,11 +219,11 @@ def main() -> None:
         run_g2l(manifest, out, workers=workers)  # the default run's outputs define the baselines' tiles
         n_tiles = sum(len(kept_tiles(out, sid)[0]) for sid in subset["slide_id"])
         jobs = floor_jobs(subset, out)
-        contestants = {"floor": lambda: run_floor(jobs, workers)}
+        contestants = {"floor": functools.partial(run_floor, jobs, workers)}
         for backend in args.backends.split(","):
             for label, extra in (("", {}), (",reader-only", {"jpeg_passthrough": False, "fast_jpeg": False})):
-                contestants[f"g2l[{backend}{label}]"] = lambda b=backend, e=extra: run_g2l(
-                    manifest, work / "out_bench", backend=b, workers=workers, **e
+                contestants[f"g2l[{backend}{label}]"] = functools.partial(
+                    run_g2l, manifest, work / "out_bench", backend=backend, workers=workers, **extra
                 )
         # Rounds interleave the contestants so a change in the machine's load hits all of them alike.
         best: dict[str, tuple[float, float]] = {}
@@ -233,7 +234,7 @@ def main() -> None:
                     raise RuntimeError(f"{name} produced {got} tiles, expected {n_tiles}")
                 old = best.get(name, (float("inf"), float("inf")))
                 best[name] = (min(old[0], wall), min(old[1], cpu))
-        wall, cpu, _ = timed(lambda: run_naive(subset, out))
+        wall, cpu, _ = timed(functools.partial(run_naive, subset, out))
         best["naive"] = (wall, cpu)
         rate = {k: n_tiles / w for k, (w, _) in best.items()}
         cpu_ms = {k: 1000 * c / n_tiles for k, (_, c) in best.items()}

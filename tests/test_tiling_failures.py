@@ -88,3 +88,16 @@ def test_cli_exit_status_honours_max_failed_fraction(tmp_path, slide_050, corrup
     assert strict.returncode == 1
     assert "broken" in strict.stderr and "max_failed_fraction" in strict.stderr
     assert json.loads(strict.stdout.strip().splitlines()[-1])["ok"] is False
+
+
+def test_blank_slide_is_ok_with_no_tiles(tmp_path, make_slide, slide_050) -> None:
+    blank = make_slide(width=1024, height=768, mpp=0.5, blobs=[], seed=5)
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [{"slide_id": "blank", "uri": str(blank.path)}, {"slide_id": "s050", "uri": str(slide_050.path)}],
+    )
+    result = run_tiling(manifest, tmp_path / "out", TilingConfig(), quiet=True)
+    assert result.slides_ok == ["blank", "s050"] and result.slides_failed == []
+    meta = json.loads((tmp_path / "out/tiles/blank/meta.json").read_text())
+    assert meta["n_tiles"] == 0 and meta["tissue_area_fraction"] == 0.0
+    assert result.index["slides"] == ["s050"] and result.n_tiles > 0
