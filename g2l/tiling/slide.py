@@ -188,7 +188,9 @@ def choose_read_path(
     if config.jpeg_passthrough and plan.identity and stored.tile == plan.tile_px:
         if stored.calibrate_copy([(int(xl[i]), int(yl[i]), np.asarray(raw[i])) for i in picks]):
             return "jpeg-copy", stored
-    if config.fast_jpeg:
+    # A reader decoding on the GPU (cuCIM device="cuda", nvJPEG) beats decoding the tiles on the CPU here.
+    on_gpu = str(getattr(reader, "device", "cpu")).startswith("cuda")
+    if config.fast_jpeg and not on_gpu:
         samples = [(int(xl[i]), int(yl[i]), _resize_area(np.asarray(raw[i]), plan.tile_px)) for i in picks]
         if stored.calibrate_decode(samples, plan.read_px, plan.tile_px):
             return "jpeg-tiles", stored
