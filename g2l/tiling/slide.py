@@ -116,9 +116,6 @@ def _batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
-READ_PATHS = ("jpeg-copy", "jpeg-tiles", "reader")
-
-
 def _tile_bytes(
     reader: Any,
     plan: TilePlan,
@@ -134,9 +131,8 @@ def _tile_bytes(
     ds = plan.downsample
     size = plan.read_px
 
-    def decode_encode(x: int, y: int) -> bytes:
-        assert stored is not None  # noqa: S101 - only called on the jpeg-tiles path
-        return _encode_jpeg(stored.read_resized(x, y, size, plan.tile_px), config.jpeg_quality)
+    def decode_encode(source: StoredTiles, x: int, y: int) -> bytes:
+        return _encode_jpeg(source.read_resized(x, y, size, plan.tile_px), config.jpeg_quality)
 
     for part in _batches(len(xs), config.batch_tiles):
         lx = [int(round(x / ds)) for x in xs[part]]
@@ -145,7 +141,7 @@ def _tile_bytes(
             yield from pool.map(stored.jpeg, lx, ly)
             continue
         if read_path == "jpeg-tiles" and stored is not None:
-            yield from pool.map(decode_encode, lx, ly)
+            yield from pool.map(decode_encode, [stored] * len(lx), lx, ly)
             continue
         locations = [(int(x), int(y)) for x, y in zip(xs[part], ys[part], strict=True)]
         arrays = reader.read_regions(locations, plan.level, (size, size), num_workers=threads)
