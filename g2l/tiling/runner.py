@@ -154,6 +154,13 @@ def write_shards(out_root: str | Path, manifest: Any, config: TilingConfig) -> d
             ok.append((row.slide_id, row.site, meta))
         elif isinstance(meta, dict) and meta.get("status") == "failed":
             failed.append({"slide_id": row.slide_id, "error": str(meta.get("error"))})
+        elif isinstance(meta, dict) and meta.get("status") == "running":
+            failed.append(
+                {
+                    "slide_id": row.slide_id,
+                    "error": f"slide {row.slide_id} was interrupted while being tiled; run `g2l tile` again",
+                }
+            )
         else:
             failed.append(
                 {

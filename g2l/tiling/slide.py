@@ -28,7 +28,7 @@ from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
 
 # Config keys that change no output byte: they are left out of the hash that decides whether a
 # finished slide can be skipped.
-RUNTIME_ONLY_KEYS = ("workers", "batch_tiles", "max_failed_fraction", "tiles_per_shard")
+RUNTIME_ONLY_KEYS = ("workers", "batch_tiles", "max_failed_fraction", "tiles_per_shard", "max_attempts")
 COORDS_SCHEMA = pa.schema(
     [("x", pa.int64()), ("y", pa.int64()), ("size0", pa.int64()), ("tissue", pa.float32())]
 )
@@ -244,7 +244,38 @@ def prepare_slide(
     meta = root.read_json(f"{rel}/meta.json")
     if isinstance(meta, dict) and is_done(meta, row, config_sha256):
         return SlideOutcome(row.slide_id, "ok", n_tiles=int(meta["n_tiles"]), skipped=True)
+    # A reader that segfaults or exhausts memory on a slide takes the process down before any error can
+    # be recorded; the restarted run would hit the same slide forever. A "running" meta.json counts the
+    # attempts, and after `max_attempts` interrupted ones the slide is failed and skipped like any other.
+    same_input = (
+        isinstance(meta, dict)
+        and meta.get("config_sha256") == config_sha256
+        and (meta.get("source") == slide_identity(row))
+    )
+    attempts = 1
+    retry_of_failure = (
+        False  # a slide that failed cleanly is retried, its meta.json left as is unless it changes
+    )
+    if same_input and isinstance(meta, dict):
+        if meta.get("status") == "running":
+            attempts = int(meta.get("attempts", 0)) + 1
+        elif meta.get("status") == "failed" and meta.get("crashed"):
+            return SlideOutcome(row.slide_id, "failed", error=str(meta.get("error")))
+        elif meta.get("status") == "failed":
+            retry_of_failure = True
+    record = {"slide_id": row.slide_id, "source": slide_identity(row), "config_sha256": config_sha256}
+    if attempts > config.max_attempts:
+        error = (
+            f"slide {row.slide_id} stopped the tiler {attempts - 1} times in a row while it was being read "
+            f"(a crash, an out-of-memory kill or an interruption); it is skipped: check the file, "
+            f"then delete tiles/{row.slide_id}/meta.json to try it again"
+        )
+        failed = {**record, "status": "failed", "error": error, "crashed": True, "attempts": attempts - 1}
+        root.write_json(f"{rel}/meta.json", failed)
+        return SlideOutcome(row.slide_id, "failed", error=error)
     root.clean_stale_temps(rel)
+    if not retry_of_failure:
+        root.write_json(f"{rel}/meta.json", {**record, "status": "running", "attempts": attempts})
     try:
         return _prepare(row, config, config_sha256, cache_dir, started)
     except Exception as exc:
