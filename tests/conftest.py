@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.slides",
     "tests.fixtures.shards",
     "tests.fixtures.lineage",
+    "tests.fixtures.tiling",
 ]

@@ -11,6 +11,7 @@ import yaml
 
 from g2l.evaluate import EvaluateConfig, run_evaluate
 from g2l.evaluate.models import RegistryNotConfiguredError
+from g2l.metrics import read_textfile_metrics
 from tests.test_report_html import CHROMIUM, browser_check
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,8 +113,8 @@ def test_cli_evaluate_writes_report_json_and_html_and_reuses_embeddings(tmp_path
             other["models"]["student"]["benchmarks"]["synthetic"][key]
             == report["models"]["student"]["benchmarks"]["synthetic"][key]
         )
-    prom = (out / "metrics" / "evaluate.prom").read_text()
-    assert "g2l_evaluate_cache_hits_total 2.0" in prom and "g2l_evaluate_tiles_embedded_total 0.0" in prom
+    prom = read_textfile_metrics((out / "metrics" / "evaluate.prom").read_text(), stage="evaluate")
+    assert prom["g2l_evaluate_cache_hits_total"] == 2.0 and prom["g2l_evaluate_tiles_embedded_total"] == 0.0
 
 
 def test_registry_spec_without_a_registry_is_a_clear_error(tmp_path):

@@ -1,0 +1,492 @@
+"""Tile one slide: stage, open, plan the level, find tissue, read/encode tiles, write its outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from g2l.config import to_dict
+from g2l.tiling.config import TilingConfig
+from g2l.tiling.grid import TilePlan, grid, plan_tiles
+from g2l.tiling.manifest_io import SlideRow
+from g2l.tiling.outputs import OutputRoot, canonical_json
+from g2l.tiling.reader import SlideError, bounded_thumbnail, open_reader, stage_slide
+from g2l.tiling.shards import DeterministicTar, HashingWriter, tile_key
+from g2l.tiling.stored_tiles import StoredTiles
+from g2l.tiling.thumbnail import render_thumbnail
+from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
+
+# Config keys that change no output byte: they are left out of the hash that decides whether a
+# finished slide can be skipped.
+RUNTIME_ONLY_KEYS = ("workers", "batch_tiles", "max_failed_fraction", "tiles_per_shard", "max_attempts")
+COORDS_SCHEMA = pa.schema(
+    [("x", pa.int64()), ("y", pa.int64()), ("size0", pa.int64()), ("tissue", pa.float32())]
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SlideOutcome:
+    """What happened to one slide in this run."""
+
+    slide_id: str
+    status: str
+    n_tiles: int = 0
+    error: str | None = None
+    skipped: bool = False
+    seconds: float = 0.0
+    bytes_read: int = 0
+
+
+def output_config_hash(config: TilingConfig) -> str:
+    """sha256 of the config keys that affect a slide's outputs."""
+    data = {k: v for k, v in to_dict(config).items() if k not in RUNTIME_ONLY_KEYS}
+    return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+def slide_identity(row: SlideRow) -> dict[str, Any]:
+    """What identifies the input slide (re-tiled when any of it changes)."""
+    return {"uri": row.uri, "manifest_checksum": row.checksum, "manifest_mpp": row.mpp}
+
+
+def is_done(meta: Any, row: SlideRow, config_sha256: str) -> bool:
+    """A slide whose meta.json says ok for the same input and config needs no work."""
+    return (
+        isinstance(meta, dict)
+        and meta.get("status") == "ok"
+        and meta.get("config_sha256") == config_sha256
+        and meta.get("source") == slide_identity(row)
+    )
+
+
+def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    import imagecodecs
+
+    return bytes(imagecodecs.jpeg8_encode(np.ascontiguousarray(rgb), level=quality))
+
+
+def _resize_area(rgb: np.ndarray, tile_px: int) -> np.ndarray:
+    """Area-average a square RGB read down to tile_px (identity when it already is).
+
+    OpenCV's INTER_AREA is ~5x faster than PIL's reduce/box filters and gives the same pixels for
+    integer factors.
+    """
+    if rgb.shape[0] == tile_px and rgb.shape[1] == tile_px:
+        return rgb
+    from g2l.tiling.tissue import opencv
+
+    cv2 = opencv()
+    return cv2.resize(np.ascontiguousarray(rgb[..., :3]), (tile_px, tile_px), interpolation=cv2.INTER_AREA)
+
+
+def tissue_image_px(
+    dimensions: tuple[int, int],
+    level_dimensions: Any,
+    mpp: float,
+    size0: int,
+    config: TilingConfig,
+) -> int:
+    """Longest side of the image tissue is detected on.
+
+    About `tissue_mpp` um/px, snapped to the longest side of a pyramid level within 1.5x of it (the read
+    is then one small level with no resampling), never under 8 px per tile edge
+    (per-tile tissue fractions stay meaningful) and never over `tissue_level_px` (memory stays bounded).
+    """
+    longest = max(dimensions)
+    wanted = longest * mpp / config.tissue_mpp
+    candidates = [max(int(w), int(h)) for w, h in level_dimensions if max(int(w), int(h)) >= wanted / 1.5]
+    snapped = min(candidates) if candidates else longest
+    # A level much finer than wanted is read and shrunk (detection cost grows with pixels).
+    target = snapped if snapped <= 1.5 * wanted else int(np.ceil(wanted))
+    per_tile = int(np.ceil(8 * longest / size0))
+    return int(min(config.tissue_level_px, longest, max(target, per_tile, 64)))
+
+
+def _batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def _tile_bytes(
+    reader: Any,
+    plan: TilePlan,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    config: TilingConfig,
+    pool: ThreadPoolExecutor,
+    threads: int,
+    read_path: str,
+    stored: StoredTiles | None,
+) -> Iterator[bytes]:
+    """JPEG bytes of every tile, in order, a batch at a time (memory stays bounded)."""
+    ds = plan.downsample
+    size = plan.read_px
+
+    def decode_encode(source: StoredTiles, x: int, y: int) -> bytes:
+        return _encode_jpeg(source.read_resized(x, y, size, plan.tile_px), config.jpeg_quality)
+
+    for part in _batches(len(xs), config.batch_tiles):
+        lx = [int(round(x / ds)) for x in xs[part]]
+        ly = [int(round(y / ds)) for y in ys[part]]
+        if read_path == "jpeg-copy" and stored is not None:
+            yield from pool.map(stored.jpeg, lx, ly)
+            continue
+        if read_path == "jpeg-tiles" and stored is not None:
+            yield from pool.map(decode_encode, [stored] * len(lx), lx, ly)
+            continue
+        locations = [(int(x), int(y)) for x, y in zip(xs[part], ys[part], strict=True)]
+        arrays = reader.read_regions(locations, plan.level, (size, size), num_workers=threads)
+        futures = [
+            pool.submit(lambda a: _encode_jpeg(_resize_area(a, plan.tile_px), config.jpeg_quality), arr)
+            for arr in arrays
+        ]
+        for future in futures:
+            yield future.result()
+
+
+def choose_read_path(
+    reader: Any, path: Path, plan: TilePlan, xs: np.ndarray, ys: np.ndarray, config: TilingConfig
+) -> tuple[str, StoredTiles | None]:
+    """Copy or decode the stored JPEG tiles directly when the grids line up and the pixels check out.
+
+    Returns ("jpeg-copy" | "jpeg-tiles" | "reader", the stored tiles or None). The slide's first and last
+    tiles are read through the backend too and must match, else the backend reads everything.
+    """
+    if len(xs) == 0 or not (config.jpeg_passthrough or config.fast_jpeg):
+        return "reader", None
+    ds = plan.downsample
+    if abs(ds - round(ds)) > 1e-9 or (plan.identity is False and plan.read_px % plan.tile_px):
+        return "reader", None
+    width, height = (int(v) for v in reader.level_dimensions[plan.level])
+    try:
+        stored = StoredTiles(path, width=width, height=height)
+    except Exception:  # not a tiled JPEG TIFF level (or not a TIFF): the backend reads it
+        return "reader", None
+    xl = (xs / ds).round().astype(np.int64)
+    yl = (ys / ds).round().astype(np.int64)
+    if not all(stored.aligned(int(x), int(y), plan.read_px) for x, y in zip(xl, yl, strict=True)):
+        stored.close()
+        return "reader", None
+    picks = sorted({0, len(xs) - 1})
+    raw = {
+        i: reader.read_region((int(xs[i]), int(ys[i])), plan.level, (plan.read_px, plan.read_px))
+        for i in picks
+    }
+    if config.jpeg_passthrough and plan.identity and stored.tile == plan.tile_px:
+        if stored.calibrate_copy([(int(xl[i]), int(yl[i]), np.asarray(raw[i])) for i in picks]):
+            return "jpeg-copy", stored
+    # A reader decoding on the GPU (cuCIM device="cuda", nvJPEG) beats decoding the tiles on the CPU here.
+    on_gpu = str(getattr(reader, "device", "cpu")).startswith("cuda")
+    if config.fast_jpeg and not on_gpu:
+        samples = [(int(xl[i]), int(yl[i]), _resize_area(np.asarray(raw[i]), plan.tile_px)) for i in picks]
+        if stored.calibrate_decode(samples, plan.read_px, plan.tile_px):
+            return "jpeg-tiles", stored
+    stored.close()
+    return "reader", None
+
+
+@dataclasses.dataclass
+class PreparedSlide:
+    """A slide opened and planned, its tissue found and its tiles chosen; ready to read and write."""
+
+    row: SlideRow
+    config_sha256: str
+    reader: Any
+    path: Path
+    mpp: float
+    mpp_source: str
+    plan: TilePlan
+    thumb: np.ndarray
+    mask: np.ndarray
+    tissue_threshold: float
+    pen_fraction: float
+    xs: np.ndarray
+    ys: np.ndarray
+    fractions: np.ndarray
+    n_grid: int
+    bytes_read: int
+    started: float
+    timings: dict[str, float]
+
+
+def _failure(
+    row: SlideRow, root: OutputRoot, config_sha256: str, exc: Exception, started: float
+) -> SlideOutcome:
+    """Record a failed slide (meta.json with status failed) and return its outcome."""
+    error = str(exc) if isinstance(exc, SlideError) else f"slide {row.slide_id}: {type(exc).__name__}: {exc}"
+    failed = {
+        "slide_id": row.slide_id,
+        "status": "failed",
+        "error": error,
+        "source": slide_identity(row),
+        "config_sha256": config_sha256,
+    }
+    root.write_json(f"tiles/{row.slide_id}/meta.json", failed)
+    return SlideOutcome(row.slide_id, "failed", error=error, seconds=time.monotonic() - started)
+
+
+def prepare_slide(
+    row: SlideRow, root: OutputRoot, config: TilingConfig, *, cache_dir: str | None = None
+) -> PreparedSlide | SlideOutcome:
+    """Stage, open, plan, find tissue and choose tiles; an outcome instead when done already or failed."""
+    started = time.monotonic()
+    rel = f"tiles/{row.slide_id}"
+    config_sha256 = output_config_hash(config)
+    meta = root.read_json(f"{rel}/meta.json")
+    if isinstance(meta, dict) and is_done(meta, row, config_sha256):
+        return SlideOutcome(row.slide_id, "ok", n_tiles=int(meta["n_tiles"]), skipped=True)
+    # A reader that segfaults or exhausts memory on a slide takes the process down before any error can
+    # be recorded; the restarted run would hit the same slide forever. A "running" meta.json counts the
+    # attempts, and after `max_attempts` interrupted ones the slide is failed and skipped like any other.
+    same_input = (
+        isinstance(meta, dict)
+        and meta.get("config_sha256") == config_sha256
+        and (meta.get("source") == slide_identity(row))
+    )
+    attempts = 1
+    retry_of_failure = (
+        False  # a slide that failed cleanly is retried, its meta.json left as is unless it changes
+    )
+    if same_input and isinstance(meta, dict):
+        if meta.get("status") == "running":
+            attempts = int(meta.get("attempts", 0)) + 1
+        elif meta.get("status") == "failed" and meta.get("crashed"):
+            return SlideOutcome(row.slide_id, "failed", error=str(meta.get("error")))
+        elif meta.get("status") == "failed":
+            retry_of_failure = True
+    record = {"slide_id": row.slide_id, "source": slide_identity(row), "config_sha256": config_sha256}
+    if attempts > config.max_attempts:
+        error = (
+            f"slide {row.slide_id} stopped the tiler {attempts - 1} times in a row while it was being read "
+            f"(a crash, an out-of-memory kill or an interruption); it is skipped: check the file, "
+            f"then delete tiles/{row.slide_id}/meta.json to try it again"
+        )
+        failed = {**record, "status": "failed", "error": error, "crashed": True, "attempts": attempts - 1}
+        root.write_json(f"{rel}/meta.json", failed)
+        return SlideOutcome(row.slide_id, "failed", error=error)
+    root.clean_stale_temps(rel)
+    if not retry_of_failure:
+        root.write_json(f"{rel}/meta.json", {**record, "status": "running", "attempts": attempts})
+    try:
+        return _prepare(row, config, config_sha256, cache_dir, started)
+    except Exception as exc:
+        return _failure(row, root, config_sha256, exc, started)
+
+
+def _prepare(
+    row: SlideRow, config: TilingConfig, config_sha256: str, cache_dir: str | None, started: float
+) -> PreparedSlide:
+    timings: dict[str, float] = {}
+    clock = time.monotonic()
+    path = stage_slide(row.uri, row.checksum, cache_dir)
+    bytes_read = path.stat().st_size
+    timings["stage_s"] = time.monotonic() - clock
+    clock = time.monotonic()
+    reader = open_reader(path, config.backend, row.mpp)
+    try:
+        mpp = row.mpp if row.mpp is not None else getattr(reader, "mpp", None)
+        if mpp is None or not mpp > 0:
+            raise SlideError(
+                f"slide {row.slide_id} has no mpp in its metadata; add an `mpp` value to its manifest row"
+            )
+        try:
+            plan = plan_tiles(
+                float(mpp),
+                list(reader.level_downsamples),
+                target_mpp=config.target_mpp,
+                tile_px=config.tile_px,
+                tolerance=config.mpp_tolerance,
+            )
+        except ValueError as exc:
+            raise SlideError(f"slide {row.slide_id}: {exc}") from exc
+        width0, height0 = (int(v) for v in reader.dimensions)
+        timings["open_s"] = time.monotonic() - clock
+
+        clock = time.monotonic()
+        tissue_px = tissue_image_px(
+            reader.dimensions, reader.level_dimensions, float(mpp), plan.size0, config
+        )
+        thumb = bounded_thumbnail(reader, tissue_px)
+        scale_x, scale_y = width0 / thumb.shape[1], height0 / thumb.shape[0]
+        tissue = detect_tissue(
+            thumb,
+            mpp=float(mpp) * (scale_x + scale_y) / 2,
+            threshold=config.tissue_threshold,
+            pen_filter=config.pen_filter,
+            max_hole_mm2=config.max_hole_mm2,
+            min_tissue_mm2=config.min_tissue_mm2,
+        )
+        xs, ys = grid(width0, height0, plan.size0)
+        level_w, level_h = (int(v) for v in reader.level_dimensions[plan.level])
+        inside = (np.round(xs / plan.downsample) + plan.read_px <= level_w) & (
+            np.round(ys / plan.downsample) + plan.read_px <= level_h
+        )
+        xs, ys = xs[inside], ys[inside]
+        fractions = tile_tissue_fractions(tissue.mask, xs, ys, plan.size0, scale_x, scale_y)
+        keep = fractions >= config.min_tissue_fraction
+        timings["tissue_s"] = time.monotonic() - clock
+    except BaseException:
+        reader.close()
+        raise
+    return PreparedSlide(
+        row=row,
+        config_sha256=config_sha256,
+        reader=reader,
+        path=path,
+        mpp=float(mpp),
+        mpp_source="manifest" if row.mpp is not None else "metadata",
+        plan=plan,
+        thumb=thumb,
+        mask=tissue.mask,
+        tissue_threshold=tissue.threshold,
+        pen_fraction=tissue.pen_fraction,
+        xs=xs[keep],
+        ys=ys[keep],
+        fractions=fractions[keep],
+        n_grid=int(inside.sum()),
+        bytes_read=bytes_read,
+        started=started,
+        timings=timings,
+    )
+
+
+def write_slide(
+    prepared: PreparedSlide,
+    root: OutputRoot,
+    config: TilingConfig,
+    *,
+    threads: int = 1,
+    on_tiles: Callable[[int], None] | None = None,
+) -> SlideOutcome:
+    """Read, resample and encode the prepared slide's tiles; write tiles.tar, coords, thumbnail, meta last."""
+    try:
+        return _write(prepared, root, config, threads, on_tiles)
+    except Exception as exc:
+        return _failure(prepared.row, root, prepared.config_sha256, exc, prepared.started)
+    finally:
+        prepared.reader.close()
+
+
+def tile_slide(
+    row: SlideRow,
+    root: OutputRoot,
+    config: TilingConfig,
+    *,
+    threads: int = 1,
+    cache_dir: str | None = None,
+    on_tiles: Callable[[int], None] | None = None,
+) -> SlideOutcome:
+    """Tile one slide into tiles/<slide_id>/ (coords, tiles.tar, thumbnail, meta last); skip if done."""
+    prepared = prepare_slide(row, root, config, cache_dir=cache_dir)
+    if isinstance(prepared, SlideOutcome):
+        return prepared
+    return write_slide(prepared, root, config, threads=threads, on_tiles=on_tiles)
+
+
+def _write(
+    p: PreparedSlide,
+    root: OutputRoot,
+    config: TilingConfig,
+    threads: int,
+    on_tiles: Callable[[int], None] | None,
+) -> SlideOutcome:
+    row, plan, reader, xs, ys = p.row, p.plan, p.reader, p.xs, p.ys
+    rel = f"tiles/{row.slide_id}"
+    timings = dict(p.timings)
+    width0, height0 = (int(v) for v in reader.dimensions)
+    clock = time.monotonic()
+    read_path, stored = choose_read_path(reader, p.path, plan, xs, ys, config)
+    try:
+        with (
+            root.writer(f"{rel}/tiles.tar") as tar_path,
+            open(tar_path, "wb") as handle,
+            ThreadPoolExecutor(max(1, threads)) as pool,
+        ):
+            hasher = HashingWriter(handle)
+            tar = DeterministicTar(hasher)  # type: ignore[arg-type]
+            done = 0
+            for i, data in enumerate(
+                _tile_bytes(reader, plan, xs, ys, config, pool, threads, read_path, stored)
+            ):
+                tar.add(f"{tile_key(row.slide_id, int(xs[i]), int(ys[i]))}.jpg", data)
+                done += 1
+                if on_tiles is not None and done % config.batch_tiles == 0:
+                    on_tiles(config.batch_tiles)
+            tar.close()
+            if on_tiles is not None and done % config.batch_tiles:
+                on_tiles(done % config.batch_tiles)
+            tiles_sha256 = hasher.sha256.hexdigest()
+    finally:
+        if stored is not None:
+            stored.close()
+    timings["tiles_s"] = time.monotonic() - clock
+
+    clock = time.monotonic()
+    table = pa.table(
+        {
+            "x": pa.array(xs, pa.int64()),
+            "y": pa.array(ys, pa.int64()),
+            "size0": pa.array(np.full(len(xs), plan.size0), pa.int64()),
+            "tissue": pa.array(p.fractions, pa.float32()),
+        },
+        schema=COORDS_SCHEMA,
+    )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    coords_bytes = buffer.getvalue()
+    root.write_bytes(f"{rel}/coords.parquet", coords_bytes)
+    # The tissue image serves as the QC picture unless it is much smaller than thumbnail_px.
+    qc_px = min(config.thumbnail_px, max(width0, height0))
+    thumb = p.thumb
+    qc = thumb if max(thumb.shape[:2]) >= 0.75 * qc_px else bounded_thumbnail(reader, qc_px)
+    png = render_thumbnail(qc, p.mask, xs, ys, plan.size0, width0, height0, config.thumbnail_px)
+    root.write_bytes(f"{rel}/thumbnail.png", png)
+    timings["write_s"] = time.monotonic() - clock
+    timings["total_s"] = time.monotonic() - p.started
+    meta = {
+        "slide_id": row.slide_id,
+        "status": "ok",
+        "source": slide_identity(row),
+        "slide_checksum": row.checksum,
+        "backend": getattr(reader, "backend", "unknown"),
+        "backend_reason": getattr(reader, "backend_reason", ""),
+        "mpp": p.mpp,
+        "mpp_source": p.mpp_source,
+        "dimensions": [width0, height0],
+        "level": plan.level,
+        "level_mpp": plan.level_mpp,
+        "downsample": plan.downsample,
+        "read_px": plan.read_px,
+        "tile_px": plan.tile_px,
+        "size0": plan.size0,
+        "tile_mpp": plan.tile_mpp,
+        "n_grid": p.n_grid,
+        "n_tiles": int(len(xs)),
+        "tissue_threshold": p.tissue_threshold,
+        "tissue_area_fraction": float(p.mask.mean()),
+        "pen_fraction": p.pen_fraction,
+        "read_path": read_path,
+        "jpeg_passthrough": read_path == "jpeg-copy",
+        "tiles_sha256": tiles_sha256,
+        "coords_sha256": hashlib.sha256(coords_bytes).hexdigest(),
+        "config": to_dict(config),
+        "config_sha256": p.config_sha256,
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+    }
+    root.write_json(f"{rel}/meta.json", meta)  # last: its presence with status ok marks the slide done
+    return SlideOutcome(
+        row.slide_id,
+        "ok",
+        n_tiles=int(len(xs)),
+        seconds=time.monotonic() - p.started,
+        bytes_read=p.bytes_read,
+    )
