@@ -45,6 +45,7 @@ class TileIndex:
     shard_paths: tuple[Path, ...]
     keys: tuple[str, ...]
     shard: np.ndarray  # int32 [n]: index into shard_paths
+    row: np.ndarray  # int32 [n]: position of the tile inside its shard (= its row in the cache part)
     offset: np.ndarray  # int64 [n]: byte offset of the JPEG inside its tar
     size: np.ndarray  # int64 [n]
     shards_sha256: str | None
@@ -68,18 +69,22 @@ def scan_shards(shards: str | os.PathLike[str]) -> TileIndex:
     paths: list[Path] = []
     keys: list[str] = []
     shard_ids: list[int] = []
+    rows: list[int] = []
     offsets: list[int] = []
     sizes: list[int] = []
     for i, entry in enumerate(meta["shards"]):
         path = local_path(f"{str(shards).rstrip('/')}/{entry['name']}") if str(shards).startswith("gs://") \
             else root / entry["name"]
         paths.append(path)
+        row = 0
         with tarfile.open(path, "r:") as tar:
             for member in tar:
                 key, _, ext = member.name.partition(".")
                 if ext == "jpg" and member.isfile():
                     keys.append(key)
                     shard_ids.append(i)
+                    rows.append(row)
+                    row += 1
                     offsets.append(member.offset_data)
                     sizes.append(member.size)
     require(len(keys) > 0, f"{root}: the shards hold no .jpg tiles; re-run `g2l tile`")
@@ -88,6 +93,7 @@ def scan_shards(shards: str | os.PathLike[str]) -> TileIndex:
         shard_paths=tuple(paths),
         keys=tuple(keys),
         shard=np.asarray(shard_ids, dtype=np.int32),
+        row=np.asarray(rows, dtype=np.int32),
         offset=np.asarray(offsets, dtype=np.int64),
         size=np.asarray(sizes, dtype=np.int64),
         shards_sha256=meta.get("sha256"),
@@ -226,6 +232,39 @@ class StepSampler:
         return (self.stop - self.start) * (self.plan.global_batch // self.world_size // self.micro)
 
 
+class CachedTargets:
+    """Teacher embeddings of tile i, view v, read from the cache parts by (shard, row), memory-mapped.
+
+    Parts correspond one to one with shards and hold rows in shard order (docs/contracts.md), so no
+    key -> row dictionary is needed; the keys of every part are checked once against the shards.
+    Memory maps are opened lazily in each process (DataLoader workers included).
+    """
+
+    def __init__(self, cache: Any, index: TileIndex) -> None:
+        parts = cache.index["parts"]
+        require(len(parts) == len(index.shard_paths),
+                f"cache {cache.path} has {len(parts)} parts but {index.root} has {len(index.shard_paths)} shards; "
+                "the cache was made from other shards: run `g2l embed` on these")
+        for i, part in enumerate(cache.iter_parts()):
+            mine = [index.keys[j] for j in np.flatnonzero(index.shard == i)]
+            require(list(part.keys) == mine,
+                    f"cache part {part.file} does not list the tiles of shard {index.shard_paths[i].name} in "
+                    "order; the cache was made from other shards: run `g2l embed` on these")
+        self.files = [Path(cache.path) / p["file"] for p in parts]
+        self.shard, self.row = index.shard, index.row
+        self._arrays: dict[int, np.ndarray] = {}
+        self._pid = os.getpid()
+
+    def __call__(self, i: int, v: int) -> np.ndarray:
+        """float32 [dim] teacher embedding of view v of tile i."""
+        if self._pid != os.getpid():
+            self._arrays, self._pid = {}, os.getpid()
+        part = int(self.shard[i])
+        if part not in self._arrays:
+            self._arrays[part] = np.load(self.files[part], mmap_mode="r")
+        return np.asarray(self._arrays[part][int(self.row[i]), v], dtype=np.float32)
+
+
 class DistillDataset:
     """Map-style dataset over (tile index, view): the view's uint8 pixels plus the cached teacher target.
 
@@ -239,7 +278,7 @@ class DistillDataset:
         reader: TileReader,
         make_view: Callable[[np.ndarray, str, int, Any], np.ndarray],
         view_spec: Any,
-        targets: Callable[[str], np.ndarray] | None = None,
+        targets: Callable[[int, int], np.ndarray] | None = None,
     ) -> None:
         self.reader = reader
         self.make_view = make_view
@@ -254,7 +293,7 @@ class DistillDataset:
         view = self.make_view(self.reader.read(i), key, v, self.view_spec)
         out: dict[str, Any] = {"pixels": torch.from_numpy(np.ascontiguousarray(view))}
         if self.targets is not None:
-            out["target"] = torch.from_numpy(np.asarray(self.targets(key)[v], dtype=np.float32))
+            out["target"] = torch.from_numpy(self.targets(i, v))
         return out
 
     def __len__(self) -> int:

@@ -30,7 +30,7 @@ from g2l.distill.checkpoint import (
     set_rng_state,
 )
 from g2l.distill.config import DistillConfig
-from g2l.distill.data import DataPlan, DistillDataset, StepSampler, TileIndex, TileReader, scan_shards, split_by_slide
+from g2l.distill.data import CachedTargets, DataPlan, DistillDataset, StepSampler, TileIndex, TileReader, scan_shards, split_by_slide
 from g2l.distill.losses import build_loss, mean_cosine, patch_loss
 from g2l.distill.model import Distiller, autocast, grad_sync, param_groups, teacher_forward, trainable, unwrap, wrap
 from g2l.distill.schedule import build_scheduler
@@ -122,7 +122,8 @@ def resolve_sources(config: DistillConfig, cache_path: str | None, device: torch
         view_spec = _view_spec_from(dict(config.view_spec))
     if config.teacher_mode == "online":
         name = config.teacher or teacher_name
-        teacher = build_model(name, weights=config.teacher_weights, device=device)
+        embedding = cache.index.get("embedding") if cache is not None else None
+        teacher = build_model(name, weights=config.teacher_weights, device=device, embedding=embedding)
         teacher.model.requires_grad_(False).eval()
         if cache is not None and teacher.weights_sha256 != teacher_sha:
             raise ConfigError(f"distill: the online teacher {name!r} has weight digest {teacher.weights_sha256[:12]} "
@@ -208,7 +209,7 @@ class Trainer:
         self.plan = DataPlan(train=self.split.train, shard_of=self.tiles.shard[self.split.train],
                              views=int(sources.view_spec.views), global_batch=config.global_batch,
                              seed=config.seed, window_shards=config.shuffle_window_shards)
-        targets = sources.cache.get if config.teacher_mode == "cached" else None
+        targets = CachedTargets(sources.cache, self.tiles) if config.teacher_mode == "cached" else None
         self.dataset = DistillDataset(TileReader(self.tiles), _make_view(), sources.view_spec, targets)
 
         # Same seed on every rank: identical head init (FSDP does not broadcast), same as one process.
