@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.pushgateway",
     "tests.fixtures.slides",
     "tests.fixtures.shards",
+    "tests.fixtures.distill",
 ]
