@@ -10,6 +10,7 @@ from g2l.models.build import (
     load_state_dict_file,
 )
 from g2l.models.digest import state_dict_sha256, weights_sha256
+from g2l.distill.export import load_student  # re-export: the exported distilled student
 from g2l.models.preprocess import Preprocess
 from g2l.models.zoo import REGISTRY, ModelSpec, get_spec, known_models
 
@@ -25,6 +26,7 @@ __all__ = [
     "embed",
     "get_spec",
     "known_models",
+    "load_student",
     "load_state_dict_file",
     "state_dict_sha256",
     "weights_sha256",
