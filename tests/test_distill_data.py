@@ -1,4 +1,4 @@
-"""The training data: a resumable order that is a pure function of (seed, epoch, step), rank splits, slide hold-out."""
+"""Training data: an order that is a pure function of (seed, epoch, step), rank splits, slide hold-out."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from tests.fixtures.distill import SLIDES, DistillData
 
 def _plan(n: int = 40, shards: int = 5, batch: int = 8, seed: int = 0) -> DataPlan:
     train = np.arange(n)
-    return DataPlan(train=train, shard_of=train % shards, views=3, global_batch=batch, seed=seed, window_shards=2)
+    return DataPlan(
+        train=train, shard_of=train % shards, views=3, global_batch=batch, seed=seed, window_shards=2
+    )
 
 
 def test_order_is_a_pure_function_of_seed_epoch_and_step() -> None:
@@ -71,7 +73,10 @@ def test_cached_targets_read_the_right_rows(distill_data: DistillData, tmp_path:
             np.testing.assert_array_equal(targets(i, v), cache.get(index.keys[i])[v].astype(np.float32))
     from tests.fixtures.shards import write_synthetic_shards
 
-    other = scan_shards(write_synthetic_shards(tmp_path, slides=("x1", "x2", "x3", "x4"), tiles_per_slide=6,
-                                               tiles_per_shard=6))
+    other = scan_shards(
+        write_synthetic_shards(
+            tmp_path, slides=("x1", "x2", "x3", "x4"), tiles_per_slide=6, tiles_per_shard=6
+        )
+    )
     with pytest.raises(ConfigError, match="other shards"):
         CachedTargets(cache, other)

@@ -1,4 +1,4 @@
-"""The exported student: head dropped, lineage in config.json, reloads (g2l and plain timm) and embeds identically."""
+"""The exported student: no head, lineage in config.json, reloads (g2l and plain timm), embeds identically."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_exported_student_reloads_and_embeds_identically(distill_data: DistillDa
     # the trained student, rebuilt from the last checkpoint's weights (the export is "last" here)
     state = load_checkpoint(latest_checkpoint(tmp_path))["state"]["model"]
     trained = build_model("tiny-vit-student").model
-    trained.load_state_dict({k[len("student."):]: v for k, v in state.items() if k.startswith("student.")})
+    trained.load_state_dict({k[len("student.") :]: v for k, v in state.items() if k.startswith("student.")})
     untrained = build_model("tiny-vit-student").model
 
     saved = load_file(str(student_dir / "model.safetensors"))
@@ -54,8 +54,11 @@ def test_exported_student_reloads_and_embeds_identically(distill_data: DistillDa
     assert card["weights_sha256"] == loaded.weights_sha256
 
     # plain timm, no g2l: the architecture and kwargs from config.json, the weights file as pretrained
-    model = timm.create_model(card["architecture"], pretrained=True,
-                              pretrained_cfg_overlay={"file": str(student_dir / "model.safetensors")},
-                              **card["model_args"]).eval()
+    model = timm.create_model(
+        card["architecture"],
+        pretrained=True,
+        pretrained_cfg_overlay={"file": str(student_dir / "model.safetensors")},
+        **card["model_args"],
+    ).eval()
     with torch.no_grad():
         torch.testing.assert_close(embed(model, x), want, rtol=0, atol=0)

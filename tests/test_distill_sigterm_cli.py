@@ -22,15 +22,32 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_sigterm_to_the_cli_checkpoints_and_exits_cleanly(distill_data: DistillData, tmp_path: Path) -> None:
-    cfg = tiny_config(schedule={"max_steps": 1000}, checkpoint={"every_steps": 1000},
-                      validation={"every_steps": 1000})
+    cfg = tiny_config(
+        schedule={"max_steps": 1000}, checkpoint={"every_steps": 1000}, validation={"every_steps": 1000}
+    )
     config_file = tmp_path / "distill.yaml"
     config_file.write_text(yaml.safe_dump({"distill": json.loads(json.dumps(to_dict(cfg)))}))
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "g2l", "distill", "--config", str(config_file), "--shards", distill_data.shards,
-           "--cache", distill_data.cache, "--out", str(out), "--nproc", "2", "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "g2l",
+        "distill",
+        "--config",
+        str(config_file),
+        "--shards",
+        distill_data.shards,
+        "--cache",
+        distill_data.cache,
+        "--out",
+        str(out),
+        "--nproc",
+        "2",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     log = out / "train_log.jsonl"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:

@@ -12,23 +12,48 @@ import pytest
 import yaml
 
 from g2l.config import ConfigError
-from g2l.distill.emit import JobSpec, parse_toleration, render_pytorchjob, render_trainjob, trainjob_pod_template
+from g2l.distill.emit import (
+    JobSpec,
+    parse_toleration,
+    render_pytorchjob,
+    render_trainjob,
+    trainjob_pod_template,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = "1.30.0"
-ARGS = ["--config", "configs/brca.yaml", "--shards", "gs://b/g2l/shards", "--out", "gs://b/g2l/runs/r1",
-        "--resume", "auto", "--cache", "gs://b/g2l/embeddings/abc"]
+ARGS = [
+    "--config",
+    "configs/brca.yaml",
+    "--shards",
+    "gs://b/g2l/shards",
+    "--out",
+    "gs://b/g2l/runs/r1",
+    "--resume",
+    "auto",
+    "--cache",
+    "gs://b/g2l/embeddings/abc",
+]
 
 
 def _validate_pod_template(template: dict) -> None:
-    kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
-                                  "template": template}, K8S, strict=True)
+    kubernetes_validate.validate(
+        {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template},
+        K8S,
+        strict=True,
+    )
 
 
 def _job(**kw: object) -> JobSpec:
-    return JobSpec(name="g2l-distill-brca", image="ghcr.io/g2l/g2l:1.0", nodes=4, gpus_per_node=8,
-                   service_account="g2l-trainer",
-                   tolerations=(parse_toleration("cloud.google.com/gke-spot=true:NoSchedule"),), **kw)
+    return JobSpec(
+        name="g2l-distill-brca",
+        image="ghcr.io/g2l/g2l:1.0",
+        nodes=4,
+        gpus_per_node=8,
+        service_account="g2l-trainer",
+        tolerations=(parse_toleration("cloud.google.com/gke-spot=true:NoSchedule"),),
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("api", ["v2.2", "v2.0"])
@@ -43,9 +68,15 @@ def test_trainjob_structure_and_pod(api: str) -> None:
     assert trainer["command"][:3] == ["torchrun", "-m", "g2l.distill"] and trainer["command"][3:] == ARGS
     pod = trainjob_pod_template(obj)
     assert pod["spec"]["serviceAccountName"] == "g2l-trainer"
-    assert {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true",
-            "effect": "NoSchedule"} in pod["spec"]["tolerations"]
-    assert ("runtimePatches" in spec) == (api == "v2.2") and ("podTemplateOverrides" in spec) == (api == "v2.0")
+    assert {
+        "key": "cloud.google.com/gke-spot",
+        "operator": "Equal",
+        "value": "true",
+        "effect": "NoSchedule",
+    } in pod["spec"]["tolerations"]
+    assert ("runtimePatches" in spec) == (api == "v2.2") and ("podTemplateOverrides" in spec) == (
+        api == "v2.0"
+    )
     _validate_pod_template(pod)
 
 
@@ -78,9 +109,30 @@ def test_bad_job_names_are_rejected() -> None:
 
 
 def test_cli_emits_trainjob_with_same_args(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "g2l", "distill", "--config", "configs/brca.yaml", "--shards", "/data/shards",
-           "--cache", "/data/embeddings/k", "--out", "/data/runs/r1", "--emit", "trainjob", "--nodes", "2",
-           "--gpus-per-node", "4", "--image", "ghcr.io/g2l/g2l:1.0", "--toleration", "dedicated=gpu:NoSchedule"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "g2l",
+        "distill",
+        "--config",
+        "configs/brca.yaml",
+        "--shards",
+        "/data/shards",
+        "--cache",
+        "/data/embeddings/k",
+        "--out",
+        "/data/runs/r1",
+        "--emit",
+        "trainjob",
+        "--nodes",
+        "2",
+        "--gpus-per-node",
+        "4",
+        "--image",
+        "ghcr.io/g2l/g2l:1.0",
+        "--toleration",
+        "dedicated=gpu:NoSchedule",
+    ]
     done = subprocess.run(cmd, cwd=REPO, env=os.environ, capture_output=True, text=True, check=True)
     obj = yaml.safe_load(done.stdout)
     command = obj["spec"]["trainer"]["command"]

@@ -64,7 +64,9 @@ def scan_shards(shards: str | os.PathLike[str]) -> TileIndex:
     """Index the JPEG members of every shard listed in `shards/index.json` (headers only, no pixels)."""
     root = local_path(shards)
     index_file = root / "index.json"
-    require(index_file.exists(), f"{index_file} not found: --shards must be ROOT/shards written by `g2l tile`")
+    require(
+        index_file.exists(), f"{index_file} not found: --shards must be ROOT/shards written by `g2l tile`"
+    )
     meta = json.loads(index_file.read_text())
     paths: list[Path] = []
     keys: list[str] = []
@@ -73,8 +75,11 @@ def scan_shards(shards: str | os.PathLike[str]) -> TileIndex:
     offsets: list[int] = []
     sizes: list[int] = []
     for i, entry in enumerate(meta["shards"]):
-        path = local_path(f"{str(shards).rstrip('/')}/{entry['name']}") if str(shards).startswith("gs://") \
+        path = (
+            local_path(f"{str(shards).rstrip('/')}/{entry['name']}")
+            if str(shards).startswith("gs://")
             else root / entry["name"]
+        )
         paths.append(path)
         row = 0
         with tarfile.open(path, "r:") as tar:
@@ -165,9 +170,11 @@ class DataPlan:
     window_shards: int = 4
 
     def __post_init__(self) -> None:
-        require(len(self.train) >= self.global_batch,
-                f"distill.global_batch ({self.global_batch}) exceeds the {len(self.train)} training tiles; "
-                "lower global_batch or tile more slides")
+        require(
+            len(self.train) >= self.global_batch,
+            f"distill.global_batch ({self.global_batch}) exceeds the {len(self.train)} training tiles; "
+            "lower global_batch or tile more slides",
+        )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -185,7 +192,7 @@ class DataPlan:
         shard_order = rng.permutation(shards)
         parts = []
         for w in range(0, len(shard_order), self.window_shards):
-            members = np.flatnonzero(np.isin(self.shard_of, shard_order[w:w + self.window_shards]))
+            members = np.flatnonzero(np.isin(self.shard_of, shard_order[w : w + self.window_shards]))
             parts.append(self.train[rng.permutation(members)])
         tiles = np.concatenate(parts)
         views = rng.integers(0, self.views, size=len(tiles))
@@ -195,7 +202,7 @@ class DataPlan:
         """Tiles and views of global step `step`."""
         epoch, start = self.position(step)
         tiles, views = self._cached_epoch(epoch)
-        return tiles[start:start + self.global_batch], views[start:start + self.global_batch]
+        return tiles[start : start + self.global_batch], views[start : start + self.global_batch]
 
     def _cached_epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         cache = self.__dict__.setdefault("_epoch_cache", {})
@@ -214,7 +221,7 @@ class DataPlan:
 
 def chunk(items: Sequence[tuple[int, int]], size: int) -> list[list[tuple[int, int]]]:
     """Split a rank's share of a global batch into micro-batches of `size`."""
-    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 class StepSampler:
@@ -242,14 +249,19 @@ class CachedTargets:
 
     def __init__(self, cache: Any, index: TileIndex) -> None:
         parts = cache.index["parts"]
-        require(len(parts) == len(index.shard_paths),
-                f"cache {cache.path} has {len(parts)} parts but {index.root} has {len(index.shard_paths)} shards; "
-                "the cache was made from other shards: run `g2l embed` on these")
+        require(
+            len(parts) == len(index.shard_paths),
+            f"cache {cache.path} has {len(parts)} parts but {index.root} has "
+            f"{len(index.shard_paths)} shards; "
+            "the cache was made from other shards: run `g2l embed` on these",
+        )
         for i, part in enumerate(cache.iter_parts()):
             mine = [index.keys[j] for j in np.flatnonzero(index.shard == i)]
-            require(list(part.keys) == mine,
-                    f"cache part {part.file} does not list the tiles of shard {index.shard_paths[i].name} in "
-                    "order; the cache was made from other shards: run `g2l embed` on these")
+            require(
+                list(part.keys) == mine,
+                f"cache part {part.file} does not list the tiles of shard {index.shard_paths[i].name} in "
+                "order; the cache was made from other shards: run `g2l embed` on these",
+            )
         self.files = [Path(cache.path) / p["file"] for p in parts]
         self.shard, self.row = index.shard, index.row
         self._arrays: dict[int, np.ndarray] = {}

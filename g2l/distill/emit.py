@@ -39,13 +39,17 @@ class JobSpec:
     trainer_api: str = "v2.2"
 
     def __post_init__(self) -> None:
-        require(bool(_NAME.match(self.name)) and len(self.name) <= 63,
-                f"--name {self.name!r} must be a DNS label (lower-case letters, digits, '-', <= 63 chars)")
+        require(
+            bool(_NAME.match(self.name)) and len(self.name) <= 63,
+            f"--name {self.name!r} must be a DNS label (lower-case letters, digits, '-', <= 63 chars)",
+        )
         require(bool(self.image), "--image must name the container image that has g2l installed")
         require(self.nodes >= 1, f"--nodes must be >= 1, got {self.nodes}")
         require(self.gpus_per_node >= 1, f"--gpus-per-node must be >= 1, got {self.gpus_per_node}")
-        require(self.trainer_api in TRAINER_APIS,
-                f"trainer_api must be one of {TRAINER_APIS}, got {self.trainer_api!r}")
+        require(
+            self.trainer_api in TRAINER_APIS,
+            f"trainer_api must be one of {TRAINER_APIS}, got {self.trainer_api!r}",
+        )
 
 
 def parse_toleration(text: str) -> dict[str, str]:
@@ -56,8 +60,10 @@ def parse_toleration(text: str) -> dict[str, str]:
     if eq:
         tol["value"] = value
     if effect:
-        require(effect in ("NoSchedule", "PreferNoSchedule", "NoExecute"),
-                f"toleration {text!r}: effect must be NoSchedule, PreferNoSchedule or NoExecute")
+        require(
+            effect in ("NoSchedule", "PreferNoSchedule", "NoExecute"),
+            f"toleration {text!r}: effect must be NoSchedule, PreferNoSchedule or NoExecute",
+        )
         tol["effect"] = effect
     return tol
 
@@ -68,7 +74,11 @@ def torchrun_command(distill_args: list[str]) -> list[str]:
 
 
 def _resources(job: JobSpec) -> dict[str, Any]:
-    amounts = {"cpu": job.cpu_per_node, "memory": job.memory_per_node, "nvidia.com/gpu": str(job.gpus_per_node)}
+    amounts = {
+        "cpu": job.cpu_per_node,
+        "memory": job.memory_per_node,
+        "nvidia.com/gpu": str(job.gpus_per_node),
+    }
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
@@ -76,7 +86,11 @@ def render_trainjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
     """A Kubeflow Trainer v2 TrainJob running the distillation on nodes x gpus_per_node GPUs."""
     pod_patch = {"serviceAccountName": job.service_account, "tolerations": [dict(t) for t in job.tolerations]}
     spec: dict[str, Any] = {
-        "runtimeRef": {"name": job.runtime, "apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime"},
+        "runtimeRef": {
+            "name": job.runtime,
+            "apiGroup": "trainer.kubeflow.org",
+            "kind": "ClusterTrainingRuntime",
+        },
         "trainer": {
             "image": job.image,
             "command": torchrun_command(distill_args),
@@ -86,24 +100,39 @@ def render_trainjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
         },
     }
     if job.trainer_api == "v2.2":
-        spec["runtimePatches"] = [{
-            "manager": "g2l.distill",
-            "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [{
-                "name": "node", "template": {"spec": {"template": {"spec": pod_patch}}},
-            }]}}},
-        }]
+        spec["runtimePatches"] = [
+            {
+                "manager": "g2l.distill",
+                "trainingRuntimeSpec": {
+                    "template": {
+                        "spec": {
+                            "replicatedJobs": [
+                                {
+                                    "name": "node",
+                                    "template": {"spec": {"template": {"spec": pod_patch}}},
+                                }
+                            ]
+                        }
+                    }
+                },
+            }
+        ]
     else:
         spec["podTemplateOverrides"] = [{"targetJobs": [{"name": "node"}], "spec": pod_patch}]
     return {
         "apiVersion": TRAINJOB_API,
         "kind": "TrainJob",
-        "metadata": {"name": job.name, "namespace": job.namespace, "labels": {"app.kubernetes.io/part-of": "g2l"}},
+        "metadata": {
+            "name": job.name,
+            "namespace": job.namespace,
+            "labels": {"app.kubernetes.io/part-of": "g2l"},
+        },
         "spec": spec,
     }
 
 
 def trainjob_pod_template(trainjob: dict[str, Any]) -> dict[str, Any]:
-    """The pod template a `node` of this TrainJob runs (trainer fields + pod patch), as core/v1 PodTemplateSpec."""
+    """The pod template of a TrainJob `node` (trainer fields + pod patch), as a core/v1 PodTemplateSpec."""
     spec = trainjob["spec"]
     trainer = spec["trainer"]
     if "runtimePatches" in spec:
@@ -111,10 +140,16 @@ def trainjob_pod_template(trainjob: dict[str, Any]) -> dict[str, Any]:
         patch = rjob["template"]["spec"]["template"]["spec"]
     else:
         patch = spec["podTemplateOverrides"][0]["spec"]
-    container = {"name": "node", "image": trainer["image"], "command": trainer["command"],
-                 "resources": trainer["resourcesPerNode"]}
-    return {"metadata": {"labels": dict(trainjob["metadata"].get("labels", {}))},
-            "spec": {**patch, "containers": [container], "restartPolicy": "OnFailure"}}
+    container = {
+        "name": "node",
+        "image": trainer["image"],
+        "command": trainer["command"],
+        "resources": trainer["resourcesPerNode"],
+    }
+    return {
+        "metadata": {"labels": dict(trainjob["metadata"].get("labels", {}))},
+        "spec": {**patch, "containers": [container], "restartPolicy": "OnFailure"},
+    }
 
 
 def render_pytorchjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
@@ -126,20 +161,30 @@ def render_pytorchjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
             "spec": {
                 "serviceAccountName": job.service_account,
                 "tolerations": [dict(t) for t in job.tolerations],
-                "containers": [{  # the operator requires the container to be named "pytorch"
-                    "name": "pytorch", "image": job.image, "command": torchrun_command(distill_args),
-                    "resources": _resources(job),
-                }],
+                "containers": [
+                    {  # the operator requires the container to be named "pytorch"
+                        "name": "pytorch",
+                        "image": job.image,
+                        "command": torchrun_command(distill_args),
+                        "resources": _resources(job),
+                    }
+                ],
             },
         }
 
-    replicas: dict[str, Any] = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template()}}
+    replicas: dict[str, Any] = {
+        "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template()}
+    }
     if job.nodes > 1:
         replicas["Worker"] = {"replicas": job.nodes - 1, "restartPolicy": "OnFailure", "template": template()}
     return {
         "apiVersion": PYTORCHJOB_API,
         "kind": "PyTorchJob",
-        "metadata": {"name": job.name, "namespace": job.namespace, "labels": {"app.kubernetes.io/part-of": "g2l"}},
+        "metadata": {
+            "name": job.name,
+            "namespace": job.namespace,
+            "labels": {"app.kubernetes.io/part-of": "g2l"},
+        },
         "spec": {
             "nprocPerNode": str(job.gpus_per_node),
             "runPolicy": {"cleanPodPolicy": "None", "backoffLimit": 10},

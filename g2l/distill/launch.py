@@ -20,11 +20,32 @@ CONFIG_COPY = "distill_config.yaml"
 STATUS_FILE = "status.json"
 
 
-def distill_args(config_path: str, shards: str, cache: str | None, out: str, *, resume: str = "auto",
-                 max_steps: int | None = None, quiet: bool = False, section: str = "distill",
-                 run_id: str | None = None, cancer: str | None = None) -> list[str]:
+def distill_args(
+    config_path: str,
+    shards: str,
+    cache: str | None,
+    out: str,
+    *,
+    resume: str = "auto",
+    max_steps: int | None = None,
+    quiet: bool = False,
+    section: str = "distill",
+    run_id: str | None = None,
+    cancer: str | None = None,
+) -> list[str]:
     """Arguments of `python -m g2l.distill` (the same for torchrun here and in a TrainJob)."""
-    args = ["--config", config_path, "--section", section, "--shards", shards, "--out", out, "--resume", resume]
+    args = [
+        "--config",
+        config_path,
+        "--section",
+        section,
+        "--shards",
+        shards,
+        "--out",
+        out,
+        "--resume",
+        resume,
+    ]
     if cache:
         args += ["--cache", cache]
     if max_steps is not None:
@@ -46,10 +67,20 @@ def is_finished(out: str | os.PathLike[str], config: DistillConfig) -> bool:
     return json.loads(cfg_file.read_text()).get("config_hash") == config_hash(config)
 
 
-def run_distill(config: DistillConfig, shards: str, cache: str | None, out: str, nproc: int = 1,
-                max_steps: int | None = None, resume: str = "auto", quiet: bool = False, *,
-                run_id: str = "local", cancer: str = "none",
-                step_callback: Callable[[int], None] | None = None) -> str:
+def run_distill(
+    config: DistillConfig,
+    shards: str,
+    cache: str | None,
+    out: str,
+    nproc: int = 1,
+    max_steps: int | None = None,
+    resume: str = "auto",
+    quiet: bool = False,
+    *,
+    run_id: str = "local",
+    cancer: str = "none",
+    step_callback: Callable[[int], None] | None = None,
+) -> str:
     """Distil into OUT and return OUT/student; raises train.Preempted after a SIGTERM checkpoint."""
     config = config.with_max_steps(max_steps)
     out_path = Path(out)
@@ -60,28 +91,60 @@ def run_distill(config: DistillConfig, shards: str, cache: str | None, out: str,
     else:
         from g2l.distill.train import init_distributed
 
-        train_and_export(config, shards, cache, out_path, init_distributed(), resume=resume, quiet=quiet,
-                         run_id=run_id, cancer=cancer, step_callback=step_callback)
+        train_and_export(
+            config,
+            shards,
+            cache,
+            out_path,
+            init_distributed(),
+            resume=resume,
+            quiet=quiet,
+            run_id=run_id,
+            cancer=cancer,
+            step_callback=step_callback,
+        )
     return str(out_path / "student")
 
 
-def train_and_export(config: DistillConfig, shards: str, cache: str | None, out: Path, env: Any, *,
-                     resume: str = "auto", quiet: bool = False, run_id: str = "local", cancer: str = "none",
-                     step_callback: Callable[[int], None] | None = None) -> Path:
+def train_and_export(
+    config: DistillConfig,
+    shards: str,
+    cache: str | None,
+    out: Path,
+    env: Any,
+    *,
+    resume: str = "auto",
+    quiet: bool = False,
+    run_id: str = "local",
+    cancer: str = "none",
+    step_callback: Callable[[int], None] | None = None,
+) -> Path:
     """Train on this rank, then export the student on rank 0; writes OUT/status.json."""
     from g2l.distill.checkpoint import save_atomic_json
     from g2l.distill.export import save_student
     from g2l.distill.train import Preempted, Trainer, resolve_sources
 
     sources = resolve_sources(config, cache, env.device)
-    trainer = Trainer(config, shards, out, sources, env, resume=resume, quiet=quiet, run_id=run_id,
-                      cancer=cancer, step_callback=step_callback)
+    trainer = Trainer(
+        config,
+        shards,
+        out,
+        sources,
+        env,
+        resume=resume,
+        quiet=quiet,
+        run_id=run_id,
+        cancer=cancer,
+        step_callback=step_callback,
+    )
     try:
         result = trainer.run()
     except Preempted as stop:
         if env.rank == 0:
-            save_atomic_json(out / STATUS_FILE, {"status": "preempted", "step": stop.step,
-                                                 "checkpoint": str(stop.checkpoint)})
+            save_atomic_json(
+                out / STATUS_FILE,
+                {"status": "preempted", "step": stop.step, "checkpoint": str(stop.checkpoint)},
+            )
         raise
     state, exported_step = trainer.student_state(config.export)
     student_dir = out / "student"
@@ -98,7 +161,7 @@ def train_and_export(config: DistillConfig, shards: str, cache: str | None, out:
             "export": config.export,
             "status": result.status,
             "val": result.val,
-            "best_val_loss": trainer.early.get("best"),
+            "best_val_loss": trainer.early.best,
             "val_slides": list(trainer.split.val_slides),
             "world_size": env.world_size,
         }
@@ -108,8 +171,17 @@ def train_and_export(config: DistillConfig, shards: str, cache: str | None, out:
     return student_dir
 
 
-def _launch_torchrun(config: DistillConfig, shards: str, cache: str | None, out: Path, nproc: int, resume: str,
-                     quiet: bool, run_id: str, cancer: str) -> None:
+def _launch_torchrun(
+    config: DistillConfig,
+    shards: str,
+    cache: str | None,
+    out: Path,
+    nproc: int,
+    resume: str,
+    quiet: bool,
+    run_id: str,
+    cancer: str,
+) -> None:
     """Run N local workers through torch.distributed.run; SIGTERM is passed on so they checkpoint."""
     from g2l.distill.train import Preempted
 
@@ -121,10 +193,19 @@ def _launch_torchrun(config: DistillConfig, shards: str, cache: str | None, out:
     tmp.write_text(yaml.safe_dump(plain, sort_keys=True))
     os.replace(tmp, cfg_file)
     (out / STATUS_FILE).unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-           f"--nproc-per-node={nproc}", "-m", "g2l.distill",
-           *distill_args(str(cfg_file), shards, cache, str(out), resume=resume, quiet=quiet,
-                         run_id=run_id, cancer=cancer)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "g2l.distill",
+        *distill_args(
+            str(cfg_file), shards, cache, str(out), resume=resume, quiet=quiet, run_id=run_id, cancer=cancer
+        ),
+    ]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     proc = subprocess.Popen(cmd, env=env)

@@ -1,5 +1,6 @@
 """Model zoo: build teachers/students by name or checkpoint, their preprocessing, weight digest, embedding."""
 
+from g2l.distill.export import load_student  # re-export: the exported distilled student
 from g2l.models.build import (
     LoadedModel,
     ModelError,
@@ -10,7 +11,6 @@ from g2l.models.build import (
     load_state_dict_file,
 )
 from g2l.models.digest import state_dict_sha256, weights_sha256
-from g2l.distill.export import load_student  # re-export: the exported distilled student
 from g2l.models.preprocess import Preprocess
 from g2l.models.zoo import REGISTRY, ModelSpec, get_spec, known_models
 
