@@ -80,3 +80,17 @@ def test_cached_targets_read_the_right_rows(distill_data: DistillData, tmp_path:
     )
     with pytest.raises(ConfigError, match="other shards"):
         CachedTargets(cache, other)
+
+
+def test_shards_in_a_bucket_index_like_local_ones(
+    distill_data: DistillData, gcs_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from g2l import storage
+    from g2l.distill.data import TileReader
+
+    monkeypatch.setenv("G2L_CACHE_DIR", str(tmp_path / "stage"))  # keep staged copies inside this test
+    uri = f"gs://{gcs_bucket}/g2l/shards"
+    storage.sync_dir(distill_data.shards, uri)
+    local, remote = scan_shards(distill_data.shards), scan_shards(uri)
+    assert remote.keys == local.keys and remote.shards_sha256 == local.shards_sha256
+    np.testing.assert_array_equal(TileReader(remote).read(5), TileReader(local).read(5))

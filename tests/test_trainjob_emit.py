@@ -28,7 +28,7 @@ ARGS = [
     "--shards",
     "gs://b/g2l/shards",
     "--out",
-    "gs://b/g2l/runs/r1",
+    "/gcs/g2l/runs/r1",
     "--resume",
     "auto",
     "--cache",
@@ -52,6 +52,7 @@ def _job(**kw: object) -> JobSpec:
         gpus_per_node=8,
         service_account="g2l-trainer",
         tolerations=(parse_toleration("cloud.google.com/gke-spot=true:NoSchedule"),),
+        gcs_bucket="b",
         **kw,
     )
 
@@ -68,6 +69,10 @@ def test_trainjob_structure_and_pod(api: str) -> None:
     assert trainer["command"][:3] == ["torchrun", "-m", "g2l.distill"] and trainer["command"][3:] == ARGS
     pod = trainjob_pod_template(obj)
     assert pod["spec"]["serviceAccountName"] == "g2l-trainer"
+    # RUN_DIR lives on the bucket, mounted by the GCS FUSE CSI driver (a shared filesystem for all ranks)
+    assert pod["metadata"]["annotations"] == {"gke-gcsfuse/volumes": "true"}
+    assert pod["spec"]["volumes"][0]["csi"]["volumeAttributes"]["bucketName"] == "b"
+    assert pod["spec"]["containers"][0]["volumeMounts"] == [{"name": "gcs", "mountPath": "/gcs"}]
     assert {
         "key": "cloud.google.com/gke-spot",
         "operator": "Equal",
@@ -91,6 +96,7 @@ def test_pytorchjob_master_and_workers_validate() -> None:
         container = template["spec"]["containers"][0]
         assert container["name"] == "pytorch" and container["command"][3:] == ARGS
         assert container["resources"]["requests"]["nvidia.com/gpu"] == "8"
+        assert container["volumeMounts"][0]["mountPath"] == "/gcs"
         _validate_pod_template(template)
     single = render_pytorchjob(JobSpec(name="one", image="img", nodes=1), ARGS)
     assert set(single["spec"]["pytorchReplicaSpecs"]) == {"Master"}
@@ -141,3 +147,10 @@ def test_cli_emits_trainjob_with_same_args(tmp_path: Path) -> None:
     assert command[command.index("--cache") + 1] == "/data/embeddings/k"
     assert obj["spec"]["trainer"]["numNodes"] == 2
     _validate_pod_template(trainjob_pod_template(obj))
+
+
+def test_run_dir_on_gs_is_refused_with_the_fix(tmp_path: Path) -> None:
+    from g2l.distill import DistillConfig, run_distill
+
+    with pytest.raises(ConfigError, match="GCS FUSE"):
+        run_distill(DistillConfig(), str(tmp_path), None, "gs://b/g2l/runs/r1")

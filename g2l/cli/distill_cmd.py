@@ -48,6 +48,10 @@ def register(app: typer.Typer) -> None:
         emit_file: Annotated[
             Path | None, typer.Option("--emit-file", help="--emit: write here instead of stdout")
         ] = None,
+        gcs_bucket: str | None = typer.Option(
+            None, "--gcs-bucket", help="--emit: mount this bucket (GCS FUSE CSI) at --gcs-mount-path"
+        ),
+        gcs_mount_path: str = typer.Option("/gcs", "--gcs-mount-path", help="--emit: where the bucket is"),
     ) -> None:
         """Distil the student from the teacher embedding cache (or emit a multi-node job that does)."""
         from g2l.config import ConfigError, RunConfig, load_section, load_yaml
@@ -76,6 +80,8 @@ def register(app: typer.Typer) -> None:
                     tuple(toleration or ()),
                     trainer_api,
                     run,
+                    gcs_bucket,
+                    gcs_mount_path,
                 )
                 if emit_file is not None:
                     emit_file.write_text(text)
@@ -123,6 +129,8 @@ def _emit(
     tolerations: tuple[str, ...],
     trainer_api: str,
     run: object,
+    gcs_bucket: str | None,
+    gcs_mount_path: str,
 ) -> str:
     from g2l.config import require
     from g2l.distill import emit as emitter
@@ -138,6 +146,8 @@ def _emit(
         namespace=namespace,
         service_account=service_account,
         trainer_api=trainer_api,
+        gcs_bucket=gcs_bucket,
+        gcs_mount_path=gcs_mount_path,
         tolerations=(emitter.GPU_TOLERATION, *(emitter.parse_toleration(t) for t in tolerations)),
     )
     args = distill_args(

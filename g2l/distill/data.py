@@ -22,14 +22,28 @@ import numpy as np
 from g2l.config import require
 
 
-def local_path(uri: str | os.PathLike[str]) -> Path:
-    """A local path for a URI; gs:// objects are staged through g2l.storage."""
-    text = str(uri)
-    if text.startswith("gs://"):
+def _read_index(shards: str) -> dict[str, Any]:
+    """shards/index.json, local or gs://."""
+    if shards.startswith("gs://"):
         from g2l import storage  # lazy: local runs need no cloud client
 
-        return Path(storage.stage(text))
-    return Path(text)
+        uri = storage.join(shards, "index.json")
+        require(storage.exists(uri), f"{uri} not found: --shards must be ROOT/shards written by `g2l tile`")
+        return dict(json.loads(storage.read_text(uri)))
+    index_file = Path(shards) / "index.json"
+    require(
+        index_file.exists(), f"{index_file} not found: --shards must be ROOT/shards written by `g2l tile`"
+    )
+    return dict(json.loads(index_file.read_text()))
+
+
+def _shard_path(shards: str, entry: dict[str, Any]) -> Path:
+    """Local path of one shard; gs:// shards are staged (downloaded once, checksum-verified)."""
+    if shards.startswith("gs://"):
+        from g2l import storage
+
+        return Path(storage.stage(storage.join(shards, entry["name"])))
+    return Path(shards) / entry["name"]
 
 
 def slide_of(tile_key: str) -> str:
@@ -41,7 +55,7 @@ def slide_of(tile_key: str) -> str:
 class TileIndex:
     """Where every tile's JPEG lives inside the shards: (shard, byte offset, size), in shard order."""
 
-    root: Path
+    root: str  # the --shards location as given (local path or gs:// prefix)
     shard_paths: tuple[Path, ...]
     keys: tuple[str, ...]
     shard: np.ndarray  # int32 [n]: index into shard_paths
@@ -62,12 +76,8 @@ class TileIndex:
 
 def scan_shards(shards: str | os.PathLike[str]) -> TileIndex:
     """Index the JPEG members of every shard listed in `shards/index.json` (headers only, no pixels)."""
-    root = local_path(shards)
-    index_file = root / "index.json"
-    require(
-        index_file.exists(), f"{index_file} not found: --shards must be ROOT/shards written by `g2l tile`"
-    )
-    meta = json.loads(index_file.read_text())
+    root = str(shards).rstrip("/")
+    meta = _read_index(root)
     paths: list[Path] = []
     keys: list[str] = []
     shard_ids: list[int] = []
@@ -75,11 +85,7 @@ def scan_shards(shards: str | os.PathLike[str]) -> TileIndex:
     offsets: list[int] = []
     sizes: list[int] = []
     for i, entry in enumerate(meta["shards"]):
-        path = (
-            local_path(f"{str(shards).rstrip('/')}/{entry['name']}")
-            if str(shards).startswith("gs://")
-            else root / entry["name"]
-        )
+        path = _shard_path(root, entry)
         paths.append(path)
         row = 0
         with tarfile.open(path, "r:") as tar:

@@ -37,6 +37,8 @@ class JobSpec:
     tolerations: tuple[dict[str, str], ...] = (GPU_TOLERATION,)
     runtime: str = "torch-distributed"
     trainer_api: str = "v2.2"
+    gcs_bucket: str | None = None  # mounted with the GKE GCS FUSE CSI driver at `gcs_mount_path`
+    gcs_mount_path: str = "/gcs"
 
     def __post_init__(self) -> None:
         require(
@@ -82,9 +84,30 @@ def _resources(job: JobSpec) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
+def _gcs_volume(job: JobSpec) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """(volume, volumeMount, pod annotations) mounting the bucket through the GCS FUSE CSI driver."""
+    volume = {
+        "name": "gcs",
+        "csi": {
+            "driver": "gcsfuse.csi.storage.gke.io",
+            "volumeAttributes": {"bucketName": str(job.gcs_bucket), "mountOptions": "implicit-dirs"},
+        },
+    }
+    return volume, {"name": "gcs", "mountPath": job.gcs_mount_path}, {"gke-gcsfuse/volumes": "true"}
+
+
 def render_trainjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
     """A Kubeflow Trainer v2 TrainJob running the distillation on nodes x gpus_per_node GPUs."""
-    pod_patch = {"serviceAccountName": job.service_account, "tolerations": [dict(t) for t in job.tolerations]}
+    pod_patch: dict[str, Any] = {
+        "serviceAccountName": job.service_account,
+        "tolerations": [dict(t) for t in job.tolerations],
+    }
+    pod_meta: dict[str, Any] = {}
+    if job.gcs_bucket:
+        volume, mount, annotations = _gcs_volume(job)
+        pod_patch["volumes"] = [volume]
+        pod_patch["containers"] = [{"name": "node", "volumeMounts": [mount]}]
+        pod_meta = {"metadata": {"annotations": annotations}}
     spec: dict[str, Any] = {
         "runtimeRef": {
             "name": job.runtime,
@@ -109,7 +132,7 @@ def render_trainjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
                             "replicatedJobs": [
                                 {
                                     "name": "node",
-                                    "template": {"spec": {"template": {"spec": pod_patch}}},
+                                    "template": {"spec": {"template": {**pod_meta, "spec": pod_patch}}},
                                 }
                             ]
                         }
@@ -118,7 +141,7 @@ def render_trainjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
             }
         ]
     else:
-        spec["podTemplateOverrides"] = [{"targetJobs": [{"name": "node"}], "spec": pod_patch}]
+        spec["podTemplateOverrides"] = [{"targetJobs": [{"name": "node"}], **pod_meta, "spec": pod_patch}]
     return {
         "apiVersion": TRAINJOB_API,
         "kind": "TrainJob",
@@ -137,18 +160,25 @@ def trainjob_pod_template(trainjob: dict[str, Any]) -> dict[str, Any]:
     trainer = spec["trainer"]
     if "runtimePatches" in spec:
         rjob = spec["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
-        patch = rjob["template"]["spec"]["template"]["spec"]
+        template = rjob["template"]["spec"]["template"]
+        patch, meta = template["spec"], template.get("metadata", {})
     else:
-        patch = spec["podTemplateOverrides"][0]["spec"]
-    container = {
+        override = spec["podTemplateOverrides"][0]
+        patch, meta = override["spec"], override.get("metadata", {})
+    container: dict[str, Any] = {
         "name": "node",
         "image": trainer["image"],
         "command": trainer["command"],
         "resources": trainer["resourcesPerNode"],
     }
+    for extra in patch.get("containers", []):
+        if extra["name"] == "node":
+            container.update({k: v for k, v in extra.items() if k != "name"})
+    pod_spec = {k: v for k, v in patch.items() if k != "containers"}
+    labels = dict(trainjob["metadata"].get("labels", {}))
     return {
-        "metadata": {"labels": dict(trainjob["metadata"].get("labels", {}))},
-        "spec": {**patch, "containers": [container], "restartPolicy": "OnFailure"},
+        "metadata": {"labels": labels, **meta},
+        "spec": {**pod_spec, "containers": [container], "restartPolicy": "OnFailure"},
     }
 
 
@@ -156,21 +186,26 @@ def render_pytorchjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
     """A Training Operator (kubeflow.org/v1) PyTorchJob: one Master plus nodes - 1 Workers."""
 
     def template() -> dict[str, Any]:
-        return {
+        container: dict[str, Any] = {  # the operator requires the container to be named "pytorch"
+            "name": "pytorch",
+            "image": job.image,
+            "command": torchrun_command(distill_args),
+            "resources": _resources(job),
+        }
+        pod: dict[str, Any] = {
             "metadata": {"labels": {"app.kubernetes.io/part-of": "g2l"}},
             "spec": {
                 "serviceAccountName": job.service_account,
                 "tolerations": [dict(t) for t in job.tolerations],
-                "containers": [
-                    {  # the operator requires the container to be named "pytorch"
-                        "name": "pytorch",
-                        "image": job.image,
-                        "command": torchrun_command(distill_args),
-                        "resources": _resources(job),
-                    }
-                ],
+                "containers": [container],
             },
         }
+        if job.gcs_bucket:
+            volume, mount, annotations = _gcs_volume(job)
+            pod["metadata"]["annotations"] = annotations
+            pod["spec"]["volumes"] = [volume]
+            container["volumeMounts"] = [mount]
+        return pod
 
     replicas: dict[str, Any] = {
         "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template()}

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from g2l.config import config_hash, to_dict
+from g2l.config import config_hash, require, to_dict
 from g2l.distill.config import DistillConfig
 
 CONFIG_COPY = "distill_config.yaml"
@@ -59,6 +59,16 @@ def distill_args(
     return args
 
 
+def require_local_out(out: str | os.PathLike[str]) -> None:
+    """RUN_DIR must be a filesystem every rank shares: checkpoints are renamed into place there."""
+    require(
+        not str(out).startswith("gs://"),
+        f"--out {out}: the run directory must be a local or mounted path shared by all ranks "
+        "(checkpoints are written under a temporary name and renamed); on GKE mount the bucket with "
+        "the GCS FUSE CSI driver (`g2l distill --emit ... --gcs-bucket BUCKET`) and pass /gcs/...",
+    )
+
+
 def is_finished(out: str | os.PathLike[str], config: DistillConfig) -> bool:
     """True when OUT already holds a student exported by this very config (rerun = no-op)."""
     cfg_file = Path(out) / "student" / "config.json"
@@ -83,6 +93,7 @@ def run_distill(
 ) -> str:
     """Distil into OUT and return OUT/student; raises train.Preempted after a SIGTERM checkpoint."""
     config = config.with_max_steps(max_steps)
+    require_local_out(out)
     out_path = Path(out)
     if resume == "auto" and is_finished(out_path, config):
         return str(out_path / "student")
@@ -124,6 +135,7 @@ def train_and_export(
     from g2l.distill.export import save_student
     from g2l.distill.train import Preempted, Trainer, resolve_sources
 
+    require_local_out(out)
     sources = resolve_sources(config, cache, env.device)
     trainer = Trainer(
         config,
