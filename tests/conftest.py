@@ -5,5 +5,6 @@ pytest_plugins = [
     "tests.fixtures.pushgateway",
     "tests.fixtures.slides",
     "tests.fixtures.shards",
+    "tests.fixtures.lineage",
     "tests.fixtures.distill",
 ]
