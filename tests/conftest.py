@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.shards",
     "tests.fixtures.lineage",
     "tests.fixtures.tiling",
+    "tests.fixtures.distill",
 ]
