@@ -53,6 +53,11 @@ from g2l.distill.model import (
 )
 from g2l.distill.schedule import build_scheduler
 
+#: Exit status after a SIGTERM checkpoint: 128 + SIGTERM, the code Kubernetes reports for a terminated
+#: container. Non-zero on purpose: with exit 0 a PyTorchJob (restartPolicy ExitCode/OnFailure) or a
+#: TrainJob would count the preempted run as finished, with no student; 143 is retryable, so it restarts.
+PREEMPTED_EXIT_CODE = 143
+
 
 class Preempted(Exception):
     """SIGTERM arrived: a checkpoint was written at the step boundary; rerunning resumes from it."""
