@@ -430,6 +430,10 @@ class Trainer:
             pin_memory=self.env.device.type == "cuda",
             prefetch_factor=4 if workers else None,
             persistent_workers=False,
+            # Its own generator: otherwise each new iterator draws worker seeds from the global torch
+            # RNG, so a resumed run (which creates its loader at the resume step) would consume the
+            # RNG differently from an uninterrupted one and dropout/drop-path masks would diverge.
+            generator=torch.Generator().manual_seed(self.config.seed),
         )
 
     # ----------------------------------------------------------------- run
