@@ -137,3 +137,37 @@ class RunConfig:
         require(bool(self.cancer) and self.cancer.replace("-", "").isalnum(),
                 f"run.cancer must be a short alphanumeric name such as 'brca', got {self.cancer!r}")
         require(bool(self.artifact_root), "run.artifact_root must be a local directory or gs:// URI")
+
+
+#: Every top-level section of a g2l config file and the dataclass that validates it (module:Class,
+#: imported on demand so that loading one stage's config never imports another stage's libraries).
+SECTIONS: dict[str, str] = {
+    "run": "g2l.config:RunConfig",
+    "manifest": "g2l.manifest.config:ManifestConfig",
+    "tiling": "g2l.tiling.config:TilingConfig",
+    "embed": "g2l.embed.config:EmbedConfig",
+    "distill": "g2l.distill.config:DistillConfig",
+    "evaluate": "g2l.evaluate.config:EvaluateConfig",
+    "registry": "g2l.registry.config:RegistryConfig",
+    "pipeline": "g2l.pipeline_config:PipelineConfig",
+}
+
+
+def section_class(section: str) -> type:
+    """The dataclass that validates `section` of a config file."""
+    import importlib
+
+    if section not in SECTIONS:
+        raise ConfigError(f"unknown section {section!r}; valid sections are: {', '.join(SECTIONS)}")
+    module, name = SECTIONS[section].split(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def validate_file(path: str | Path) -> dict[str, Any]:
+    """Load and validate every section of a g2l config file; unknown sections are errors."""
+    raw = load_yaml(path)
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; valid sections are: "
+                          f"{', '.join(SECTIONS)}")
+    return {name: load_section(section_class(name), path, section=name) for name in raw}

@@ -45,6 +45,24 @@ def version() -> None:
     typer.echo(__version__)
 
 
+config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("validate")
+def config_validate(path: str = typer.Argument(..., help="A g2l config YAML (configs/brca.yaml)")) -> None:
+    """Validate every section of a config file; exit 2 naming the key and the fix on the first error."""
+    from g2l.config import ConfigError, validate_file
+    from g2l.progress import console
+
+    try:
+        sections = validate_file(path)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    typer.echo(f"{path}: ok ({', '.join(sections)})")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
