@@ -1,0 +1,22 @@
+"""Component: register the student with its lineage and move `champion` if it still wins."""
+
+# No `from __future__ import annotations`: kfp reads the real annotation objects.
+from kfp import dsl
+
+from components.image import G2L_IMAGE
+
+
+@dsl.component(base_image=G2L_IMAGE, install_kfp_package=False)
+def promote_student(
+    student: str,
+    report: str,
+    gate_policy: str,
+    cancer: str,
+    registry_uri: str,
+    manifest_rev: str,
+) -> str:
+    """Promote through the registry (re-checking the champion at this moment); returns the version line."""
+    from g2l.pipeline_io import promote_run, run_id
+
+    return promote_run(student=student, report=report, gate_policy=gate_policy, cancer=cancer,
+                       registry_uri=registry_uri, manifest_rev=manifest_rev, run_id=run_id())
