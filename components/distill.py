@@ -23,6 +23,16 @@ def distill_student(
     """Train the student on the cached teacher embeddings; returns the exported student directory."""
     from g2l.trainjobs import distill
 
-    return distill(shards=shards, cache=cache, config_uri=config_uri, config_sha256=config_sha256,
-                   artifact_root=artifact_root, student=student, gpus=gpus, nodes=nodes,
-                   max_steps=max_steps, image=image, cancer=cancer)
+    return distill(
+        shards=shards,
+        cache=cache,
+        config_uri=config_uri,
+        config_sha256=config_sha256,
+        artifact_root=artifact_root,
+        student=student,
+        gpus=gpus,
+        nodes=nodes,
+        max_steps=max_steps,
+        image=image,
+        cancer=cancer,
+    )

@@ -30,8 +30,16 @@ def embed_shards(
     from g2l.pipeline_io import load_stage_config, run_id
 
     config = load_stage_config(embed.EmbedConfig, config_uri, "embed", teacher=teacher or None)
-    return embed.run_embed(shards, artifact_root, config, rank=rank, world_size=world_size, quiet=True,
-                           run_id=run_id(), cancer=cancer)
+    return embed.run_embed(
+        shards,
+        artifact_root,
+        config,
+        rank=rank,
+        world_size=world_size,
+        quiet=True,
+        run_id=run_id(),
+        cancer=cancer,
+    )
 
 
 @dsl.component(base_image=G2L_IMAGE, install_kfp_package=False)
@@ -44,11 +52,12 @@ def finalize_cache(
     cancer: str,
     rank_caches: list,
 ) -> str:
-    """Seal the cache once all ranks are done: a single-worker pass verifies every part and writes the index."""
+    """Seal the cache once every rank is done: a single-worker pass checks the parts, writes the index."""
     from g2l import embed
     from g2l.pipeline_io import load_stage_config, run_id
 
     config = load_stage_config(embed.EmbedConfig, config_uri, "embed", teacher=teacher or None)
     # Every part already exists, so this computes nothing; it checks the parts and marks _COMPLETE.
-    return embed.run_embed(shards, artifact_root, config, rank=0, world_size=1, quiet=True,
-                           run_id=run_id(), cancer=cancer)
+    return embed.run_embed(
+        shards, artifact_root, config, rank=0, world_size=1, quiet=True, run_id=run_id(), cancer=cancer
+    )

@@ -21,8 +21,15 @@ def evaluate_models(
     """Run the benchmarks; log every metric to kfp and the report page as HTML; returns report.json's URI."""
     from g2l.pipeline_io import evaluate_run
 
-    result = evaluate_run(student=student, config_uri=config_uri, teacher=teacher, benchmarks=benchmarks,
-                          cancer=cancer, registry_uri=registry_uri, html_out=report_html.path)
+    result = evaluate_run(
+        student=student,
+        config_uri=config_uri,
+        teacher=teacher,
+        benchmarks=benchmarks,
+        cancer=cancer,
+        registry_uri=registry_uri,
+        html_out=report_html.path,
+    )
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
     return result.report_uri

@@ -15,13 +15,19 @@ def pin_inputs(
     manifest_rev: str,
     manifest_repo: str,
     artifact_root: str,
-) -> NamedTuple("PinnedInputs", [("config_uri", str), ("config_sha256", str), ("manifest", str),
-                                 ("manifest_sha256", str)]):
+) -> NamedTuple(
+    "PinnedInputs", [("config_uri", str), ("config_sha256", str), ("manifest", str), ("manifest_sha256", str)]
+):
     """Freeze the config and the manifest at its DVC rev under the artifact root; return URIs and hashes."""
     from g2l.pipeline_io import pin_inputs as pin
 
-    p = pin(config_yaml=config_yaml, manifest_uri=manifest_uri, manifest_rev=manifest_rev,
-            manifest_repo=manifest_repo, artifact_root=artifact_root)
+    p = pin(
+        config_yaml=config_yaml,
+        manifest_uri=manifest_uri,
+        manifest_rev=manifest_rev,
+        manifest_repo=manifest_repo,
+        artifact_root=artifact_root,
+    )
     return (p.config_uri, p.config_sha256, p.manifest_uri, p.manifest_sha256)
 
 

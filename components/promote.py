@@ -18,5 +18,12 @@ def promote_student(
     """Promote through the registry (re-checking the champion at this moment); returns the version line."""
     from g2l.pipeline_io import promote_run, run_id
 
-    return promote_run(student=student, report=report, gate_policy=gate_policy, cancer=cancer,
-                       registry_uri=registry_uri, manifest_rev=manifest_rev, run_id=run_id())
+    return promote_run(
+        student=student,
+        report=report,
+        gate_policy=gate_policy,
+        cancer=cancer,
+        registry_uri=registry_uri,
+        manifest_rev=manifest_rev,
+        run_id=run_id(),
+    )

@@ -23,8 +23,15 @@ def tile_slides(
     from g2l.pipeline_io import load_stage_config, run_id
 
     config = load_stage_config(tiling.TilingConfig, config_uri, "tiling")
-    tiling.tile_slides(manifests.load(manifest), artifact_root, config, slide_ids=slide_ids.split(","),
-                       run_id=run_id(), cancer=cancer, quiet=True)
+    tiling.tile_slides(
+        manifests.load(manifest),
+        artifact_root,
+        config,
+        slide_ids=slide_ids.split(","),
+        run_id=run_id(),
+        cancer=cancer,
+        quiet=True,
+    )
     return slide_ids
 
 

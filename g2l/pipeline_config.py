@@ -96,6 +96,8 @@ def pipeline_arguments(config_path: str | Path, **overrides: Any) -> dict[str, A
         "max_distill_steps": pipe.max_distill_steps,
     }
     unknown = sorted(set(overrides) - set(args))
-    require(not unknown, f"unknown pipeline parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(args))}")
+    require(
+        not unknown, f"unknown pipeline parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(args))}"
+    )
     args.update(overrides)
     return args

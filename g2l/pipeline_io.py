@@ -60,8 +60,9 @@ def _put_once(uri: str, text: str) -> None:
         storage.put_text(uri, text)
 
 
-def pin_inputs(*, config_yaml: str, manifest_uri: str, manifest_rev: str, manifest_repo: str,
-               artifact_root: str) -> PinnedInputs:
+def pin_inputs(
+    *, config_yaml: str, manifest_uri: str, manifest_rev: str, manifest_repo: str, artifact_root: str
+) -> PinnedInputs:
     """Freeze the config and the manifest (read at its DVC rev) under ROOT/pipeline/, content-addressed.
 
     Every later task reads these copies, so the whole run sees one manifest even if the branch moves,
@@ -71,20 +72,31 @@ def pin_inputs(*, config_yaml: str, manifest_uri: str, manifest_rev: str, manife
 
     text = read_text_or_uri(config_yaml)
     data = yaml.safe_load(text)
-    require(isinstance(data, dict), "config_yaml must be a YAML mapping with one section per stage "
-                                    "(inline text or the URI of a config file such as configs/brca.yaml)")
+    require(
+        isinstance(data, dict),
+        "config_yaml must be a YAML mapping with one section per stage "
+        "(inline text or the URI of a config file such as configs/brca.yaml)",
+    )
     config_sha = yaml_sha256(text)
     config_uri = storage.join(artifact_root, "pipeline", f"config-{config_sha[:16]}.yaml")
     _put_once(config_uri, text)
 
-    require(bool(manifest_uri), "manifest_uri must name the slide manifest (CSV/Parquet path, gs:// URI "
-                                "or a path inside manifest_repo)")
+    require(
+        bool(manifest_uri),
+        "manifest_uri must name the slide manifest (CSV/Parquet path, gs:// URI "
+        "or a path inside manifest_repo)",
+    )
     loaded = manifest.load(manifest_uri, rev=manifest_rev or None, repo=manifest_repo or None)
     manifest_sha = loaded.content_hash
     pinned_manifest = storage.join(artifact_root, "pipeline", f"manifest-{manifest_sha[:16]}.csv")
     _put_once(pinned_manifest, loaded.df.to_csv(index=False))
-    return PinnedInputs(config_uri=config_uri, config_sha256=config_sha, manifest_uri=pinned_manifest,
-                        manifest_sha256=manifest_sha, manifest_rev=str(loaded.rev or manifest_rev or ""))
+    return PinnedInputs(
+        config_uri=config_uri,
+        config_sha256=config_sha,
+        manifest_uri=pinned_manifest,
+        manifest_sha256=manifest_sha,
+        manifest_rev=str(loaded.rev or manifest_rev or ""),
+    )
 
 
 def split_groups(items: list[str], n_groups: int) -> list[list[str]]:
@@ -97,13 +109,13 @@ def split_groups(items: list[str], n_groups: int) -> list[list[str]]:
     groups, start = [], 0
     for i in range(n):
         size = base + (1 if i < extra else 0)
-        groups.append(items[start:start + size])
+        groups.append(items[start : start + size])
         start += size
     return groups
 
 
 def slide_groups(manifest_uri: str, n_groups: int) -> list[str]:
-    """Slide ids of a pinned manifest in `n_groups` groups, each a comma-joined string (ids hold no commas)."""
+    """Slide ids of a pinned manifest in `n_groups` groups, each comma-joined (ids hold no commas)."""
     from g2l import manifest
 
     ids = [str(s) for s in manifest.load(manifest_uri).df["slide_id"].tolist()]
@@ -137,8 +149,9 @@ def run_id() -> str:
 
 def distill_dir(artifact_root: str, *, cache: str, config_sha256: str, student: str, max_steps: int) -> str:
     """Content-addressed run directory of a distillation: the same inputs resume the same run."""
-    key = hashlib.sha256(json.dumps([cache.rstrip("/").rsplit("/", 1)[-1], config_sha256, student, max_steps])
-                         .encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps([cache.rstrip("/").rsplit("/", 1)[-1], config_sha256, student, max_steps]).encode()
+    ).hexdigest()[:16]
     from g2l import storage
 
     return storage.join(artifact_root, "distill", key)

@@ -1,4 +1,4 @@
-"""Cost plan for a run before it spends money: tiles, storage, teacher and student GPU-hours, with assumptions."""
+"""Cost plan before a run spends money: tiles, storage, teacher and student GPU-hours, with assumptions."""
 
 from __future__ import annotations
 
@@ -12,22 +12,70 @@ from g2l.config import ConfigError, require
 # derived from these (see `forward_flops`); a model not listed needs `plan.teacher_gflops` /
 # `plan.student_gflops`.
 ARCHITECTURES: dict[str, dict[str, float]] = {
-    "hf-hub:bioptimus/H-optimus-0": {"params": 1.134e9, "dim": 1536, "depth": 40, "patch": 14, "img": 224,
-                                     "extra_tokens": 5},
-    "hf-hub:prov-gigapath/prov-gigapath": {"params": 1.134e9, "dim": 1536, "depth": 40, "patch": 16,
-                                           "img": 224, "extra_tokens": 1},
-    "hf-hub:MahmoodLab/UNI2-h": {"params": 0.681e9, "dim": 1536, "depth": 24, "patch": 14, "img": 224,
-                                 "extra_tokens": 9},
-    "hf-hub:paige-ai/Virchow2": {"params": 0.632e9, "dim": 1280, "depth": 32, "patch": 14, "img": 224,
-                                 "extra_tokens": 5},
-    "vit_large_patch14_reg4_dinov2": {"params": 0.304e9, "dim": 1024, "depth": 24, "patch": 14, "img": 224,
-                                      "extra_tokens": 5},
-    "hf-hub:histai/hibou-L": {"params": 0.304e9, "dim": 1024, "depth": 24, "patch": 14, "img": 224,
-                              "extra_tokens": 5},
-    "hf-hub:MahmoodLab/UNI": {"params": 0.303e9, "dim": 1024, "depth": 24, "patch": 16, "img": 224,
-                              "extra_tokens": 1},
-    "vit_base_patch14_reg4_dinov2": {"params": 0.086e9, "dim": 768, "depth": 12, "patch": 14, "img": 224,
-                                     "extra_tokens": 5},
+    "hf-hub:bioptimus/H-optimus-0": {
+        "params": 1.134e9,
+        "dim": 1536,
+        "depth": 40,
+        "patch": 14,
+        "img": 224,
+        "extra_tokens": 5,
+    },
+    "hf-hub:prov-gigapath/prov-gigapath": {
+        "params": 1.134e9,
+        "dim": 1536,
+        "depth": 40,
+        "patch": 16,
+        "img": 224,
+        "extra_tokens": 1,
+    },
+    "hf-hub:MahmoodLab/UNI2-h": {
+        "params": 0.681e9,
+        "dim": 1536,
+        "depth": 24,
+        "patch": 14,
+        "img": 224,
+        "extra_tokens": 9,
+    },
+    "hf-hub:paige-ai/Virchow2": {
+        "params": 0.632e9,
+        "dim": 1280,
+        "depth": 32,
+        "patch": 14,
+        "img": 224,
+        "extra_tokens": 5,
+    },
+    "vit_large_patch14_reg4_dinov2": {
+        "params": 0.304e9,
+        "dim": 1024,
+        "depth": 24,
+        "patch": 14,
+        "img": 224,
+        "extra_tokens": 5,
+    },
+    "hf-hub:histai/hibou-L": {
+        "params": 0.304e9,
+        "dim": 1024,
+        "depth": 24,
+        "patch": 14,
+        "img": 224,
+        "extra_tokens": 5,
+    },
+    "hf-hub:MahmoodLab/UNI": {
+        "params": 0.303e9,
+        "dim": 1024,
+        "depth": 24,
+        "patch": 16,
+        "img": 224,
+        "extra_tokens": 1,
+    },
+    "vit_base_patch14_reg4_dinov2": {
+        "params": 0.086e9,
+        "dim": 768,
+        "depth": 12,
+        "patch": 14,
+        "img": 224,
+        "extra_tokens": 5,
+    },
 }
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets (SXM parts, no sparsity).
@@ -59,10 +107,15 @@ class PlanConfig:
 
     def __post_init__(self) -> None:
         require(self.slides >= 1, f"pipeline.plan.slides must be >= 1, got {self.slides}")
-        require(self.tiles_per_slide >= 1, f"pipeline.plan.tiles_per_slide must be >= 1, got {self.tiles_per_slide}")
+        require(
+            self.tiles_per_slide >= 1,
+            f"pipeline.plan.tiles_per_slide must be >= 1, got {self.tiles_per_slide}",
+        )
         require(self.views >= 1, f"pipeline.plan.views must be >= 1, got {self.views}")
-        require(self.gpu in GPU_PEAK_TFLOPS,
-                f"pipeline.plan.gpu {self.gpu!r} is unknown; use one of {', '.join(sorted(GPU_PEAK_TFLOPS))}")
+        require(
+            self.gpu in GPU_PEAK_TFLOPS,
+            f"pipeline.plan.gpu {self.gpu!r} is unknown; use one of {', '.join(sorted(GPU_PEAK_TFLOPS))}",
+        )
         for key in ("teacher_mfu", "student_mfu"):
             value = getattr(self, key)
             require(0 < value <= 1, f"pipeline.plan.{key} must be in (0, 1], got {value}")
@@ -80,11 +133,15 @@ def _model_gflops(name: str, override: float, role: str) -> tuple[float, str]:
         return override, f"{role} forward {override:.1f} GFLOP/image (pipeline.plan.{role}_gflops)"
     arch = ARCHITECTURES.get(name)
     if arch is None:
-        raise ConfigError(f"plan: no architecture figures for {role} {name!r}; set pipeline.plan.{role}_gflops "
-                          f"or use one of {', '.join(sorted(ARCHITECTURES))}")
+        raise ConfigError(
+            f"plan: no architecture figures for {role} {name!r}; set pipeline.plan.{role}_gflops "
+            f"or use one of {', '.join(sorted(ARCHITECTURES))}"
+        )
     gflops = forward_flops(arch) / 1e9
-    return gflops, (f"{role} {name}: {arch['params'] / 1e6:.0f}M params, forward {gflops:.0f} GFLOP/image "
-                    f"(2 x params x tokens + attention)")
+    return gflops, (
+        f"{role} {name}: {arch['params'] / 1e6:.0f}M params, forward {gflops:.0f} GFLOP/image "
+        f"(2 x params x tokens + attention)"
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -106,8 +163,9 @@ class Plan:
         return dataclasses.asdict(self)
 
 
-def estimate(cfg: PlanConfig, *, teacher: str, student: str, teacher_dim: int | None = None,
-             slides: int | None = None) -> Plan:
+def estimate(
+    cfg: PlanConfig, *, teacher: str, student: str, teacher_dim: int | None = None, slides: int | None = None
+) -> Plan:
     """Estimate a run's tiles, storage and GPU-hours from per-tile costs and model FLOPs."""
     n_slides = slides if slides is not None else cfg.slides
     tiles = n_slides * cfg.tiles_per_slide
@@ -178,7 +236,7 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def plan_from_config(config_path: str, *, slides: int | None = None) -> Plan:
-    """Estimate for a cancer config: models from `pipeline`/`embed`/`distill`, assumptions from `pipeline.plan`."""
+    """Estimate for a cancer config: models from pipeline/embed/distill, assumptions from pipeline.plan."""
     from g2l.config import load_section, load_yaml
     from g2l.pipeline_config import PipelineConfig
 

@@ -29,9 +29,11 @@ class ScheduleEntry:
 
     def __post_init__(self) -> None:
         fields = self.cron.split()
-        require(len(fields) == 6,
-                f"schedules[{self.cancer}].cron {self.cron!r} must have 6 fields (KFP's cron has seconds first), "
-                "e.g. '0 0 2 * * 1' for 02:00 every Monday")
+        require(
+            len(fields) == 6,
+            f"schedules[{self.cancer}].cron {self.cron!r} must have 6 fields (KFP's cron has seconds first), "
+            "e.g. '0 0 2 * * 1' for 02:00 every Monday",
+        )
         require(self.max_concurrency >= 1, f"schedules[{self.cancer}].max_concurrency must be >= 1")
         require(bool(self.config), f"schedules[{self.cancer}].config must name the cancer's config file")
 
@@ -52,7 +54,9 @@ class SchedulesConfig:
     def __post_init__(self) -> None:
         names = [s.recurring_run_name for s in self.schedules]
         dupes = sorted({n for n in names if names.count(n) > 1})
-        require(not dupes, f"schedules: recurring run name(s) {', '.join(dupes)} used twice; give each a `name`")
+        require(
+            not dupes, f"schedules: recurring run name(s) {', '.join(dupes)} used twice; give each a `name`"
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -99,7 +103,8 @@ class Change:
         """One console line: `[dry-run] update g2l-brca-retrain: cron '...' -> '...'`."""
         prefix = "[dry-run] would " if dry_run and self.action != "unchanged" else ""
         detail = f": {'; '.join(self.differences)}" if self.differences else ""
-        return f"{prefix}{self.action} {self.desired.name} ({self.desired.cancer}, cron {self.desired.cron}){detail}"
+        want = self.desired
+        return f"{prefix}{self.action} {want.name} ({want.cancer}, cron {want.cron}){detail}"
 
 
 def load_schedules(path: str | Path) -> SchedulesConfig:
@@ -118,23 +123,31 @@ def desired_schedules(path: str | Path) -> tuple[SchedulesConfig, list[DesiredSc
         config_path = Path(entry.config)
         if not config_path.is_file():
             config_path = base / entry.config
-        require(config_path.is_file(), f"schedules[{entry.cancer}].config: {entry.config} not found (relative "
-                                       f"paths are read from the current directory or {base})")
+        require(
+            config_path.is_file(),
+            f"schedules[{entry.cancer}].config: {entry.config} not found (relative "
+            f"paths are read from the current directory or {base})",
+        )
         run = load_section(RunConfig, config_path, section="run")
-        require(run.cancer == entry.cancer, f"schedules[{entry.cancer}]: {config_path} is for cancer "
-                                            f"{run.cancer!r}; point `config` at the {entry.cancer} config")
+        require(
+            run.cancer == entry.cancer,
+            f"schedules[{entry.cancer}]: {config_path} is for cancer "
+            f"{run.cancer!r}; point `config` at the {entry.cancer} config",
+        )
         pipe = load_section(PipelineConfig, config_path, section="pipeline")
-        out.append(DesiredSchedule(
-            name=entry.recurring_run_name,
-            cancer=entry.cancer,
-            experiment=pipe.experiment_for(entry.cancer),
-            cron=entry.cron,
-            enabled=entry.enabled,
-            max_concurrency=entry.max_concurrency,
-            no_catchup=entry.no_catchup,
-            parameters=pipeline_arguments(config_path, **entry.parameters),
-            service_account=pipe.service_account,
-        ))
+        out.append(
+            DesiredSchedule(
+                name=entry.recurring_run_name,
+                cancer=entry.cancer,
+                experiment=pipe.experiment_for(entry.cancer),
+                cron=entry.cron,
+                enabled=entry.enabled,
+                max_concurrency=entry.max_concurrency,
+                no_catchup=entry.no_catchup,
+                parameters=pipeline_arguments(config_path, **entry.parameters),
+                service_account=pipe.service_account,
+            )
+        )
     return cfg, out
 
 
@@ -146,8 +159,12 @@ def _canonical(params: dict[str, Any]) -> str:
     return json.dumps({k: norm(v) for k, v in params.items()}, sort_keys=True)
 
 
-def plan_changes(desired: list[DesiredSchedule], existing: dict[str, list[ExistingSchedule]],
-                 pipeline_version_id: str, experiment_ids: dict[str, str]) -> list[Change]:
+def plan_changes(
+    desired: list[DesiredSchedule],
+    existing: dict[str, list[ExistingSchedule]],
+    pipeline_version_id: str,
+    experiment_ids: dict[str, str],
+) -> list[Change]:
     """Compare desired with existing recurring runs (matched by name) and list the changes to make."""
     changes = []
     for want in desired:
@@ -174,12 +191,21 @@ def plan_changes(desired: list[DesiredSchedule], existing: dict[str, list[Existi
             diffs.append(f"service account {have.service_account!r} -> {want.service_account!r}")
         if _canonical(have.parameters) != _canonical(want.parameters):
             keys = sorted(set(have.parameters) | set(want.parameters))
-            changed = [k for k in keys
-                       if _canonical({k: have.parameters.get(k)}) != _canonical({k: want.parameters.get(k)})]
+            changed = [
+                k
+                for k in keys
+                if _canonical({k: have.parameters.get(k)}) != _canonical({k: want.parameters.get(k)})
+            ]
             diffs.append(f"parameters {', '.join(changed)}")
         if len(found) > 1:
             diffs.append(f"{len(found) - 1} duplicate(s) removed")
         action = "update" if diffs else "unchanged"
-        changes.append(Change(action=action, desired=want, differences=tuple(diffs),
-                              existing_ids=tuple(f.recurring_run_id for f in found)))
+        changes.append(
+            Change(
+                action=action,
+                desired=want,
+                differences=tuple(diffs),
+                existing_ids=tuple(f.recurring_run_id for f in found),
+            )
+        )
     return changes

@@ -1,4 +1,4 @@
-"""The g2l Kubeflow pipeline: manifest -> tiling fan-out -> shards -> embedding fan-out -> distill -> gate -> promote."""
+"""The g2l Kubeflow pipeline: manifest -> tiling fan-out -> shards -> embedding fan-out -> distill -> gate."""
 
 # No `from __future__ import annotations`: kfp reads the pipeline signature's real annotations.
 
@@ -53,8 +53,11 @@ def _gpus(task: dsl.PipelineTask, count: Any, *, require_gpu_node: bool) -> dsl.
     return task
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="Distil a giga-scale pathology teacher into a cancer-specific "
-              "ViT-L student (G2L): tiling, teacher embedding cache, distillation, evaluation, gated promotion.")
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="Distil a giga-scale pathology teacher into a cancer-specific "
+    "ViT-L student (G2L): tiling, teacher embedding cache, distillation, evaluation, gated promotion.",
+)
 def g2l_pipeline(
     cancer: str = "brca",
     artifact_root: str = "gs://g2l-artifacts/brca",
@@ -83,10 +86,10 @@ def g2l_pipeline(
         config_yaml: The g2l config, as YAML text or the URI of a config file (one section per stage).
         manifest_uri: Slide manifest (CSV/Parquet): a path inside manifest_repo, a gs:// URI or a file.
         manifest_rev: Git revision of the DVC-tracked manifest (branch, tag or commit); empty = as is.
-        manifest_repo: Git URL of the repository holding the manifest under DVC; empty = manifest_uri read directly.
-        teacher: Teacher model name overriding the config's embed.teacher (e.g. hf-hub:bioptimus/H-optimus-0).
-        student: Student model name overriding the config's distill.student (e.g. vit_large_patch14_reg4_dinov2).
-        benchmarks: Comma-separated benchmark definition files (URIs); empty = the config's evaluate.benchmarks.
+        manifest_repo: Git URL of the repo holding the manifest under DVC; empty = read manifest_uri directly.
+        teacher: Teacher model overriding the config's embed.teacher (e.g. hf-hub:bioptimus/H-optimus-0).
+        student: Student model overriding the config's distill.student (e.g. vit_large_patch14_reg4_dinov2).
+        benchmarks: Comma-separated benchmark definition files; empty = the config's evaluate.benchmarks.
         gate_policy: Promotion policy, as YAML text or a path/URI (e.g. configs/gate.yaml in the image).
         registry_uri: MLflow tracking/registry URI; empty = $MLFLOW_TRACKING_URI or the embedded store.
         tile_groups: Number of parallel tiling tasks; slides are split into this many groups.
@@ -97,54 +100,98 @@ def g2l_pipeline(
         distill_nodes: Distillation nodes; more than 1 runs a Kubeflow TrainJob across nodes.
         max_distill_steps: Stop distillation after this many steps (0 = the config's schedule).
     """
-    pinned = pin_inputs(config_yaml=config_yaml, manifest_uri=manifest_uri, manifest_rev=manifest_rev,
-                        manifest_repo=manifest_repo, artifact_root=artifact_root)
+    pinned = pin_inputs(
+        config_yaml=config_yaml,
+        manifest_uri=manifest_uri,
+        manifest_rev=manifest_rev,
+        manifest_repo=manifest_repo,
+        artifact_root=artifact_root,
+    )
     # The manifest at a moving rev must be re-read every run; everything downstream is cached on hashes.
     pinned.set_caching_options(False).set_display_name("pin config and manifest")
     _resources(pinned, "1", "4Gi")
 
-    groups = slide_groups(manifest=pinned.outputs["manifest"], manifest_sha256=pinned.outputs["manifest_sha256"],
-                          n_groups=tile_groups)
+    groups = slide_groups(
+        manifest=pinned.outputs["manifest"],
+        manifest_sha256=pinned.outputs["manifest_sha256"],
+        n_groups=tile_groups,
+    )
     _resources(groups.set_display_name("split slides"), "1", "2Gi")
 
     with dsl.ParallelFor(groups.output, name="tile-groups") as slide_ids:
-        tiled = tile_slides(manifest=pinned.outputs["manifest"], manifest_sha256=pinned.outputs["manifest_sha256"],
-                            slide_ids=slide_ids, config_uri=pinned.outputs["config_uri"],
-                            artifact_root=artifact_root, cancer=cancer)
+        tiled = tile_slides(
+            manifest=pinned.outputs["manifest"],
+            manifest_sha256=pinned.outputs["manifest_sha256"],
+            slide_ids=slide_ids,
+            config_uri=pinned.outputs["config_uri"],
+            artifact_root=artifact_root,
+            cancer=cancer,
+        )
         _resources(tiled.set_display_name("tile slides").set_retry(2), "8", "32Gi")
         _gpus(tiled, tile_gpus, require_gpu_node=False)
 
-    shards = write_shards(manifest=pinned.outputs["manifest"], manifest_sha256=pinned.outputs["manifest_sha256"],
-                          config_uri=pinned.outputs["config_uri"], artifact_root=artifact_root,
-                          tiled_groups=dsl.Collected(tiled.output))
+    shards = write_shards(
+        manifest=pinned.outputs["manifest"],
+        manifest_sha256=pinned.outputs["manifest_sha256"],
+        config_uri=pinned.outputs["config_uri"],
+        artifact_root=artifact_root,
+        tiled_groups=dsl.Collected(tiled.output),
+    )
     _resources(shards.set_display_name("write shards"), "4", "16Gi")
 
     ranks = embed_ranks(world_size=embed_groups)
     _resources(ranks.set_display_name("embedding ranks"), "1", "1Gi")
 
     with dsl.ParallelFor(ranks.output, name="embed-groups") as rank:
-        embedded = embed_shards(shards=shards.outputs["shards"], shards_sha256=shards.outputs["shards_sha256"],
-                                config_uri=pinned.outputs["config_uri"], artifact_root=artifact_root,
-                                teacher=teacher, rank=rank, world_size=embed_groups, cancer=cancer)
+        embedded = embed_shards(
+            shards=shards.outputs["shards"],
+            shards_sha256=shards.outputs["shards_sha256"],
+            config_uri=pinned.outputs["config_uri"],
+            artifact_root=artifact_root,
+            teacher=teacher,
+            rank=rank,
+            world_size=embed_groups,
+            cancer=cancer,
+        )
         _resources(embedded.set_display_name("embed shards").set_retry(2), "8", "64Gi")
         _gpus(embedded, embed_gpus, require_gpu_node=True)
 
-    cache = finalize_cache(shards=shards.outputs["shards"], shards_sha256=shards.outputs["shards_sha256"],
-                           config_uri=pinned.outputs["config_uri"], artifact_root=artifact_root,
-                           teacher=teacher, cancer=cancer, rank_caches=dsl.Collected(embedded.output))
+    cache = finalize_cache(
+        shards=shards.outputs["shards"],
+        shards_sha256=shards.outputs["shards_sha256"],
+        config_uri=pinned.outputs["config_uri"],
+        artifact_root=artifact_root,
+        teacher=teacher,
+        cancer=cancer,
+        rank_caches=dsl.Collected(embedded.output),
+    )
     _resources(cache.set_display_name("seal embedding cache"), "2", "8Gi")
 
-    distilled = distill_student(shards=shards.outputs["shards"], cache=cache.output,
-                                config_uri=pinned.outputs["config_uri"],
-                                config_sha256=pinned.outputs["config_sha256"], artifact_root=artifact_root,
-                                student=student, gpus=distill_gpus, nodes=distill_nodes,
-                                max_steps=max_distill_steps, image=G2L_IMAGE, cancer=cancer)
+    distilled = distill_student(
+        shards=shards.outputs["shards"],
+        cache=cache.output,
+        config_uri=pinned.outputs["config_uri"],
+        config_sha256=pinned.outputs["config_sha256"],
+        artifact_root=artifact_root,
+        student=student,
+        gpus=distill_gpus,
+        nodes=distill_nodes,
+        max_steps=max_distill_steps,
+        image=G2L_IMAGE,
+        cancer=cancer,
+    )
     _resources(distilled.set_display_name("distil student").set_retry(3), "16", "128Gi")
     _gpus(distilled, distill_gpus, require_gpu_node=True)
     kubernetes.use_field_path_as_env(distilled, "G2L_NAMESPACE", "metadata.namespace")
 
-    evaluated = evaluate_models(student=distilled.output, config_uri=pinned.outputs["config_uri"],
-                                teacher=teacher, benchmarks=benchmarks, cancer=cancer, registry_uri=registry_uri)
+    evaluated = evaluate_models(
+        student=distilled.output,
+        config_uri=pinned.outputs["config_uri"],
+        teacher=teacher,
+        benchmarks=benchmarks,
+        cancer=cancer,
+        registry_uri=registry_uri,
+    )
     # The champion it compares against changes between runs: never served from the cache.
     evaluated.set_caching_options(False).set_display_name("evaluate")
     _resources(evaluated, "8", "32Gi")
@@ -154,7 +201,12 @@ def g2l_pipeline(
     _resources(gate.set_caching_options(False).set_display_name("gate"), "1", "2Gi")
 
     with dsl.If(gate.output == True, name="gate-passed"):  # noqa: E712 (kfp builds a condition from ==)
-        promoted = promote_student(student=distilled.output, report=evaluated.outputs["Output"],
-                                   gate_policy=gate_policy, cancer=cancer, registry_uri=registry_uri,
-                                   manifest_rev=manifest_rev)
+        promoted = promote_student(
+            student=distilled.output,
+            report=evaluated.outputs["Output"],
+            gate_policy=gate_policy,
+            cancer=cancer,
+            registry_uri=registry_uri,
+            manifest_rev=manifest_rev,
+        )
         _resources(promoted.set_caching_options(False).set_display_name("promote"), "1", "4Gi")

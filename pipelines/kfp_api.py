@@ -50,8 +50,9 @@ def _versions(api: kfp.Client, pipeline_id: str) -> list:
             return out
 
 
-def ensure_pipeline_version(api: kfp.Client, package: str | Path, pipeline_name: str, *,
-                            dry_run: bool = False) -> PipelineVersion:
+def ensure_pipeline_version(
+    api: kfp.Client, package: str | Path, pipeline_name: str, *, dry_run: bool = False
+) -> PipelineVersion:
     """Find the version holding exactly this package (by content hash), or upload it; idempotent."""
     digest = package_sha256(package)[:12]
     version_name = f"{pipeline_name}-{digest}"
@@ -59,19 +60,31 @@ def ensure_pipeline_version(api: kfp.Client, package: str | Path, pipeline_name:
     pipeline_id = api.get_pipeline_id(pipeline_name)
     if pipeline_id is None:
         if dry_run:
-            return PipelineVersion("", f"<new {version_name}>", version_name, f"would upload pipeline {pipeline_name}")
+            return PipelineVersion(
+                "", f"<new {version_name}>", version_name, f"would upload pipeline {pipeline_name}"
+            )
         # The first upload creates the pipeline and its first version, which takes the pipeline's
         # description: the marker in it lets the next call recognise that version.
-        created = api.upload_pipeline(str(package), pipeline_name=pipeline_name, description=f"{DESCRIPTION} {marker}")
+        created = api.upload_pipeline(
+            str(package), pipeline_name=pipeline_name, description=f"{DESCRIPTION} {marker}"
+        )
         first = _versions(api, created.pipeline_id)
-        return PipelineVersion(created.pipeline_id, first[0].pipeline_version_id, version_name, "uploaded pipeline")
+        return PipelineVersion(
+            created.pipeline_id, first[0].pipeline_version_id, version_name, "uploaded pipeline"
+        )
     for version in _versions(api, pipeline_id):
         if version.display_name == version_name or marker in (version.description or ""):
             return PipelineVersion(pipeline_id, version.pipeline_version_id, version_name, "existing")
     if dry_run:
-        return PipelineVersion(pipeline_id, f"<new {version_name}>", version_name, f"would upload version {version_name}")
-    version = api.upload_pipeline_version(str(package), pipeline_version_name=version_name, pipeline_id=pipeline_id,
-                                          description=f"{DESCRIPTION} {marker}")
+        return PipelineVersion(
+            pipeline_id, f"<new {version_name}>", version_name, f"would upload version {version_name}"
+        )
+    version = api.upload_pipeline_version(
+        str(package),
+        pipeline_version_name=version_name,
+        pipeline_id=pipeline_id,
+        description=f"{DESCRIPTION} {marker}",
+    )
     return PipelineVersion(pipeline_id, version.pipeline_version_id, version_name, "uploaded version")
 
 

@@ -21,22 +21,26 @@ def _existing(api: kfp.Client, name: str) -> list[ExistingSchedule]:
             continue
         cron = rr.trigger.cron_schedule.cron if rr.trigger and rr.trigger.cron_schedule else ""
         ref = rr.pipeline_version_reference
-        out.append(ExistingSchedule(
-            recurring_run_id=rr.recurring_run_id,
-            name=rr.display_name,
-            cron=cron or "",
-            enabled=str(rr.mode).upper() == "ENABLE",
-            max_concurrency=int(rr.max_concurrency or 1),
-            no_catchup=bool(rr.no_catchup),
-            parameters=dict((rr.runtime_config.parameters if rr.runtime_config else None) or {}),
-            pipeline_version_id=(ref.pipeline_version_id if ref else "") or "",
-            experiment_id=rr.experiment_id or "",
-            service_account=rr.service_account or "",
-        ))
+        out.append(
+            ExistingSchedule(
+                recurring_run_id=rr.recurring_run_id,
+                name=rr.display_name,
+                cron=cron or "",
+                enabled=str(rr.mode).upper() == "ENABLE",
+                max_concurrency=int(rr.max_concurrency or 1),
+                no_catchup=bool(rr.no_catchup),
+                parameters=dict((rr.runtime_config.parameters if rr.runtime_config else None) or {}),
+                pipeline_version_id=(ref.pipeline_version_id if ref else "") or "",
+                experiment_id=rr.experiment_id or "",
+                service_account=rr.service_account or "",
+            )
+        )
     return out
 
 
-def _create(api: kfp.Client, want: DesiredSchedule, experiment_id: str, version: kfp_api.PipelineVersion) -> Any:
+def _create(
+    api: kfp.Client, want: DesiredSchedule, experiment_id: str, version: kfp_api.PipelineVersion
+) -> Any:
     return api.create_recurring_run(
         experiment_id=experiment_id,
         job_name=want.name,
@@ -52,8 +56,14 @@ def _create(api: kfp.Client, want: DesiredSchedule, experiment_id: str, version:
     )
 
 
-def apply_schedules(path: str | Path, *, host: str | None = None, package: str | Path,
-                    dry_run: bool = False, api: kfp.Client | None = None) -> list[Change]:
+def apply_schedules(
+    path: str | Path,
+    *,
+    host: str | None = None,
+    package: str | Path,
+    dry_run: bool = False,
+    api: kfp.Client | None = None,
+) -> list[Change]:
     """Bring the server's recurring runs in line with the schedules file; returns what changed (or would)."""
     cfg, desired = desired_schedules(path)
     if api is None:

@@ -12,9 +12,15 @@ from g2l.pipeline_config import PipelineConfig, pipeline_arguments
 from pipelines import kfp_api
 
 
-def submit(config: str | Path, *, host: str | None = None, experiment: str | None = None,
-           package: str | Path, overrides: dict[str, Any] | None = None,
-           api: kfp.Client | None = None) -> dict[str, str]:
+def submit(
+    config: str | Path,
+    *,
+    host: str | None = None,
+    experiment: str | None = None,
+    package: str | Path,
+    overrides: dict[str, Any] | None = None,
+    api: kfp.Client | None = None,
+) -> dict[str, str]:
     """Start a run of `package` with the parameters of a cancer's config; returns the run's ids."""
     run = load_section(RunConfig, config, section="run")
     pipe = load_section(PipelineConfig, config, section="pipeline")
@@ -36,6 +42,11 @@ def submit(config: str | Path, *, host: str | None = None, experiment: str | Non
         enable_caching=pipe.enable_caching,
         service_account=pipe.service_account or None,
     )
-    return {"run_id": started.run_id, "experiment_id": experiment_id, "pipeline_id": version.pipeline_id,
-            "pipeline_version_id": version.version_id, "pipeline_version": version.version_name,
-            "upload": version.action}
+    return {
+        "run_id": started.run_id,
+        "experiment_id": experiment_id,
+        "pipeline_id": version.pipeline_id,
+        "pipeline_version_id": version.version_id,
+        "pipeline_version": version.version_name,
+        "upload": version.action,
+    }

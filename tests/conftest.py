@@ -1,3 +1,8 @@
 """Test configuration: fixtures live in tests/fixtures/, one module per service or data kind."""
 
-pytest_plugins = ["tests.fixtures.gcs", "tests.fixtures.pushgateway", "tests.fixtures.slides", "tests.fixtures.kfp_api"]
+pytest_plugins = [
+    "tests.fixtures.gcs",
+    "tests.fixtures.pushgateway",
+    "tests.fixtures.slides",
+    "tests.fixtures.kfp_api",
+]

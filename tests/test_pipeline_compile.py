@@ -42,8 +42,19 @@ def _executor(spec: dict, task: dict) -> dict:
 def test_compiled_pipeline_has_every_stage_in_dag_order(compiled):
     spec, _, _ = compiled
     tasks = _all_tasks(spec)
-    for name in ("pin-inputs", "slide-groups", "tile-slides", "write-shards", "embed-ranks", "embed-shards",
-                 "finalize-cache", "distill-student", "evaluate-models", "gate-decision", "promote-student"):
+    for name in (
+        "pin-inputs",
+        "slide-groups",
+        "tile-slides",
+        "write-shards",
+        "embed-ranks",
+        "embed-shards",
+        "finalize-cache",
+        "distill-student",
+        "evaluate-models",
+        "gate-decision",
+        "promote-student",
+    ):
         assert name in tasks, f"{name} missing from the compiled pipeline"
     root = _dag(spec)
     assert set(root["write-shards"]["dependentTasks"]) >= {"for-loop-1"}
@@ -69,7 +80,9 @@ def test_tiling_and_embedding_fan_out_and_are_collected(compiled):
     assert collected["producerTask"] == embed_loop
 
 
-@pytest.mark.parametrize(("task", "param"), [("embed-shards", "embed_gpus"), ("distill-student", "distill_gpus")])
+@pytest.mark.parametrize(
+    ("task", "param"), [("embed-shards", "embed_gpus"), ("distill-student", "distill_gpus")]
+)
 def test_embed_and_distill_request_gpus_on_gpu_nodes(compiled, task, param):
     spec, platform, _ = compiled
     tasks = _all_tasks(spec)
@@ -105,9 +118,22 @@ def test_promotion_runs_only_when_the_gate_passes(compiled):
 def test_every_parameter_has_a_description_and_default(compiled):
     spec, _, _ = compiled
     params = spec["root"]["inputDefinitions"]["parameters"]
-    for expected in ("cancer", "manifest_uri", "manifest_rev", "artifact_root", "teacher", "student",
-                     "config_yaml", "tile_groups", "embed_groups", "embed_gpus", "distill_gpus",
-                     "distill_nodes", "gate_policy", "registry_uri"):
+    for expected in (
+        "cancer",
+        "manifest_uri",
+        "manifest_rev",
+        "artifact_root",
+        "teacher",
+        "student",
+        "config_yaml",
+        "tile_groups",
+        "embed_groups",
+        "embed_gpus",
+        "distill_gpus",
+        "distill_nodes",
+        "gate_policy",
+        "registry_uri",
+    ):
         assert expected in params
     for name, p in params.items():
         assert p.get("description"), f"parameter {name} has no description"
@@ -139,15 +165,30 @@ def test_compile_is_reproducible_and_the_committed_file_is_fresh(compiled, tmp_p
     again = compile_pipeline(tmp_path / "again.yaml", image=DEFAULT_IMAGE)
     assert again.read_text() == text
     assert DEFAULT_OUT.read_text() == text, (
-        "pipelines/compiled/g2l_pipeline.yaml is stale: run `g2l pipeline compile` and commit it")
+        "pipelines/compiled/g2l_pipeline.yaml is stale: run `g2l pipeline compile` and commit it"
+    )
 
 
 def test_compile_cli_swaps_the_image(tmp_path):
     out = tmp_path / "p.yaml"
     env = {**os.environ, "G2L_IMAGE": ""}
-    proc = subprocess.run([sys.executable, "-m", "g2l", "pipeline", "compile", "--out", str(out),
-                           "--image", "registry.example/g2l@sha256:abc"], env=env, capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "g2l",
+            "pipeline",
+            "compile",
+            "--out",
+            str(out),
+            "--image",
+            "registry.example/g2l@sha256:abc",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert proc.stdout.strip().splitlines()[-1] == str(out)
     spec = next(yaml.safe_load_all(out.read_text()))
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}

@@ -78,16 +78,37 @@ def test_new_pipeline_package_moves_schedules_to_a_new_version(kfp_api_server, s
     for rr in kfp_api_server.state.recurring_runs.values():
         assert rr["pipeline_version_reference"]["pipeline_version_id"] == new_version["pipeline_version_id"]
     assert [c.action for c in apply_schedules(schedules_file, host=kfp_api_server.url, package=newer)] == [
-        "unchanged", "unchanged"]
+        "unchanged",
+        "unchanged",
+    ]
 
 
 def test_dry_run_prints_changes_and_writes_nothing(kfp_api_server, schedules_file):
     proc = subprocess.run(
-        [sys.executable, "-m", "g2l", "pipeline", "schedule", "--host", kfp_api_server.url,
-         "--config", str(schedules_file), "--package", str(DEFAULT_OUT), "--dry-run"],
-        env=os.environ, capture_output=True, text=True, check=True, cwd=REPO)
+        [
+            sys.executable,
+            "-m",
+            "g2l",
+            "pipeline",
+            "schedule",
+            "--host",
+            kfp_api_server.url,
+            "--config",
+            str(schedules_file),
+            "--package",
+            str(DEFAULT_OUT),
+            "--dry-run",
+        ],
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
     out = proc.stdout
-    assert "[dry-run] would create g2l-brca-retrain" in out and "[dry-run] would create g2l-prad-retrain" in out
+    assert (
+        "[dry-run] would create g2l-brca-retrain" in out and "[dry-run] would create g2l-prad-retrain" in out
+    )
     assert kfp_api_server.state.writes() == []
     assert kfp_api_server.state.recurring_runs == {}
 
@@ -101,8 +122,13 @@ def test_bad_cron_is_an_error_naming_the_schedule(schedules_file):
 def test_submit_uploads_once_and_starts_runs_with_the_config_parameters(kfp_api_server, schedules_file):
     config = schedules_file.parent / "brca.yaml"
     first = submit(config, host=kfp_api_server.url, package=DEFAULT_OUT, experiment="nightly")
-    second = submit(config, host=kfp_api_server.url, package=DEFAULT_OUT, experiment="nightly",
-                    overrides={"tile_groups": 3})
+    second = submit(
+        config,
+        host=kfp_api_server.url,
+        package=DEFAULT_OUT,
+        experiment="nightly",
+        overrides={"tile_groups": 3},
+    )
     assert first["upload"] == "uploaded pipeline" and second["upload"] == "existing"
     assert first["pipeline_version_id"] == second["pipeline_version_id"]
     runs = kfp_api_server.state.runs

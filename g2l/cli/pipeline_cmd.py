@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 pipeline_app = typer.Typer(
-    help="Compile, run locally, submit and schedule the Kubeflow pipeline; plan its cost.", no_args_is_help=True
+    help="Compile, run locally, submit and schedule the Kubeflow pipeline; plan its cost.",
+    no_args_is_help=True,
 )
 
 DEFAULT_COMPILED = "pipelines/compiled/g2l_pipeline.yaml"
@@ -20,8 +21,14 @@ def compile_cmd(
     out: Annotated[Path, typer.Option("--out", help="Where to write the compiled pipeline YAML.")] = Path(
         DEFAULT_COMPILED
     ),
-    image: Annotated[str, typer.Option("--image", help="Project image for every component (default: "
-                                                       "$G2L_IMAGE or ghcr.io/g2l-project/g2l:<version>).")] = "",
+    image: Annotated[
+        str,
+        typer.Option(
+            "--image",
+            help="Project image for every component (default: "
+            "$G2L_IMAGE or ghcr.io/g2l-project/g2l:<version>).",
+        ),
+    ] = "",
 ) -> None:
     """Compile the pipeline to YAML (same inputs, same bytes); prints the file's path."""
     from pipelines.compile import compile_pipeline
@@ -31,19 +38,29 @@ def compile_cmd(
 
 @pipeline_app.command("run")
 def run_cmd(
-    config: Annotated[Path, typer.Option("--config", exists=True, dir_okay=False,
-                                         help="g2l config (e.g. configs/demo.yaml).")],
+    config: Annotated[
+        Path,
+        typer.Option("--config", exists=True, dir_okay=False, help="g2l config (e.g. configs/demo.yaml)."),
+    ],
     local: Annotated[bool, typer.Option("--local", help="Run the whole DAG here under kfp.local.")] = False,
-    pipeline_root: Annotated[Path | None, typer.Option(
-        "--pipeline-root", help="kfp.local's root for task outputs (default: <artifact_root>/kfp-local).")] = None,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override a pipeline parameter, NAME=VALUE (repeatable).")] = None,
+    pipeline_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--pipeline-root", help="kfp.local's root for task outputs (default: <artifact_root>/kfp-local)."
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a pipeline parameter, NAME=VALUE (repeatable)."),
+    ] = None,
 ) -> None:
     """Run the pipeline under kfp.local (SubprocessRunner, this interpreter); last line is a JSON summary."""
     from g2l.progress import console
 
     if not local:
-        console.print("[red]only --local runs are started here; use `g2l pipeline submit` for a cluster[/red]")
+        console.print(
+            "[red]only --local runs are started here; use `g2l pipeline submit` for a cluster[/red]"
+        )
         raise typer.Exit(2)
     from pipelines.local import run_local
 
@@ -54,33 +71,44 @@ def run_cmd(
 
 @pipeline_app.command("submit")
 def submit_cmd(
-    config: Annotated[Path, typer.Option("--config", exists=True, dir_okay=False,
-                                         help="Cancer config (configs/brca.yaml).")],
+    config: Annotated[
+        Path, typer.Option("--config", exists=True, dir_okay=False, help="Cancer config (configs/brca.yaml).")
+    ],
     host: Annotated[str, typer.Option("--host", help="KFP API endpoint (default: pipeline.host).")] = "",
     experiment: Annotated[str, typer.Option("--experiment", help="Experiment (default: g2l-<cancer>).")] = "",
     package: Annotated[Path, typer.Option("--package", help="Compiled pipeline to upload.")] = Path(
         DEFAULT_COMPILED
     ),
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override a pipeline parameter, NAME=VALUE (repeatable).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a pipeline parameter, NAME=VALUE (repeatable)."),
+    ] = None,
 ) -> None:
     """Upload the pipeline (or a new version of it) and start a run; the last line is the run as JSON."""
     from pipelines.submit import submit
 
-    result = submit(config, host=host or None, experiment=experiment or None, package=package,
-                    overrides=_parse_sets(set_ or []))
+    result = submit(
+        config,
+        host=host or None,
+        experiment=experiment or None,
+        package=package,
+        overrides=_parse_sets(set_ or []),
+    )
     typer.echo(json.dumps(result, sort_keys=True))
 
 
 @pipeline_app.command("schedule")
 def schedule_cmd(
-    config: Annotated[Path, typer.Option("--config", exists=True, dir_okay=False,
-                                         help="Schedules file.")] = Path("configs/schedules.yaml"),
+    config: Annotated[
+        Path, typer.Option("--config", exists=True, dir_okay=False, help="Schedules file.")
+    ] = Path("configs/schedules.yaml"),
     host: Annotated[str, typer.Option("--host", help="KFP API endpoint (default: the file's host).")] = "",
     package: Annotated[Path, typer.Option("--package", help="Compiled pipeline to schedule.")] = Path(
         DEFAULT_COMPILED
     ),
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the changes without making them.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the changes without making them.")
+    ] = False,
 ) -> None:
     """Create or update one recurring run per cancer, by name; idempotent. Prints one line per change."""
     from pipelines.schedules import apply_schedules
@@ -94,9 +122,12 @@ def schedule_cmd(
 
 @pipeline_app.command("plan")
 def plan_cmd(
-    config: Annotated[Path, typer.Option("--config", exists=True, dir_okay=False,
-                                         help="Cancer config (configs/brca.yaml).")],
-    slides: Annotated[int | None, typer.Option("--slides", help="Slide count (default: pipeline.plan.slides).")] = None,
+    config: Annotated[
+        Path, typer.Option("--config", exists=True, dir_okay=False, help="Cancer config (configs/brca.yaml).")
+    ],
+    slides: Annotated[
+        int | None, typer.Option("--slides", help="Slide count (default: pipeline.plan.slides).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
     """Estimate tiles, storage, teacher and student GPU-hours before spending money; prints assumptions."""
