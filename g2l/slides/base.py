@@ -1,0 +1,216 @@
+"""Shared behaviour of slide backends: mpp resolution, white fill outside the slide, batching, thumbnails."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from g2l.slides.protocol import SlideReadError
+
+
+def resolve_mpp(metadata_mpp: float | None, mpp_override: float | None) -> tuple[float | None, str | None]:
+    """Manifest override wins over slide metadata; returns (mpp, source) with source None when unknown."""
+    if mpp_override is not None and not (isinstance(mpp_override, float) and math.isnan(mpp_override)):
+        value = float(mpp_override)
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(
+                f"mpp override must be a positive number of microns per pixel, got {mpp_override!r}"
+            )
+        return value, "manifest"
+    if metadata_mpp is not None and math.isfinite(metadata_mpp) and metadata_mpp > 0:
+        return float(metadata_mpp), "metadata"
+    return None, None
+
+
+def mean_mpp(x: float | str | None, y: float | str | None) -> float | None:
+    """One mpp from separate x/y values (either may be missing or unparsable)."""
+    vals = []
+    for v in (x, y):
+        try:
+            f = float(v)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f) and f > 0:
+            vals.append(f)
+    return sum(vals) / len(vals) if vals else None
+
+
+def as_wh(d: Sequence[Any]) -> tuple[int, int]:
+    """A (width, height) pair of ints from whatever sequence a library returns."""
+    return (int(d[0]), int(d[1]))
+
+
+def default_workers(num_workers: int) -> int:
+    """`num_workers <= 0` means every core this process may use."""
+    if num_workers and num_workers > 0:
+        return num_workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def area_resize(img: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+    """Resize RGB uint8 with area averaging (PIL's BOX filter), the right filter for downsampling."""
+    from PIL import Image
+
+    if img.shape[1] == out_w and img.shape[0] == out_h:
+        return img
+    return np.asarray(Image.fromarray(img).resize((out_w, out_h), Image.Resampling.BOX))
+
+
+class BaseReader:
+    """Common code for backends; subclasses set geometry fields and implement `_read`."""
+
+    backend: str = "base"
+
+    def __init__(self, path: str, *, metadata_mpp: float | None, mpp_override: float | None, reason: str):
+        self.path = str(path)
+        self.backend_reason = reason
+        self.mpp, self.mpp_source = resolve_mpp(metadata_mpp, mpp_override)
+        self._closed = False
+
+    # Geometry is filled in by subclasses.
+    _dimensions: tuple[int, int]
+    _level_dimensions: tuple[tuple[int, int], ...]
+    _level_downsamples: tuple[float, ...]
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """Level-0 (width, height)."""
+        return self._dimensions
+
+    @property
+    def level_count(self) -> int:
+        """Number of pyramid levels."""
+        return len(self._level_dimensions)
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        """(width, height) of each level."""
+        return self._level_dimensions
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        """Downsample factor of each level relative to level 0."""
+        return self._level_downsamples
+
+    def _read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _check(self, level: int, size: tuple[int, int]) -> None:
+        if self._closed:
+            raise SlideReadError(self.path, [(self.backend, "reader is closed")])
+        if not 0 <= level < self.level_count:
+            raise ValueError(f"level {level} out of range for {self.path} (it has {self.level_count} levels)")
+        if size[0] < 1 or size[1] < 1:
+            raise ValueError(f"region size must be positive, got {size}")
+
+    def _whiten_outside(self, img: np.ndarray, location: tuple[int, int], level: int) -> np.ndarray:
+        """Paint pixels beyond the level's bounds white (glass), whatever the backend returned there."""
+        ds = self._level_downsamples[level]
+        lw, lh = self._level_dimensions[level]
+        lx, ly = math.floor(location[0] / ds), math.floor(location[1] / ds)
+        h, w = img.shape[:2]
+        if lx >= 0 and ly >= 0 and lx + w <= lw and ly + h <= lh:
+            return img
+        img = np.array(img, copy=True)
+        img[:, : max(0, min(w, -lx))] = 255
+        img[:, max(0, lw - lx) :] = 255
+        img[: max(0, min(h, -ly))] = 255
+        img[max(0, lh - ly) :] = 255
+        return img
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """RGB uint8 [h, w, 3] at `level`, top-left at level-0 `location`; outside the slide is white."""
+        location = (int(location[0]), int(location[1]))
+        size = (int(size[0]), int(size[1]))
+        self._check(level, size)
+        ds = self._level_downsamples[level]
+        lw, lh = self._level_dimensions[level]
+        lx, ly = math.floor(location[0] / ds), math.floor(location[1] / ds)
+        if lx >= lw or ly >= lh or lx + size[0] <= 0 or ly + size[1] <= 0:
+            return np.full((size[1], size[0], 3), 255, np.uint8)  # wholly off the slide: glass, no read
+        try:
+            img = self._read(location, level, size)
+        except Exception as e:  # noqa: BLE001 - a decode failure inside the file names the slide and place
+            raise self._read_error(f"read_region({location}, level={level}, size={size})", e) from e
+        return self._whiten_outside(img, location, level)
+
+    def _read_error(self, what: str, err: BaseException) -> SlideReadError:
+        """A `SlideReadError` for a failed read, naming the slide, the backend and the request."""
+        if isinstance(err, SlideReadError):
+            return err
+        return SlideReadError(self.path, [(self.backend, f"{what}: {type(err).__name__}: {err}")])
+
+    def probe(self) -> None:
+        """Decode a pixel of the smallest level and level 0's last pixel (undecodable or truncated files)."""
+        self.read_region((0, 0), self.level_count - 1, (1, 1))
+        # Slides are written front to back, so a truncated copy loses level 0's last tile first.
+        w, h = self.dimensions
+        self.read_region((w - 1, h - 1), 0, (1, 1))
+
+    def read_regions(
+        self,
+        locations: Iterable[tuple[int, int]],
+        level: int,
+        size: tuple[int, int],
+        num_workers: int = 0,
+    ) -> Iterator[np.ndarray]:
+        """Read many same-size regions with a thread pool, yielded in input order, memory bounded."""
+        size = (int(size[0]), int(size[1]))
+        self._check(level, size)
+        workers = default_workers(num_workers)
+        if workers == 1:
+            for loc in locations:
+                yield self.read_region(loc, level, size)
+            return
+        window = 4 * workers  # bounded read-ahead: memory stays O(workers), not O(locations)
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"g2l-{self.backend}") as pool:
+            pending: deque[Future[np.ndarray]] = deque()
+            for loc in locations:
+                pending.append(pool.submit(self.read_region, loc, level, size))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    def thumbnail(self, max_px: int) -> np.ndarray:
+        """Whole slide, longer side at most `max_px`, read from the smallest level that is large enough."""
+        if max_px < 1:
+            raise ValueError(f"max_px must be positive, got {max_px}")
+        w0, h0 = self.dimensions
+        scale = max_px / max(w0, h0)
+        out_w, out_h = max(1, round(w0 * scale)), max(1, round(h0 * scale))
+        level = 0
+        for i, (lw, lh) in enumerate(self.level_dimensions):
+            if lw >= out_w and lh >= out_h:
+                level = i
+        lw, lh = self.level_dimensions[level]
+        img = self.read_region((0, 0), level, (lw, lh))
+        return area_resize(img, out_w, out_h)
+
+    def close(self) -> None:
+        """Release the file handle; further reads fail."""
+        self._closed = True
+
+    def __enter__(self) -> BaseReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path} {self.dimensions} mpp={self.mpp} ({self.mpp_source})>"
