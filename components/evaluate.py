@@ -19,9 +19,9 @@ def evaluate_models(
     report_html: Output[HTML],
 ) -> str:
     """Run the benchmarks; log every metric to kfp and the report page as HTML; returns report.json's URI."""
-    from g2l.pipeline_io import evaluate_run
+    from g2l.pipeline_steps import evaluate_student
 
-    result = evaluate_run(
+    result = evaluate_student(
         student=student,
         config_uri=config_uri,
         teacher=teacher,

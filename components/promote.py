@@ -13,17 +13,18 @@ def promote_student(
     gate_policy: str,
     cancer: str,
     registry_uri: str,
+    artifact_root: str,
     manifest_rev: str,
 ) -> str:
-    """Promote through the registry (re-checking the champion at this moment); returns the version line."""
-    from g2l.pipeline_io import promote_run, run_id
+    """Promote through the registry (re-checking the champion at this moment); returns the summary line."""
+    from g2l.pipeline_steps import promote_student as promote
 
-    return promote_run(
+    return promote(
         student=student,
         report=report,
         gate_policy=gate_policy,
         cancer=cancer,
         registry_uri=registry_uri,
+        artifact_root=artifact_root,
         manifest_rev=manifest_rev,
-        run_id=run_id(),
     )

@@ -17,22 +17,12 @@ def tile_slides(
     artifact_root: str,
     cancer: str,
 ) -> str:
-    """Tile the slides in `slide_ids` (comma-joined) into ROOT/tiles/<slide_id>/; returns the ids."""
-    from g2l import manifest as manifests
-    from g2l import tiling
-    from g2l.pipeline_io import load_stage_config, run_id
+    """Tile the slides in `slide_ids` (comma-joined) into ROOT/tiles/<slide_id>/; returns those tiled ok."""
+    from g2l.pipeline_steps import tile_group
 
-    config = load_stage_config(tiling.TilingConfig, config_uri, "tiling")
-    tiling.tile_slides(
-        manifests.load(manifest),
-        artifact_root,
-        config,
-        slide_ids=slide_ids.split(","),
-        run_id=run_id(),
-        cancer=cancer,
-        quiet=True,
+    return tile_group(
+        manifest=manifest, slide_ids=slide_ids, config_uri=config_uri, artifact_root=artifact_root, cancer=cancer
     )
-    return slide_ids
 
 
 @dsl.component(base_image=G2L_IMAGE, install_kfp_package=False)
@@ -44,10 +34,6 @@ def write_shards(
     tiled_groups: list,
 ) -> NamedTuple("Shards", [("shards", str), ("shards_sha256", str)]):
     """Write ROOT/shards/ from every tiled slide; returns the shard directory and its index sha256."""
-    from g2l import manifest as manifests
-    from g2l import tiling
-    from g2l.pipeline_io import load_stage_config
+    from g2l.pipeline_steps import pack_shards
 
-    config = load_stage_config(tiling.TilingConfig, config_uri, "tiling")
-    index = tiling.write_shards(artifact_root, manifests.load(manifest), config)
-    return (index.shards_dir, index.sha256)
+    return pack_shards(manifest=manifest, config_uri=config_uri, artifact_root=artifact_root)

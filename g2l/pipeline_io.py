@@ -89,7 +89,8 @@ def pin_inputs(
     loaded = manifest.load(manifest_uri, rev=manifest_rev or None, repo=manifest_repo or None)
     manifest_sha = loaded.content_hash
     pinned_manifest = storage.join(artifact_root, "pipeline", f"manifest-{manifest_sha[:16]}.csv")
-    _put_once(pinned_manifest, loaded.df.to_csv(index=False))
+    if not storage.exists(pinned_manifest):  # canonical CSV: re-reading it gives the same content hash
+        manifest.write_table(loaded.df, pinned_manifest)
     return PinnedInputs(
         config_uri=config_uri,
         config_sha256=config_sha,

@@ -77,8 +77,10 @@ def g2l_pipeline(
     distill_gpus: int = 8,
     distill_nodes: int = 1,
     max_distill_steps: int = 0,
-) -> None:
+) -> str:
     """Run G2L distillation for one cancer type, from the slide manifest to a promoted student.
+
+    Returns the URI of the evaluation's report.json (decision.json and report.html lie beside it).
 
     Args:
         cancer: Cancer type (brca, prad, ...); names the registered model g2l-student-<cancer>.
@@ -207,6 +209,9 @@ def g2l_pipeline(
             gate_policy=gate_policy,
             cancer=cancer,
             registry_uri=registry_uri,
+            artifact_root=artifact_root,
             manifest_rev=manifest_rev,
         )
         _resources(promoted.set_caching_options(False).set_display_name("promote"), "1", "4Gi")
+
+    return evaluated.outputs["Output"]

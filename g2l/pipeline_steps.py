@@ -1,0 +1,230 @@
+"""One function per pipeline step: load the stage's config from the pinned file, call the stage, report.
+
+Each kfp component calls exactly one of these. They hold the little that is pipeline-specific (which
+config section, which run id and cancer the metrics carry, where outputs go under the artifact root,
+mirroring a gs:// root to local disk for the stages that work on local directories) so that the
+components stay argument plumbing and this logic is tested without Kubeflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from g2l.pipeline_io import distill_dir, load_stage_config, parse_list, read_text_or_uri, run_id, stage_file
+
+WORK_DIR_ENV = "G2L_WORK_DIR"
+
+
+# --- artifact roots on GCS: the embed/distill/evaluate stages read and write local directories -------------
+
+
+def _download_prefix(uri: str, dest: Path) -> None:
+    from g2l import storage
+
+    for info in storage.list_files(uri):
+        rel = info.uri[len(uri.rstrip("/")) + 1:]
+        target = dest / rel
+        if target.exists() and target.stat().st_size == info.size:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(storage.stage(info.uri), target)
+
+
+@contextlib.contextmanager
+def local_root(artifact_root: str, pull: list[str], push: list[str]) -> Iterator[str]:
+    """A local directory standing for the artifact root: the root itself when local; for gs:// a work
+    directory with the `pull` sub-paths downloaded, whose `push` sub-paths are uploaded afterwards, also
+    after a failure, so that checkpoints and finished parts survive a preempted pod."""
+    from g2l import storage
+
+    if not storage.is_remote(artifact_root):
+        yield artifact_root
+        return
+    work = Path(os.environ.get(WORK_DIR_ENV) or tempfile.mkdtemp(prefix="g2l-work-"))
+    for sub in pull:
+        if storage.exists(storage.join(artifact_root, sub)) or storage.list_files(storage.join(artifact_root, sub)):
+            _download_prefix(storage.join(artifact_root, sub), work / sub)
+    try:
+        yield str(work)
+    finally:
+        for sub in push:
+            if (work / sub).is_dir():
+                storage.sync_dir(work / sub, storage.join(artifact_root, sub))
+
+
+# --- tiling --------------------------------------------------------------------------------------------------
+
+
+def tile_group(*, manifest: str, slide_ids: str, config_uri: str, artifact_root: str, cancer: str) -> str:
+    """Tile one group of slides (comma-joined ids) under ROOT/tiles/; returns the ids that finished ok."""
+    from g2l import tiling
+    from g2l.metrics import StageMetrics
+
+    config = load_stage_config(tiling.TilingConfig, config_uri, "tiling")
+    ids = parse_list(slide_ids)
+    with StageMetrics("tiling", run_id=run_id(), cancer=cancer, root=artifact_root) as metrics:
+        outcomes = tiling.tile_slides(manifest, artifact_root, config, ids, quiet=True, metrics=metrics)
+    return ",".join(o.slide_id for o in outcomes if o.status == "ok")
+
+
+def pack_shards(*, manifest: str, config_uri: str, artifact_root: str) -> tuple[str, str]:
+    """Write ROOT/shards/ from every tiled slide; returns (shard directory, shard index sha256)."""
+    from g2l import storage, tiling
+
+    config = load_stage_config(tiling.TilingConfig, config_uri, "tiling")
+    summary = tiling.write_shards(artifact_root, manifest, config)
+    if summary["n_tiles"] == 0:
+        raise RuntimeError(f"no tiles under {artifact_root}: every slide failed or had no tissue "
+                           f"({len(summary['slides_failed'])} failed; see tiles/summary.json)")
+    return storage.join(artifact_root, "shards"), summary["shards_sha256"]
+
+
+# --- teacher embedding cache ---------------------------------------------------------------------------------
+
+
+def _embed_config(config_uri: str, teacher: str) -> Any:
+    from g2l import embed
+
+    return load_stage_config(embed.EmbedConfig, config_uri, "embed", teacher=teacher or None)
+
+
+def embed_rank(*, config_uri: str, artifact_root: str, teacher: str, rank: int, world_size: int,
+               cancer: str) -> str:
+    """Fill this rank's parts of the teacher embedding cache; returns the cache directory (under ROOT)."""
+    from g2l import embed, storage
+
+    config = _embed_config(config_uri, teacher)
+    with local_root(artifact_root, pull=["shards", "embeddings"], push=["embeddings"]) as root:
+        cache = embed.run_embed(str(Path(root) / "shards"), root, config, rank=rank, world_size=world_size,
+                                quiet=True, run_id=run_id(), cancer=cancer)
+        return storage.join(artifact_root, relative_to_root(cache, root))
+
+
+def seal_cache(*, config_uri: str, artifact_root: str, teacher: str, cancer: str) -> str:
+    """Once every rank is done, a single-worker pass finds every part present and writes index + _COMPLETE."""
+    return embed_rank(config_uri=config_uri, artifact_root=artifact_root, teacher=teacher, rank=0,
+                      world_size=1, cancer=cancer)
+
+
+# --- distillation --------------------------------------------------------------------------------------------
+
+
+def relative_to_root(uri: str, artifact_root: str) -> str:
+    """`uri`'s path below the artifact root (local paths and gs:// URIs alike)."""
+    root = artifact_root.rstrip("/")
+    if uri.startswith(root + "/"):
+        return uri[len(root) + 1:]
+    return os.path.relpath(uri, root)
+
+
+def distill_local(*, cache: str, config_uri: str, config_sha256: str, artifact_root: str, student: str,
+                  gpus: int, max_steps: int, cancer: str) -> str:
+    """Distil with torchrun in this pod (one process per GPU, or one on CPU); returns the student directory."""
+    from g2l import distill, storage
+
+    config = load_stage_config(distill.DistillConfig, config_uri, "distill", student=student or None)
+    run_rel = relative_to_root(distill_dir(artifact_root, cache=cache, config_sha256=config_sha256,
+                                           student=config.student, max_steps=max_steps), artifact_root)
+    cache_rel = relative_to_root(cache, artifact_root)
+    # The run directory travels both ways: its checkpoints let a preempted pod's successor resume.
+    with local_root(artifact_root, pull=["shards", cache_rel, run_rel], push=[run_rel]) as root:
+        student_dir = distill.run_distill(config, str(Path(root) / "shards"), str(Path(root) / cache_rel),
+                                          str(Path(root) / run_rel), nproc=max(gpus, 1),
+                                          max_steps=max_steps or None, quiet=True, run_id=run_id(),
+                                          cancer=cancer)
+        return storage.join(artifact_root, run_rel, relative_to_root(student_dir, str(Path(root) / run_rel)))
+
+
+# --- evaluation, gate, promotion -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateResult:
+    """Where the report went and its metrics flattened for kfp (`<model>/<benchmark>/<metric>`)."""
+
+    report_uri: str
+    metrics: dict[str, float]
+
+
+def flatten_report(report: dict[str, Any]) -> dict[str, float]:
+    """Every numeric metric of report.json as `<model>/<benchmark>/<metric>`: value."""
+    out: dict[str, float] = {}
+    for model, entry in (report.get("models") or {}).items():
+        for bench, metrics in (entry.get("benchmarks") or {}).items():
+            for name, value in metrics.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    out[f"{model}/{bench}/{name}"] = float(value)
+    return out
+
+
+def _registry_resolver(registry_uri: str) -> Any:
+    from g2l import registry
+
+    return registry.resolver(registry_uri or None)
+
+
+def evaluate_student(*, student: str, config_uri: str, teacher: str, benchmarks: str, cancer: str,
+                     registry_uri: str, html_out: str | None = None) -> EvaluateResult:
+    """Evaluate student, teacher and the current champion; report beside the student's run directory."""
+    from g2l import embed, evaluate, storage
+
+    config = load_stage_config(evaluate.EvaluateConfig, config_uri, "evaluate")
+    teacher_name = teacher or _embed_config(config_uri, "").teacher
+    bench_list = parse_list(benchmarks) or list(getattr(config, "benchmarks", ()) or ())
+    if not bench_list:
+        raise ValueError("no benchmarks: set the pipeline parameter `benchmarks` or evaluate.benchmarks")
+    del embed
+    run_dir = student.rstrip("/").rsplit("/", 1)[0]
+    out_uri = storage.join(run_dir, "eval")
+    models = {"student": student, "teacher": teacher_name, "champion": f"registry:{cancer}@champion"}
+    with local_root(run_dir, pull=["student", "eval"], push=["eval"]) as root:
+        local_models = {**models, "student": str(Path(root) / "student")}
+        out = str(Path(root) / "eval")
+        report = evaluate.run_evaluate(config, local_models, [str(stage_file(b)) for b in bench_list], out,
+                                       quiet=True, registry_resolver=_registry_resolver(registry_uri),
+                                       run_id=run_id(), cancer=cancer)
+        if html_out:
+            shutil.copyfile(Path(out) / "report.html", html_out)
+    return EvaluateResult(report_uri=storage.join(out_uri, "report.json"), metrics=flatten_report(report))
+
+
+def gate_report(report: str, gate_policy: str, candidate: str) -> bool:
+    """Apply the policy (YAML text or URI) to report.json; writes decision.json beside it; True = passed."""
+    from g2l import gate, storage
+
+    decision = gate.decide(json.loads(storage.read_text(report)), gate.load_policy(stage_file(gate_policy)),
+                           candidate)
+    target = storage.join(report.rstrip("/").rsplit("/", 1)[0], "decision.json")
+    storage.put_text(target, json.dumps(decision.to_dict(), indent=2) + "\n")
+    from g2l.progress import console
+
+    for rule in decision.rules:
+        console.print(f"gate: {'pass' if rule.passed else 'FAIL'} {rule.rule}: {rule.reason}")
+    return bool(decision.passed)
+
+
+def promote_student(*, student: str, report: str, gate_policy: str, cancer: str, registry_uri: str,
+                    artifact_root: str, manifest_rev: str) -> str:
+    """Register the student with its lineage; `champion` moves only if it still wins; returns the summary line."""
+    from g2l import registry
+
+    decision = report.rstrip("/").rsplit("/", 1)[0] + "/decision.json"
+    result = registry.promote(student=student, report=report, decision=decision, cancer=cancer,
+                              policy=str(stage_file(gate_policy)), registry_uri=registry_uri or None,
+                              artifact_root=artifact_root,
+                              overrides=registry.LineageOverrides(manifest_rev=manifest_rev or None,
+                                                                  pipeline_run_id=run_id()))
+    return result.summary_line()
+
+
+def policy_text(gate_policy: str) -> str:
+    """The policy's YAML text (for logs and lineage)."""
+    return read_text_or_uri(gate_policy)
