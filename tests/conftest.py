@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.fixtures.gcs",
     "tests.fixtures.pushgateway",
     "tests.fixtures.slides",
+    "tests.fixtures.tiling",
     "tests.fixtures.kfp_api",
 ]

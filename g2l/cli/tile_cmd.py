@@ -1,9 +1,76 @@
-"""CLI commands for the tile stage."""
+"""CLI commands for the tile stage: `g2l tile --manifest M --out ROOT ...`."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
+    app.command(name="tile")(tile)
+
+
+def tile(
+    manifest: Annotated[str, typer.Option(help="Manifest CSV/Parquet, local or gs://")],
+    out: Annotated[str, typer.Option(help="Artifact root (local directory or gs://bucket/prefix)")],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config; its `tiling:` and `run:` sections")
+    ] = None,
+    target_mpp: Annotated[float | None, typer.Option(help="Tile resolution in um/px (0.5 = 20x)")] = None,
+    tile_px: Annotated[int | None, typer.Option(help="Tile edge in pixels")] = None,
+    backend: Annotated[str | None, typer.Option(help="auto, cucim, openslide or tiffslide")] = None,
+    workers: Annotated[int | None, typer.Option(help="Threads for reading/encoding (0 = all cores)")] = None,
+    max_failed_fraction: Annotated[
+        float | None, typer.Option(help="Exit non-zero when more than this fraction of slides fail")
+    ] = None,
+    slide_id: Annotated[list[str] | None, typer.Option(help="Tile only these slides (repeatable)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+) -> None:
+    """Tile the manifest's slides at a target mpp into ROOT/tiles/ and WebDataset shards in ROOT/shards/."""
+    from g2l.config import ConfigError, RunConfig, load_section
+    from g2l.metrics import StageMetrics
+    from g2l.progress import console
+    from g2l.tiling import TilingConfig, run_tiling
+
+    try:
+        cfg = load_section(
+            TilingConfig,
+            config,
+            section="tiling",
+            target_mpp=target_mpp,
+            tile_px=tile_px,
+            backend=backend,
+            workers=workers,
+            max_failed_fraction=max_failed_fraction,
+        )
+        run = load_section(RunConfig, config, section="run")
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    with StageMetrics("tiling", run_id=run.run_id, cancer=run.cancer, root=out) as metrics:
+        result = run_tiling(manifest, out, cfg, slide_ids=slide_id or None, quiet=quiet, metrics=metrics)
+    ok = result.acceptable(cfg.max_failed_fraction)
+    if not ok:
+        console.print(
+            f"[red]{len(result.slides_failed)} of {len(result.slides_ok) + len(result.slides_failed)} slides "
+            f"failed ({result.failed_fraction:.1%}), "
+            f"more than max_failed_fraction {cfg.max_failed_fraction:.1%}"
+        )
+    typer.echo(
+        json.dumps(
+            {
+                "out": out,
+                "slides_ok": len(result.slides_ok),
+                "slides_failed": len(result.slides_failed),
+                "n_tiles": result.n_tiles,
+                "shards_sha256": result.index["sha256"],
+                "ok": ok,
+            }
+        )
+    )
+    if not ok:
+        raise typer.Exit(1)

@@ -1,0 +1,103 @@
+"""Manifest access for tiling: accepts a loaded manifest, a DataFrame, or a path/URI to load."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SLIDE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class SlideRow:
+    """What tiling needs from one manifest row."""
+
+    slide_id: str
+    uri: str
+    site: str
+    mpp: float | None
+    checksum: str | None
+
+
+def _fallback_hash(df: pd.DataFrame) -> str:
+    return hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()
+
+
+def resolve_manifest(manifest: Any) -> tuple[pd.DataFrame, str]:
+    """(DataFrame, content hash) of a Manifest object, a DataFrame, or a manifest path/URI."""
+    if hasattr(manifest, "df"):
+        df = manifest.df
+        return df, str(getattr(manifest, "content_hash", None) or _content_hash(df))
+    if isinstance(manifest, pd.DataFrame):
+        return manifest, _content_hash(manifest)
+    try:
+        from g2l import manifest as manifest_mod
+    except ImportError:  # the manifest module lands with the storage work; plain CSV/Parquet until then
+        manifest_mod = None  # type: ignore[assignment]
+    if manifest_mod is not None and hasattr(manifest_mod, "load"):
+        loaded = manifest_mod.load(str(manifest))
+        return loaded.df, str(loaded.content_hash)
+    path = Path(str(manifest))
+    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    return df, _content_hash(df)
+
+
+def _content_hash(df: pd.DataFrame) -> str:
+    try:
+        from g2l import manifest as manifest_mod
+
+        return str(manifest_mod.content_hash(df))
+    except (ImportError, AttributeError):
+        return _fallback_hash(df)
+
+
+def _optional_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def slide_rows(df: pd.DataFrame) -> list[SlideRow]:
+    """The manifest's slides in manifest order; a bad id or missing uri is an error naming the row."""
+    for column in ("slide_id", "uri"):
+        if column not in df.columns:
+            raise ValueError(
+                f"manifest has no `{column}` column; columns are: {', '.join(map(str, df.columns))}"
+            )
+    rows = []
+    for number, rec in enumerate(df.to_dict("records"), start=1):
+        slide_id = str(rec["slide_id"])
+        if not SLIDE_ID_RE.match(slide_id):
+            raise ValueError(f"manifest row {number}: slide_id {slide_id!r} must match {SLIDE_ID_RE.pattern}")
+        uri = _optional_str(rec.get("uri"))
+        if uri is None:
+            raise ValueError(
+                f"manifest row {number} (slide {slide_id}): `uri` is empty; give the slide's path"
+            )
+        rows.append(
+            SlideRow(
+                slide_id=slide_id,
+                uri=uri,
+                site=_optional_str(rec.get("site")) or "",
+                mpp=_optional_float(rec.get("mpp")),
+                checksum=_optional_str(rec.get("checksum")),
+            )
+        )
+    return rows

@@ -1,0 +1,200 @@
+"""Deterministic tar writing and the global WebDataset shards + index built from per-slide tile tars."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow.parquet as pq
+
+from g2l.tiling.config import TilingConfig
+from g2l.tiling.outputs import OutputRoot, canonical_json
+
+SHARD_NAME = "shard-{:06d}.tar"
+
+
+def _member(name: str, size: int) -> tarfile.TarInfo:
+    """A tar header that depends only on the name and size (mtime 0, uid/gid 0, mode 0o644)."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+class DeterministicTar:
+    """Append-only tar writer whose bytes depend only on the members' names and contents."""
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._tar = tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT)
+        self.count = 0
+
+    def add(self, name: str, data: bytes) -> None:
+        """Append one member."""
+        self._tar.addfile(_member(name, len(data)), io.BytesIO(data))
+        self.count += 1
+
+    def close(self) -> None:
+        """Write the end-of-archive blocks."""
+        self._tar.close()
+
+
+class HashingWriter:
+    """A binary file wrapper that hashes and counts what goes through it."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        """Write and hash `data`."""
+        self._handle.write(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        """Bytes written so far (tarfile asks)."""
+        return self.size
+
+
+class _ShardWriter:
+    """One shard being written to a scratch file that becomes `shards/<name>` on `finish`."""
+
+    def __init__(self, root: OutputRoot, name: str) -> None:
+        self.name = name
+        self.n_tiles = 0
+        self._stack = contextlib.ExitStack()
+        path = self._stack.enter_context(root.writer(f"shards/{name}"))
+        self._handle = open(path, "wb")  # noqa: SIM115 - closed in finish/abort
+        self._hasher = HashingWriter(self._handle)
+        self._tar = DeterministicTar(self._hasher)  # type: ignore[arg-type]
+
+    def add(self, name: str, data: bytes) -> None:
+        """Append one member."""
+        self._tar.add(name, data)
+
+    def finish(self) -> dict[str, Any]:
+        """Close the tar, move it into place, and return its index entry."""
+        self._tar.close()
+        self._handle.close()
+        self._stack.close()
+        return {"name": self.name, "n_tiles": self.n_tiles, "sha256": self._hasher.sha256.hexdigest()}
+
+    def abort(self) -> None:
+        """Drop the partial shard (its scratch file is removed, nothing is published)."""
+        self._handle.close()
+        self._stack.__exit__(RuntimeError, RuntimeError("shard aborted"), None)
+
+
+def iter_tar(path: str | Path) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of every regular member of a tar, in order, streaming."""
+    with tarfile.open(path, mode="r|") as tar:
+        for info in tar:
+            if info.isfile():
+                handle = tar.extractfile(info)
+                if handle is not None:
+                    yield info.name, handle.read()
+
+
+def tile_key(slide_id: str, x: int, y: int) -> str:
+    """The tile key `<slide_id>_<x>_<y>` (docs/contracts.md)."""
+    return f"{slide_id}_{x}_{y}"
+
+
+def _tile_json(slide_id: str, x: int, y: int, size0: int, site: str, tissue: float) -> bytes:
+    record = {"slide_id": slide_id, "x": x, "y": y, "size0": size0, "site": site, "tissue": round(tissue, 4)}
+    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _shards_hash(shards: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(shards, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def build_shards(
+    root: OutputRoot,
+    slides: list[tuple[str, str, dict[str, Any]]],
+    config: TilingConfig,
+    manifest_sha256: str,
+) -> dict[str, Any]:
+    """Pack the ok slides' tiles (manifest order, coords order) into shards; idempotent; returns the index.
+
+    `slides` is [(slide_id, site, meta)]. JPEG bytes are copied from each slide's tiles.tar, never
+    re-encoded. The index records a hash of its inputs, so a rerun with the same inputs is a no-op.
+    """
+    source = {
+        "manifest_sha256": manifest_sha256,
+        "tiles_per_shard": config.tiles_per_shard,
+        "slides": [[sid, site, meta.get("tiles_sha256"), meta.get("n_tiles")] for sid, site, meta in slides],
+    }
+    source_sha256 = hashlib.sha256(canonical_json(source)).hexdigest()
+    existing = root.read_json("shards/index.json")
+    if isinstance(existing, dict) and existing.get("source_sha256") == source_sha256:
+        names = set(root.list_names("shards"))
+        if all(s["name"] in names for s in existing.get("shards", [])):
+            return existing
+    root.clean_stale_temps("shards")
+
+    shards: list[dict[str, Any]] = []
+    current: _ShardWriter | None = None
+    try:
+        for slide_id, site, meta in slides:
+            if not meta.get("n_tiles"):
+                continue
+            with root.local_copy(f"tiles/{slide_id}/coords.parquet") as coords_path:
+                coords = pq.read_table(coords_path).to_pydict()
+            with root.local_copy(f"tiles/{slide_id}/tiles.tar") as tar_path:
+                members = iter_tar(tar_path)
+                for i, (x, y, size0, tissue) in enumerate(
+                    zip(coords["x"], coords["y"], coords["size0"], coords["tissue"], strict=True)
+                ):
+                    key = tile_key(slide_id, int(x), int(y))
+                    name, data = next(members, ("<missing>", b""))
+                    if name != f"{key}.jpg":
+                        raise RuntimeError(
+                            f"tiles/{slide_id}/tiles.tar member {i} is {name}, expected {key}.jpg; "
+                            f"delete tiles/{slide_id}/meta.json and rerun to re-tile the slide"
+                        )
+                    if current is None:
+                        current = _ShardWriter(root, SHARD_NAME.format(len(shards)))
+                    current.add(f"{key}.jpg", data)
+                    current.add(
+                        f"{key}.json", _tile_json(slide_id, int(x), int(y), int(size0), site, float(tissue))
+                    )
+                    current.n_tiles += 1
+                    if current.n_tiles >= config.tiles_per_shard:
+                        shards.append(current.finish())
+                        current = None
+        if current is not None:
+            shards.append(current.finish())
+            current = None
+    finally:
+        if current is not None:
+            current.abort()
+
+    keep = {s["name"] for s in shards}
+    for stale in root.list_names("shards"):
+        if stale.startswith("shard-") and stale.endswith(".tar") and stale not in keep:
+            root.remove(f"shards/{stale}")
+    index = {
+        "shards": shards,
+        "n_tiles": sum(s["n_tiles"] for s in shards),
+        "tile_px": config.tile_px,
+        "target_mpp": config.target_mpp,
+        "manifest_sha256": manifest_sha256,
+        "sha256": _shards_hash(shards),
+        "source_sha256": source_sha256,
+        "slides": [sid for sid, _, meta in slides if meta.get("n_tiles")],
+    }
+    root.write_json("shards/index.json", index)
+    return index

@@ -1,0 +1,361 @@
+"""Tile one slide: stage, open, plan the level, find tissue, read/encode tiles, write its outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from g2l.config import to_dict
+from g2l.tiling.config import TilingConfig
+from g2l.tiling.grid import TilePlan, grid, plan_tiles
+from g2l.tiling.manifest_io import SlideRow
+from g2l.tiling.outputs import OutputRoot, canonical_json
+from g2l.tiling.passthrough import JpegTileSource
+from g2l.tiling.shards import DeterministicTar, HashingWriter, tile_key
+from g2l.tiling.thumbnail import render_thumbnail
+from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
+
+# Config keys that change no output byte: they are left out of the hash that decides whether a
+# finished slide can be skipped.
+RUNTIME_ONLY_KEYS = ("workers", "batch_tiles", "max_failed_fraction", "tiles_per_shard")
+COORDS_SCHEMA = pa.schema(
+    [("x", pa.int64()), ("y", pa.int64()), ("size0", pa.int64()), ("tissue", pa.float32())]
+)
+
+
+class SlideError(RuntimeError):
+    """A slide cannot be tiled; the message names the slide and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SlideOutcome:
+    """What happened to one slide in this run."""
+
+    slide_id: str
+    status: str
+    n_tiles: int = 0
+    error: str | None = None
+    skipped: bool = False
+    seconds: float = 0.0
+    bytes_read: int = 0
+
+
+def output_config_hash(config: TilingConfig) -> str:
+    """sha256 of the config keys that affect a slide's outputs."""
+    data = {k: v for k, v in to_dict(config).items() if k not in RUNTIME_ONLY_KEYS}
+    return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+def slide_identity(row: SlideRow) -> dict[str, Any]:
+    """What identifies the input slide (re-tiled when any of it changes)."""
+    return {"uri": row.uri, "manifest_checksum": row.checksum, "manifest_mpp": row.mpp}
+
+
+def is_done(meta: Any, row: SlideRow, config_sha256: str) -> bool:
+    """A slide whose meta.json says ok for the same input and config needs no work."""
+    return (
+        isinstance(meta, dict)
+        and meta.get("status") == "ok"
+        and meta.get("config_sha256") == config_sha256
+        and meta.get("source") == slide_identity(row)
+    )
+
+
+def stage_slide(uri: str, checksum: str | None, cache_dir: str | None) -> Path:
+    """A local path of the slide: gs:// objects are downloaded and verified, local paths used in place."""
+    try:
+        from g2l import storage
+    except ImportError:
+        storage = None  # type: ignore[assignment]
+    if storage is None or not hasattr(storage, "stage"):
+        if uri.startswith("gs://"):
+            raise SlideError(f"{uri}: reading gs:// slides needs g2l.storage (google-cloud-storage)")
+        return Path(uri)
+    return Path(storage.stage(uri, cache_dir=cache_dir, expected_checksum=checksum))
+
+
+def open_reader(path: Path, backend: str, mpp_override: float | None) -> Any:
+    """Open a slide with the g2l.slides backend registry."""
+    from g2l.slides import open_slide
+
+    return open_slide(str(path), backend=backend, mpp_override=mpp_override)
+
+
+def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    import imagecodecs
+
+    return bytes(imagecodecs.jpeg8_encode(np.ascontiguousarray(rgb), level=quality))
+
+
+def _resize_area(rgb: np.ndarray, tile_px: int) -> np.ndarray:
+    """Area-average a square RGB read down to tile_px (identity when it already is)."""
+    if rgb.shape[0] == tile_px and rgb.shape[1] == tile_px:
+        return rgb
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(rgb[..., :3]))
+    factor = rgb.shape[0] // tile_px
+    if rgb.shape[0] == factor * tile_px and rgb.shape[1] == factor * tile_px:
+        return np.asarray(image.reduce(factor))
+    return np.asarray(image.resize((tile_px, tile_px), Image.Resampling.BOX))
+
+
+def tissue_image_px(width0: int, height0: int, mpp: float, size0: int, config: TilingConfig) -> int:
+    """Longest side of the image tissue is detected on: about `tissue_mpp`, capped at `tissue_level_px`.
+
+    At least 8 mask pixels per tile edge keep per-tile tissue fractions meaningful; the cap keeps the
+    read to a low pyramid level on any slide size.
+    """
+    longest = max(width0, height0)
+    wanted = int(np.ceil(longest * mpp / config.tissue_mpp))
+    per_tile = int(np.ceil(8 * longest / size0))
+    return int(min(config.tissue_level_px, longest, max(wanted, per_tile, 64)))
+
+
+def _batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def _tile_bytes(
+    reader: Any,
+    plan: TilePlan,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    config: TilingConfig,
+    pool: ThreadPoolExecutor,
+    threads: int,
+    passthrough: JpegTileSource | None,
+) -> Iterator[bytes]:
+    """JPEG bytes of every tile, in order, a batch at a time (memory stays bounded)."""
+    ds = plan.downsample
+    for part in _batches(len(xs), config.batch_tiles):
+        if passthrough is not None:
+            lx = [int(round(x / ds)) for x in xs[part]]
+            ly = [int(round(y / ds)) for y in ys[part]]
+            yield from pool.map(passthrough.jpeg, lx, ly)
+            continue
+        locations = [(int(x), int(y)) for x, y in zip(xs[part], ys[part], strict=True)]
+        arrays = reader.read_regions(locations, plan.level, (plan.read_px, plan.read_px), num_workers=threads)
+        futures = [
+            pool.submit(lambda a: _encode_jpeg(_resize_area(a, plan.tile_px), config.jpeg_quality), arr)
+            for arr in arrays
+        ]
+        for future in futures:
+            yield future.result()
+
+
+def _try_passthrough(
+    reader: Any, path: Path, plan: TilePlan, xs: np.ndarray, ys: np.ndarray
+) -> JpegTileSource | None:
+    """A raw-JPEG tile source when the level's stored tiles are our tiles, checked against the reader."""
+    if not plan.identity or len(xs) == 0 or abs(plan.downsample - round(plan.downsample)) > 1e-9:
+        return None
+    width, height = reader.level_dimensions[plan.level]
+    try:
+        source = JpegTileSource(path, width=int(width), height=int(height), tile_px=plan.read_px)
+    except Exception:
+        return None
+    ds = int(round(plan.downsample))
+    samples = []
+    for i in sorted({0, len(xs) - 1}):
+        x, y = int(xs[i]), int(ys[i])
+        if (x // ds) % plan.read_px or (y // ds) % plan.read_px:
+            source.close()
+            return None
+        expected = reader.read_region((x, y), plan.level, (plan.read_px, plan.read_px))
+        samples.append((x // ds, y // ds, np.asarray(expected)[..., :3]))
+    if not source.calibrate(samples):
+        source.close()
+        return None
+    return source
+
+
+def tile_slide(
+    row: SlideRow,
+    root: OutputRoot,
+    config: TilingConfig,
+    *,
+    threads: int = 1,
+    cache_dir: str | None = None,
+    on_tiles: Callable[[int], None] | None = None,
+) -> SlideOutcome:
+    """Tile one slide into tiles/<slide_id>/ (coords, tiles.tar, thumbnail, meta last); skip if done."""
+    started = time.monotonic()
+    rel = f"tiles/{row.slide_id}"
+    config_sha256 = output_config_hash(config)
+    meta = root.read_json(f"{rel}/meta.json")
+    if is_done(meta, row, config_sha256):
+        return SlideOutcome(row.slide_id, "ok", n_tiles=int(meta["n_tiles"]), skipped=True)
+    root.clean_stale_temps(rel)
+    try:
+        return _tile_slide(row, root, config, config_sha256, threads, cache_dir, on_tiles, started)
+    except Exception as exc:
+        error = (
+            str(exc) if isinstance(exc, SlideError) else f"slide {row.slide_id}: {type(exc).__name__}: {exc}"
+        )
+        failed = {
+            "slide_id": row.slide_id,
+            "status": "failed",
+            "error": error,
+            "source": slide_identity(row),
+            "config_sha256": config_sha256,
+        }
+        root.write_json(f"{rel}/meta.json", failed)
+        return SlideOutcome(row.slide_id, "failed", error=error, seconds=time.monotonic() - started)
+
+
+def _tile_slide(
+    row: SlideRow,
+    root: OutputRoot,
+    config: TilingConfig,
+    config_sha256: str,
+    threads: int,
+    cache_dir: str | None,
+    on_tiles: Callable[[int], None] | None,
+    started: float,
+) -> SlideOutcome:
+    rel = f"tiles/{row.slide_id}"
+    timings: dict[str, float] = {}
+    clock = time.monotonic()
+    path = stage_slide(row.uri, row.checksum, cache_dir)
+    bytes_read = path.stat().st_size
+    timings["stage_s"] = time.monotonic() - clock
+    clock = time.monotonic()
+    reader = open_reader(path, config.backend, row.mpp)
+    try:
+        mpp = row.mpp if row.mpp is not None else getattr(reader, "mpp", None)
+        if mpp is None or not mpp > 0:
+            raise SlideError(
+                f"slide {row.slide_id} has no mpp in its metadata; add an `mpp` value to its manifest row"
+            )
+        mpp_source = "manifest" if row.mpp is not None else "metadata"
+        try:
+            plan = plan_tiles(
+                float(mpp),
+                list(reader.level_downsamples),
+                target_mpp=config.target_mpp,
+                tile_px=config.tile_px,
+                tolerance=config.mpp_tolerance,
+            )
+        except ValueError as exc:
+            raise SlideError(f"slide {row.slide_id}: {exc}") from exc
+        width0, height0 = (int(v) for v in reader.dimensions)
+        timings["open_s"] = time.monotonic() - clock
+
+        clock = time.monotonic()
+        thumb = np.asarray(reader.thumbnail(tissue_image_px(width0, height0, float(mpp), plan.size0, config)))
+        thumb = np.ascontiguousarray(thumb[..., :3])
+        scale_x, scale_y = width0 / thumb.shape[1], height0 / thumb.shape[0]
+        tissue = detect_tissue(
+            thumb,
+            mpp=float(mpp) * (scale_x + scale_y) / 2,
+            threshold=config.tissue_threshold,
+            pen_filter=config.pen_filter,
+            max_hole_mm2=config.max_hole_mm2,
+            min_tissue_mm2=config.min_tissue_mm2,
+        )
+        xs, ys = grid(width0, height0, plan.size0)
+        level_w, level_h = (int(v) for v in reader.level_dimensions[plan.level])
+        inside = (np.round(xs / plan.downsample) + plan.read_px <= level_w) & (
+            np.round(ys / plan.downsample) + plan.read_px <= level_h
+        )
+        xs, ys = xs[inside], ys[inside]
+        fractions = tile_tissue_fractions(tissue.mask, xs, ys, plan.size0, scale_x, scale_y)
+        keep = fractions >= config.min_tissue_fraction
+        xs, ys, fractions = xs[keep], ys[keep], fractions[keep]
+        n_grid = int(inside.sum())
+        timings["tissue_s"] = time.monotonic() - clock
+
+        clock = time.monotonic()
+        passthrough = _try_passthrough(reader, path, plan, xs, ys) if config.jpeg_passthrough else None
+        try:
+            with (
+                root.writer(f"{rel}/tiles.tar") as tar_path,
+                open(tar_path, "wb") as handle,
+                ThreadPoolExecutor(max(1, threads)) as pool,
+            ):
+                hasher = HashingWriter(handle)
+                tar = DeterministicTar(hasher)  # type: ignore[arg-type]
+                done = 0
+                for i, data in enumerate(
+                    _tile_bytes(reader, plan, xs, ys, config, pool, threads, passthrough)
+                ):
+                    tar.add(f"{tile_key(row.slide_id, int(xs[i]), int(ys[i]))}.jpg", data)
+                    done += 1
+                    if on_tiles is not None and done % config.batch_tiles == 0:
+                        on_tiles(config.batch_tiles)
+                tar.close()
+                if on_tiles is not None and done % config.batch_tiles:
+                    on_tiles(done % config.batch_tiles)
+                tiles_sha256 = hasher.sha256.hexdigest()
+        finally:
+            if passthrough is not None:
+                passthrough.close()
+        timings["tiles_s"] = time.monotonic() - clock
+
+        clock = time.monotonic()
+        table = pa.table(
+            {
+                "x": pa.array(xs, pa.int64()),
+                "y": pa.array(ys, pa.int64()),
+                "size0": pa.array(np.full(len(xs), plan.size0), pa.int64()),
+                "tissue": pa.array(fractions, pa.float32()),
+            },
+            schema=COORDS_SCHEMA,
+        )
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        coords_bytes = buffer.getvalue()
+        root.write_bytes(f"{rel}/coords.parquet", coords_bytes)
+        qc_px = min(config.thumbnail_px, max(width0, height0))
+        qc = thumb if qc_px <= max(thumb.shape[:2]) else np.asarray(reader.thumbnail(qc_px))[..., :3]
+        png = render_thumbnail(qc, tissue.mask, xs, ys, plan.size0, width0, height0, config.thumbnail_px)
+        root.write_bytes(f"{rel}/thumbnail.png", png)
+        timings["write_s"] = time.monotonic() - clock
+        timings["total_s"] = time.monotonic() - started
+        meta = {
+            "slide_id": row.slide_id,
+            "status": "ok",
+            "source": slide_identity(row),
+            "slide_checksum": row.checksum,
+            "backend": getattr(reader, "backend", "unknown"),
+            "backend_reason": getattr(reader, "backend_reason", ""),
+            "mpp": float(mpp),
+            "mpp_source": mpp_source,
+            "dimensions": [width0, height0],
+            "level": plan.level,
+            "level_mpp": plan.level_mpp,
+            "downsample": plan.downsample,
+            "read_px": plan.read_px,
+            "tile_px": plan.tile_px,
+            "size0": plan.size0,
+            "tile_mpp": plan.tile_mpp,
+            "n_grid": n_grid,
+            "n_tiles": int(len(xs)),
+            "tissue_threshold": tissue.threshold,
+            "tissue_area_fraction": float(tissue.mask.mean()),
+            "pen_fraction": tissue.pen_fraction,
+            "jpeg_passthrough": passthrough is not None,
+            "tiles_sha256": tiles_sha256,
+            "coords_sha256": hashlib.sha256(coords_bytes).hexdigest(),
+            "config": to_dict(config),
+            "config_sha256": config_sha256,
+            "timings": {k: round(v, 4) for k, v in timings.items()},
+        }
+    finally:
+        reader.close()
+    root.write_json(f"{rel}/meta.json", meta)  # last: its presence with status ok marks the slide done
+    return SlideOutcome(
+        row.slide_id, "ok", n_tiles=int(len(xs)), seconds=time.monotonic() - started, bytes_read=bytes_read
+    )

@@ -1,0 +1,88 @@
+"""Bad slides are skipped and named; the rest finish; the exit status honours --max-failed-fraction."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from g2l.tiling import TilingConfig, run_tiling, tile_slides
+from tests.fixtures.tiling import TiledRun, write_manifest
+
+
+def test_slide_without_mpp_fails_naming_the_fix(tmp_path, slide_nompp) -> None:
+    manifest = write_manifest(tmp_path / "m.csv", [{"slide_id": "nompp", "uri": str(slide_nompp.path)}])
+    result = run_tiling(manifest, tmp_path / "out", TilingConfig(), quiet=True)
+    assert result.slides_ok == []
+    [failure] = result.slides_failed
+    assert failure["slide_id"] == "nompp"
+    assert (
+        "slide nompp has no mpp in its metadata; add an `mpp` value to its manifest row" in failure["error"]
+    )
+    meta = json.loads((tmp_path / "out/tiles/nompp/meta.json").read_text())
+    assert meta["status"] == "failed"
+
+
+def test_manifest_mpp_tiles_a_slide_without_metadata_mpp(tiled_run: TiledRun) -> None:
+    meta = json.loads((tiled_run.root / "tiles/nompp/meta.json").read_text())
+    assert meta["status"] == "ok" and meta["mpp"] == 0.5 and meta["mpp_source"] == "manifest"
+    assert meta["n_tiles"] > 0 and meta["size0"] == 256
+
+
+def test_manifest_mpp_wins_over_metadata(tmp_path, slide_050) -> None:
+    """A manifest mpp of 0.25 on a 0.5 um/px slide makes tiles twice as wide in level-0 pixels."""
+    manifest = write_manifest(
+        tmp_path / "m.csv", [{"slide_id": "s", "uri": str(slide_050.path), "mpp": 0.25}]
+    )
+    tile_slides(manifest, tmp_path / "out", TilingConfig(), quiet=True)
+    meta = json.loads((tmp_path / "out/tiles/s/meta.json").read_text())
+    assert (meta["mpp"], meta["mpp_source"], meta["size0"]) == (0.25, "manifest", 512)
+
+
+def test_corrupt_slide_is_skipped_and_named_while_the_rest_finish(tiled_run: TiledRun) -> None:
+    summary = json.loads((tiled_run.root / "tiles/summary.json").read_text())
+    assert summary["slides_ok"] == ["s025", "s050", "nompp"]
+    [failure] = summary["slides_failed"]
+    assert failure["slide_id"] == "corrupt" and "corrupt" in failure["error"]
+    index = json.loads((tiled_run.root / "shards/index.json").read_text())
+    assert index["slides"] == ["s025", "s050", "nompp"] and index["n_tiles"] > 0
+
+
+def _tile_cli(manifest, out, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "g2l",
+        "tile",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
+    return subprocess.run(cmd, env=os.environ, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_cli_exit_status_honours_max_failed_fraction(tmp_path, slide_050, corrupt_slide) -> None:
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [
+            {"slide_id": "good", "uri": str(slide_050.path)},
+            {"slide_id": "broken", "uri": str(corrupt_slide)},
+        ],
+    )
+    lenient = _tile_cli(manifest, tmp_path / "out", "--max-failed-fraction", "0.5")
+    assert lenient.returncode == 0, lenient.stderr
+    assert "broken" in lenient.stderr  # named on the console
+    last = json.loads(lenient.stdout.strip().splitlines()[-1])
+    assert (last["slides_ok"], last["slides_failed"], last["ok"]) == (1, 1, True)
+
+    strict = _tile_cli(manifest, tmp_path / "out", "--max-failed-fraction", "0.1")
+    assert strict.returncode == 1
+    assert "broken" in strict.stderr and "max_failed_fraction" in strict.stderr
+    assert json.loads(strict.stdout.strip().splitlines()[-1])["ok"] is False

@@ -1,0 +1,96 @@
+"""Tissue detection on low-resolution images: blobs found, small holes filled, pen marks ignored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
+
+MPP = 16.0  # a 0.25 um/px scan seen at 1/64
+
+
+def _scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rgb, tissue truth, pen-on-glass truth) of a 400x400 H&E-like thumbnail."""
+    rng = np.random.default_rng(seed)
+    h = w = 400
+    canvas = Image.new("RGB", (w, h), (238, 236, 240))
+    truth_img = Image.new("L", (w, h), 0)
+    draw, truth = ImageDraw.Draw(canvas), ImageDraw.Draw(truth_img)
+    blobs = [
+        ((40, 40, 190, 170), (222, 150, 190)),
+        ((220, 60, 370, 230), (170, 110, 190)),
+        ((60, 240, 250, 370), (205, 120, 170)),
+    ]
+    for box, colour in blobs:
+        draw.ellipse(box, fill=colour)
+        truth.ellipse(box, fill=255)
+    # A large hole (real background inside tissue) stays background; a lumen of ~0.02 mm2 is filled.
+    draw.ellipse((120, 270, 190, 340), fill=(238, 236, 240))
+    truth.ellipse((120, 270, 190, 340), fill=0)
+    draw.ellipse((100, 95, 108, 103), fill=(236, 234, 238))
+    rgb = np.asarray(canvas).astype(np.int16)
+    rgb = np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
+    pen_img = Image.new("L", (w, h), 0)
+    pen_draw = ImageDraw.Draw(pen_img)
+    strokes = [
+        ((10, 385, 390, 385), (20, 40, 200)),
+        ((385, 10, 385, 390), (30, 160, 60)),
+        ((270, 250, 390, 300), (15, 15, 20)),
+    ]
+    for line, colour in strokes:
+        rgb_img = Image.fromarray(rgb)
+        ImageDraw.Draw(rgb_img).line(line, fill=colour, width=6)
+        rgb = np.asarray(rgb_img)
+        pen_draw.line(line, fill=255, width=6)
+    tissue = np.asarray(truth_img) > 0
+    pen_on_glass = (np.asarray(pen_img) > 0) & ~tissue
+    return rgb, tissue, pen_on_glass
+
+
+def test_blobs_are_found_with_small_holes_filled_and_large_holes_kept() -> None:
+    rgb, truth, _ = _scene()
+    result = detect_tissue(rgb, mpp=MPP)
+    mask = result.mask
+    iou = (mask & truth).sum() / (mask | truth).sum()
+    assert iou > 0.93, iou
+    assert mask[99, 104], "a lumen of ~0.02 mm2 inside tissue is filled"
+    assert not mask[300:310, 150:160].any(), "a ~1 mm2 hole is background, not tissue"
+
+
+def test_pen_marks_on_glass_are_not_tissue() -> None:
+    rgb, _, pen_on_glass = _scene()
+    mask = detect_tissue(rgb, mpp=MPP).mask
+    assert pen_on_glass.sum() > 1000
+    assert (mask & pen_on_glass).sum() / pen_on_glass.sum() < 0.02
+
+
+def test_without_pen_filter_pen_strokes_become_tissue() -> None:
+    """The filter is what removes the strokes (so the test above can fail)."""
+    rgb, _, pen_on_glass = _scene()
+    mask = detect_tissue(rgb, mpp=MPP, pen_filter=False).mask
+    assert (mask & pen_on_glass).sum() / pen_on_glass.sum() > 0.5
+
+
+def test_blank_glass_has_no_tissue() -> None:
+    rng = np.random.default_rng(1)
+    glass = np.clip(rng.normal(236, 4, (300, 300, 3)), 0, 255).astype(np.uint8)
+    assert detect_tissue(glass, mpp=MPP).mask.sum() == 0
+
+
+def test_explicit_threshold_overrides_otsu() -> None:
+    rgb, truth, _ = _scene()
+    strict = detect_tissue(rgb, mpp=MPP, threshold=250.0)
+    assert strict.threshold == 250.0 and strict.mask.sum() == 0
+
+
+@pytest.mark.parametrize("scale", [1.0, 4.0, 0.5])
+def test_tile_fractions_follow_the_mask(scale: float) -> None:
+    mask = np.zeros((100, 100), dtype=bool)
+    mask[:, :50] = True  # left half tissue
+    size0 = int(20 * scale)
+    xs = np.array([0, int(40 * scale), int(60 * scale)])
+    ys = np.zeros(3, dtype=np.int64)
+    fractions = tile_tissue_fractions(mask, xs, ys, size0, scale, scale)
+    np.testing.assert_allclose(fractions, [1.0, 0.5, 0.0], atol=0.06)
