@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.slides",
     "tests.fixtures.tiling",
     "tests.fixtures.kfp_api",
+    "tests.fixtures.shards",
 ]

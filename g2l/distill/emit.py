@@ -1,0 +1,155 @@
+"""Render multi-node distillation jobs: a Kubeflow Trainer v2 TrainJob, or a Training Operator PyTorchJob.
+
+Both run `torchrun -m g2l.distill <the same args as g2l distill>` on every node; torchrun takes the node
+count, node rank and rendezvous address from the PET_* variables the operators set. The TrainJob
+targets the `torch-distributed` ClusterTrainingRuntime (replicated job `node`, container `node`);
+its pod changes (service account, tolerations) go in `runtimePatches` (Trainer >= v2.2) or
+`podTemplateOverrides` (v2.0/v2.1, `trainer_api="v2.0"`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from g2l.config import require
+
+TRAINJOB_API = "trainer.kubeflow.org/v1alpha1"
+PYTORCHJOB_API = "kubeflow.org/v1"
+TRAINER_APIS = ("v2.2", "v2.0")
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """What a multi-node distillation job needs besides the distill arguments."""
+
+    name: str
+    image: str
+    nodes: int = 1
+    gpus_per_node: int = 1
+    namespace: str = "kubeflow"
+    service_account: str = "g2l"
+    cpu_per_node: str = "8"
+    memory_per_node: str = "64Gi"
+    tolerations: tuple[dict[str, str], ...] = (GPU_TOLERATION,)
+    runtime: str = "torch-distributed"
+    trainer_api: str = "v2.2"
+
+    def __post_init__(self) -> None:
+        require(bool(_NAME.match(self.name)) and len(self.name) <= 63,
+                f"--name {self.name!r} must be a DNS label (lower-case letters, digits, '-', <= 63 chars)")
+        require(bool(self.image), "--image must name the container image that has g2l installed")
+        require(self.nodes >= 1, f"--nodes must be >= 1, got {self.nodes}")
+        require(self.gpus_per_node >= 1, f"--gpus-per-node must be >= 1, got {self.gpus_per_node}")
+        require(self.trainer_api in TRAINER_APIS,
+                f"trainer_api must be one of {TRAINER_APIS}, got {self.trainer_api!r}")
+
+
+def parse_toleration(text: str) -> dict[str, str]:
+    """`key[=value]:Effect` (or `key` alone) -> a core/v1 Toleration."""
+    key_value, _, effect = text.partition(":")
+    key, eq, value = key_value.partition("=")
+    tol = {"key": key, "operator": "Equal" if eq else "Exists"}
+    if eq:
+        tol["value"] = value
+    if effect:
+        require(effect in ("NoSchedule", "PreferNoSchedule", "NoExecute"),
+                f"toleration {text!r}: effect must be NoSchedule, PreferNoSchedule or NoExecute")
+        tol["effect"] = effect
+    return tol
+
+
+def torchrun_command(distill_args: list[str]) -> list[str]:
+    """The node command: torchrun (configured by PET_* env) running the g2l.distill worker."""
+    return ["torchrun", "-m", "g2l.distill", *distill_args]
+
+
+def _resources(job: JobSpec) -> dict[str, Any]:
+    amounts = {"cpu": job.cpu_per_node, "memory": job.memory_per_node, "nvidia.com/gpu": str(job.gpus_per_node)}
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def render_trainjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
+    """A Kubeflow Trainer v2 TrainJob running the distillation on nodes x gpus_per_node GPUs."""
+    pod_patch = {"serviceAccountName": job.service_account, "tolerations": [dict(t) for t in job.tolerations]}
+    spec: dict[str, Any] = {
+        "runtimeRef": {"name": job.runtime, "apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime"},
+        "trainer": {
+            "image": job.image,
+            "command": torchrun_command(distill_args),
+            "numNodes": job.nodes,
+            "numProcPerNode": job.gpus_per_node,
+            "resourcesPerNode": _resources(job),
+        },
+    }
+    if job.trainer_api == "v2.2":
+        spec["runtimePatches"] = [{
+            "manager": "g2l.distill",
+            "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [{
+                "name": "node", "template": {"spec": {"template": {"spec": pod_patch}}},
+            }]}}},
+        }]
+    else:
+        spec["podTemplateOverrides"] = [{"targetJobs": [{"name": "node"}], "spec": pod_patch}]
+    return {
+        "apiVersion": TRAINJOB_API,
+        "kind": "TrainJob",
+        "metadata": {"name": job.name, "namespace": job.namespace, "labels": {"app.kubernetes.io/part-of": "g2l"}},
+        "spec": spec,
+    }
+
+
+def trainjob_pod_template(trainjob: dict[str, Any]) -> dict[str, Any]:
+    """The pod template a `node` of this TrainJob runs (trainer fields + pod patch), as core/v1 PodTemplateSpec."""
+    spec = trainjob["spec"]
+    trainer = spec["trainer"]
+    if "runtimePatches" in spec:
+        rjob = spec["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+        patch = rjob["template"]["spec"]["template"]["spec"]
+    else:
+        patch = spec["podTemplateOverrides"][0]["spec"]
+    container = {"name": "node", "image": trainer["image"], "command": trainer["command"],
+                 "resources": trainer["resourcesPerNode"]}
+    return {"metadata": {"labels": dict(trainjob["metadata"].get("labels", {}))},
+            "spec": {**patch, "containers": [container], "restartPolicy": "OnFailure"}}
+
+
+def render_pytorchjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
+    """A Training Operator (kubeflow.org/v1) PyTorchJob: one Master plus nodes - 1 Workers."""
+
+    def template() -> dict[str, Any]:
+        return {
+            "metadata": {"labels": {"app.kubernetes.io/part-of": "g2l"}},
+            "spec": {
+                "serviceAccountName": job.service_account,
+                "tolerations": [dict(t) for t in job.tolerations],
+                "containers": [{  # the operator requires the container to be named "pytorch"
+                    "name": "pytorch", "image": job.image, "command": torchrun_command(distill_args),
+                    "resources": _resources(job),
+                }],
+            },
+        }
+
+    replicas: dict[str, Any] = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template()}}
+    if job.nodes > 1:
+        replicas["Worker"] = {"replicas": job.nodes - 1, "restartPolicy": "OnFailure", "template": template()}
+    return {
+        "apiVersion": PYTORCHJOB_API,
+        "kind": "PyTorchJob",
+        "metadata": {"name": job.name, "namespace": job.namespace, "labels": {"app.kubernetes.io/part-of": "g2l"}},
+        "spec": {
+            "nprocPerNode": str(job.gpus_per_node),
+            "runPolicy": {"cleanPodPolicy": "None", "backoffLimit": 10},
+            "pytorchReplicaSpecs": replicas,
+        },
+    }
+
+
+def to_yaml(obj: dict[str, Any]) -> str:
+    """YAML text of a rendered manifest (key order kept)."""
+    import yaml
+
+    return yaml.safe_dump(obj, sort_keys=False)

@@ -1,0 +1,115 @@
+"""The trained module (student + projection head), the online teacher's forward, and DDP/FSDP wrapping."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Distiller(nn.Module):
+    """Student plus head = Linear(student dim -> teacher dim) + BatchNorm1d, trained together.
+
+    The head exists only for training (G2L drops it at export); an optional separate linear head
+    projects patch tokens when the loss has a patch-token term.
+    """
+
+    def __init__(self, student: nn.Module, student_dim: int, teacher_dim: int, embedding: str = "cls",
+                 patch_tokens: bool = False) -> None:
+        super().__init__()
+        self.student = student
+        self.embedding = embedding
+        self.head = nn.Sequential(nn.Linear(student_dim, teacher_dim), nn.BatchNorm1d(teacher_dim))
+        self.patch_head = nn.Linear(student_dim, teacher_dim) if patch_tokens else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Projected embedding [B, Dt] and, with a patch head, projected patch tokens [B, P, Dt]."""
+        emb, patches = features(self.student, x, self.embedding, self.patch_head is not None)
+        if self.patch_head is None or patches is None:
+            return self.head(emb), None
+        return self.head(emb), self.patch_head(patches)
+
+
+def features(model: nn.Module, x: torch.Tensor, embedding: str, patch_tokens: bool
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(embedding, patch tokens or None): the embedding is g2l.models.embed's, as the cache stores it."""
+    from g2l.models import embed
+
+    if not patch_tokens:
+        return embed(model, x, embedding), None
+    feats = model.forward_features(x)  # type: ignore[operator]
+    prefix = int(getattr(model, "num_prefix_tokens", 1))
+    patches = feats[:, prefix:]
+    cls = feats[:, 0]
+    emb = cls if embedding == "cls" else torch.cat([cls, patches.mean(dim=1)], dim=-1)
+    return emb, patches
+
+
+@torch.no_grad()
+def teacher_forward(teacher: nn.Module, x: torch.Tensor, embedding: str, patch_tokens: bool
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The online teacher's targets for a batch: the same embedding the cache would hold, in float32."""
+    emb, patches = features(teacher, x, embedding, patch_tokens)
+    return emb.float(), None if patches is None else patches.float()
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA (precision auto or bf16); a no-op on CPU, where bf16 is slow and not needed."""
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def wrap(module: Distiller, strategy: str, device: torch.device, world_size: int) -> nn.Module:
+    """DDP (default) or FSDP2 `fully_shard` per transformer block; unwrapped when running alone."""
+    module.to(device)
+    if world_size <= 1:
+        return module
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for block in getattr(module.student, "blocks", []):
+            fully_shard(block)
+        fully_shard(module)
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids)
+
+
+def grad_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager[Any]:
+    """Skip the gradient all-reduce on all but the last micro-batch of an accumulation."""
+    no_sync = getattr(model, "no_sync", None)
+    if no_sync is not None:  # DDP
+        return contextlib.nullcontext() if sync else no_sync()
+    setter = getattr(model, "set_requires_gradient_sync", None)
+    if setter is not None:  # FSDP2
+        setter(sync)
+    return contextlib.nullcontext()
+
+
+def unwrap(model: nn.Module) -> Distiller:
+    """The Distiller inside a DDP wrapper (FSDP2 shards in place, so it is the module itself)."""
+    inner = getattr(model, "module", model)
+    assert isinstance(inner, Distiller)  # internal invariant, not user input
+    return inner
+
+
+def param_groups(module: Distiller, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases, norms and what timm lists (position embedding, tokens)."""
+    skip_fn = getattr(module.student, "no_weight_decay", None)
+    skip = {f"student.{n}" for n in (skip_fn() if callable(skip_fn) else ())}
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def trainable(model: nn.Module) -> Iterator[nn.Parameter]:
+    """Parameters that get gradients."""
+    return (p for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,251 @@
+"""Embedding cache on disk: atomic part writes, sha256-checked part records, index/_COMPLETE, reader."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INDEX = "index.json"
+COMPLETE = "_COMPLETE"
+MATERIAL = "cache.json"
+
+
+class CacheError(ValueError):
+    """A cache directory is incomplete, corrupt or belongs to other inputs; the message names the file."""
+
+
+def part_file(i: int) -> str:
+    """File name of part i (one part per input shard)."""
+    return f"part-{i:06d}.npy"
+
+
+def keys_file(i: int) -> str:
+    """File name of part i's record: tile keys, shard, and the part's sha256."""
+    return f"part-{i:06d}.keys.json"
+
+
+def _tmp_name(final: Path, rank: int) -> Path:
+    # rank in the name: a restarting rank removes only its own leftovers, never another rank's live file
+    return final.with_name(f".{final.name}.tmp-r{rank}-{os.getpid()}")
+
+
+def atomic_write_bytes(path: Path, data: bytes, rank: int = 0) -> None:
+    """Write to a temporary name in the same directory, fsync, then rename over `path`."""
+    tmp = _tmp_name(path, rank)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def remove_stale_tmp(cache_dir: Path, rank: int) -> int:
+    """Delete temporary files an interrupted run of this rank left behind; returns how many."""
+    n = 0
+    for p in cache_dir.glob(f".*.tmp-r{rank}-*"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Stable JSON bytes (sorted keys, fixed indent) so equal content means equal files."""
+    return (json.dumps(obj, sort_keys=True, indent=1) + "\n").encode()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """The .npy serialisation of an array (deterministic for equal arrays)."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_part(cache_dir: Path, i: int, array: np.ndarray, keys: list[str], shard: dict[str, Any],
+               rank: int = 0) -> str:
+    """Write part i atomically: the .npy first, then its record (whose presence marks the part done)."""
+    data = npy_bytes(array)
+    digest = hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(cache_dir / part_file(i), data, rank)
+    record = {"part": part_file(i), "shard": shard["name"], "shard_sha256": shard["sha256"],
+              "n_tiles": int(shard["n_tiles"]), "sha256": digest, "keys": list(keys)}
+    atomic_write_bytes(cache_dir / keys_file(i), canonical_json(record), rank)
+    return digest
+
+
+def read_record(cache_dir: Path, i: int) -> dict[str, Any] | None:
+    """Part i's record, or None when absent or unreadable."""
+    try:
+        record = json.loads((cache_dir / keys_file(i)).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file."""
+    from g2l.embed.shards import file_sha256
+
+    return file_sha256(path)
+
+
+def part_done(cache_dir: Path, i: int, shard: dict[str, Any]) -> bool:
+    """True when part i exists for this shard and its bytes match the recorded sha256."""
+    record = read_record(cache_dir, i)
+    same_shard = record is not None and record.get("shard") == shard["name"]
+    if not same_shard or record.get("shard_sha256") != shard["sha256"]:  # type: ignore[union-attr]
+        return False
+    path = cache_dir / part_file(i)
+    return path.is_file() and sha256_file(path) == record.get("sha256")
+
+
+def check_material(cache_dir: Path, material: dict[str, Any], rank: int = 0) -> None:
+    """Record the key material in a new cache dir; refuse one holding another teacher's cache."""
+    path = cache_dir / MATERIAL
+    if path.is_file():
+        try:
+            existing = json.loads(path.read_text())
+        except ValueError as exc:
+            raise CacheError(f"{path} is unreadable; remove {cache_dir} and rerun") from exc
+        if existing != material:
+            diff = sorted(k for k in set(existing) | set(material) if existing.get(k) != material.get(k))
+            raise CacheError(
+                f"{cache_dir} holds a cache for other inputs (differs in: {', '.join(diff)}; it was written "
+                f"by teacher {existing.get('teacher')!r}, "
+                f"weights {str(existing.get('weights_sha256'))[:12]}); "
+                f"refusing to mix. Use another --out or remove that directory."
+            )
+        return
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, canonical_json(material), rank)
+
+
+def finalize(cache_dir: Path, material: dict[str, Any], shard_index: dict[str, Any], dim: int,
+             rank: int = 0) -> bool:
+    """Write index.json and _COMPLETE when every part is present and intact; returns whether it did."""
+    parts = []
+    for i, shard in enumerate(shard_index["shards"]):
+        if not part_done(cache_dir, i, shard):
+            return False
+        record = read_record(cache_dir, i)
+        assert record is not None  # part_done read it
+        parts.append({"file": part_file(i), "keys": keys_file(i), "shard": shard["name"],
+                      "n_tiles": int(shard["n_tiles"]), "sha256": record["sha256"]})
+    index = {
+        "key": cache_dir.name,
+        "teacher": material["teacher"],
+        "weights_sha256": material["weights_sha256"],
+        "dim": int(dim),
+        "views": int(material["view_spec"]["views"]),
+        "view_spec": material["view_spec"],
+        "preprocess": material["preprocess"],
+        "embedding": material["embedding"],
+        "shards_sha256": material["shards_sha256"],
+        "n_tiles": sum(p["n_tiles"] for p in parts),
+        "dtype": "float16",
+        "format": material["format"],
+        "parts": parts,
+    }
+    atomic_write_bytes(cache_dir / INDEX, canonical_json(index), rank)
+    atomic_write_bytes(cache_dir / COMPLETE, b"", rank)
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class CachePart:
+    """One part of a cache: its shard, tile keys, embeddings (float16 [n_tiles, views, dim], mmap)."""
+
+    file: str
+    shard: str
+    keys: list[str]
+    embeddings: np.ndarray
+
+
+class EmbeddingCache:
+    """Read side of a finished cache: look up a tile's K views by key, iterate parts, verify."""
+
+    def __init__(self, path: str | Path, index: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.index = index
+        self.key: str = index["key"]
+        self.teacher: str = index["teacher"]
+        self.weights_sha256: str = index["weights_sha256"]
+        self.views: int = int(index["views"])
+        self.dim: int = int(index["dim"])
+        self._where: dict[str, tuple[int, int]] | None = None
+        self._arrays: dict[int, np.ndarray] = {}
+
+    def __repr__(self) -> str:
+        return (f"EmbeddingCache({str(self.path)!r}, teacher={self.teacher!r}, views={self.views}, "
+                f"dim={self.dim})")
+
+    def _part_keys(self, i: int) -> list[str]:
+        part = self.index["parts"][i]
+        record = json.loads((self.path / part.get("keys", keys_file(i))).read_text())
+        return list(record["keys"])
+
+    def _array(self, i: int) -> np.ndarray:
+        if i not in self._arrays:
+            self._arrays[i] = np.load(self.path / self.index["parts"][i]["file"], mmap_mode="r")
+        return self._arrays[i]
+
+    def _locations(self) -> dict[str, tuple[int, int]]:
+        if self._where is None:
+            self._where = {k: (i, row) for i in range(len(self.index["parts"]))
+                           for row, k in enumerate(self._part_keys(i))}
+        return self._where
+
+    def __len__(self) -> int:
+        return int(self.index["n_tiles"])
+
+    def __contains__(self, tile_key: object) -> bool:
+        return tile_key in self._locations()
+
+    def tile_keys(self) -> list[str]:
+        """All tile keys, in part then row order."""
+        return list(self._locations())
+
+    def get(self, tile_key: str) -> np.ndarray:
+        """float16 [views, dim] for one tile; KeyError naming the tile when it is not cached."""
+        try:
+            i, row = self._locations()[tile_key]
+        except KeyError:
+            raise KeyError(f"tile {tile_key!r} is not in cache {self.path}") from None
+        return np.array(self._array(i)[row])
+
+    def iter_parts(self) -> Iterator[CachePart]:
+        """Each part in shard order, embeddings memory-mapped."""
+        for i, part in enumerate(self.index["parts"]):
+            yield CachePart(file=part["file"], shard=part["shard"], keys=self._part_keys(i),
+                            embeddings=self._array(i))
+
+    def verify(self) -> None:
+        """Check every part's bytes and shape against index.json; CacheError names the first bad part."""
+        for part in self.index["parts"]:
+            path = self.path / part["file"]
+            if not path.is_file():
+                raise CacheError(f"{path} is missing; rerun `g2l embed` to recompute it")
+            if sha256_file(path) != part["sha256"]:
+                raise CacheError(f"{path} does not match its sha256 in index.json (corrupt); "
+                                 f"rerun `g2l embed` to recompute it")
+            shape = np.load(path, mmap_mode="r").shape
+            expected = (part["n_tiles"], self.views, self.dim)
+            if shape != expected:
+                raise CacheError(f"{path} has shape {shape}, expected {expected}")
+
+
+def open_cache(path: str | Path, require_complete: bool = True) -> EmbeddingCache:
+    """Open a cache directory ROOT/embeddings/<key>; it must carry _COMPLETE unless require_complete=False."""
+    p = Path(path)
+    if not (p / INDEX).is_file():
+        raise CacheError(f"{p} has no {INDEX}: it is not a finished embedding cache (run `g2l embed`)")
+    if require_complete and not (p / COMPLETE).is_file():
+        raise CacheError(f"{p} lacks {COMPLETE}: the embedding run did not finish; rerun `g2l embed`")
+    return EmbeddingCache(p, json.loads((p / INDEX).read_text()))

@@ -1,0 +1,56 @@
+"""Configuration of the teacher embedding cache (the `embed:` section)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from g2l.config import require
+from g2l.models.zoo import EMBEDDINGS
+from g2l.views import ViewSpec
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EmbedConfig:
+    """Which teacher embeds which views, and how fast (batch, workers, device) - the latter not in the key."""
+
+    teacher: str = "tiny-vit-teacher"
+    weights: str | None = None
+    embedding: str = "auto"  # auto: the model's own pooling; cls | cls_mean
+    # view spec (part of the cache key)
+    views: int = 4
+    seed: int = 0
+    crop_px: int = 224
+    hflip_p: float = 0.5
+    vflip_p: float = 0.5
+    color_jitter: tuple[float, float, float, float] = (0.15, 0.15, 0.1, 0.05)
+    color_jitter_p: float = 0.5
+    blur_p: float = 0.1
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_kernel_px: int = 9
+    # execution (never part of the key)
+    batch_size: int = 64
+    num_workers: int = 2
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        require(bool(self.teacher), "embed.teacher must name a model (see `g2l.models.known_models()`)")
+        require(self.embedding == "auto" or self.embedding in EMBEDDINGS,
+                f"embed.embedding must be auto or one of {EMBEDDINGS}, got {self.embedding!r}")
+        require(self.batch_size >= 1, f"embed.batch_size must be >= 1, got {self.batch_size}")
+        require(self.num_workers >= 0, f"embed.num_workers must be >= 0, got {self.num_workers}")
+        require(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                f"embed.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        require(self.precision in PRECISIONS,
+                f"embed.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        self.view_spec()  # validates the view keys with their own messages
+
+    def view_spec(self) -> ViewSpec:
+        """The ViewSpec these settings describe."""
+        return ViewSpec(views=self.views, seed=self.seed, crop_px=self.crop_px, hflip_p=self.hflip_p,
+                        vflip_p=self.vflip_p, color_jitter=self.color_jitter,
+                        color_jitter_p=self.color_jitter_p, blur_p=self.blur_p, blur_sigma=self.blur_sigma,
+                        blur_kernel_px=self.blur_kernel_px)

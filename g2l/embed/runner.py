@@ -1,0 +1,272 @@
+"""Fill an embedding cache: decode + augment in DataLoader workers, teacher forward, atomic parts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from g2l.embed.cache import (
+    check_material,
+    finalize,
+    part_done,
+    remove_stale_tmp,
+    write_part,
+)
+from g2l.embed.config import EmbedConfig
+from g2l.embed.key import cache_key, key_material
+from g2l.embed.shards import ShardError, check_shard, decode_tile, iter_shard, load_shard_index
+from g2l.models import LoadedModel, build_model, embed
+from g2l.views import ViewSpec, make_views
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+class EmbedError(RuntimeError):
+    """The embedding run could not finish every part; the message names the shards and the fix."""
+
+
+class _ShardViews(torch.utils.data.IterableDataset):
+    """Yields per-part batches of K views per tile (uint8 NHWC), then an end-of-part marker.
+
+    Each DataLoader worker takes whole parts (every num_workers-th), so a part's batches arrive in
+    order and batch boundaries depend only on the part, never on the worker count.
+    """
+
+    def __init__(self, shards_dir: Path, tasks: list[tuple[int, str]], spec: ViewSpec, tiles_per_batch: int):
+        self.shards_dir, self.tasks, self.spec = shards_dir, tasks, spec
+        self.tiles_per_batch = tiles_per_batch
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        tasks = self.tasks[info.id::info.num_workers] if info is not None else self.tasks
+        for part, name in tasks:
+            keys: list[str] = []
+            views: list[np.ndarray] = []
+            start = 0
+            for key, jpg, _meta in iter_shard(self.shards_dir / name):
+                keys.append(key)
+                views.append(make_views(decode_tile(jpg), key, self.spec))
+                if len(keys) == self.tiles_per_batch:
+                    yield {"part": part, "start": start, "keys": keys, "images": _stack(views)}
+                    start += len(keys)
+                    keys, views = [], []
+            if keys:
+                yield {"part": part, "start": start, "keys": keys, "images": _stack(views)}
+                start += len(keys)
+            yield {"part": part, "end": True, "count": start}
+
+
+def _stack(views: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(views))
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise EmbedError(f"--device {name} but CUDA is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def default_forward(model: LoadedModel, device: torch.device, precision: str) -> Forward:
+    """The teacher forward: CLS (or CLS ++ mean patch) under bf16 autocast when asked."""
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            return embed(model, x)
+
+    return forward
+
+
+def forward_with_backoff(forward: Forward, x: torch.Tensor, micro: int,
+                         on_halve: Callable[[int], None] | None = None) -> tuple[torch.Tensor, int]:
+    """Run `forward` over `x` in chunks of `micro`; on out-of-memory halve the chunk and retry.
+
+    Returns the float32 CPU embeddings and the chunk size that worked (callers keep using it).
+    """
+    outs: list[torch.Tensor] = []
+    i = 0
+    while i < x.shape[0]:
+        chunk = x[i:i + micro]
+        try:
+            out = forward(chunk)
+        except torch.OutOfMemoryError:
+            if micro == 1:
+                raise
+            micro = max(1, micro // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if on_halve is not None:
+                on_halve(micro)
+            continue
+        outs.append(out.detach().float().cpu())
+        i += chunk.shape[0]
+    return torch.cat(outs), micro
+
+
+def compute_key(shard_index: dict[str, Any], config: EmbedConfig, model: LoadedModel) -> tuple[str, dict]:
+    """The cache key (and its material) for these shards, config and teacher."""
+    material = key_material(
+        teacher=model.name, weights_sha256=model.weights_sha256, preprocess=model.preprocess,
+        view_spec=config.view_spec(), embedding=model.embedding, shards_sha256=shard_index["sha256"],
+    )
+    return cache_key(material), material
+
+
+def _local(uri: str, what: str) -> Path:
+    if "://" in str(uri):
+        raise EmbedError(f"{what} {uri}: embed reads and writes local (or mounted) directories; stage gs:// "
+                         f"inputs with `g2l.storage.stage` / gcsfuse and upload the finished cache directory")
+    return Path(uri)
+
+
+def run_embed(
+    shards: str | Path,
+    out_root: str | Path,
+    config: EmbedConfig,
+    rank: int = 0,
+    world_size: int = 1,
+    quiet: bool = False,
+    *,
+    model: LoadedModel | None = None,
+    forward: Forward | None = None,
+    run_id: str = "local",
+    cancer: str = "none",
+) -> str:
+    """Embed every tile's K views with the teacher into ROOT/embeddings/<key>/; returns that directory.
+
+    Rank R of W computes parts R, R+W, ...; finished parts (sha256-checked) are skipped; the rank that
+    finds every part present writes index.json and _COMPLETE. `model` / `forward` inject a prebuilt
+    teacher or a forward callable (preprocessed batch -> [B, dim]) - tests use them to count calls or
+    simulate out-of-memory.
+    """
+    from g2l.metrics import StageMetrics
+    from g2l.progress import console, progress
+
+    if not (world_size >= 1 and 0 <= rank < world_size):
+        raise EmbedError(f"--rank {rank} --world-size {world_size}: need 0 <= rank < world_size")
+    shards_dir = _local(str(shards), "--shards")
+    out = _local(str(out_root), "--out")
+    shard_index = load_shard_index(shards_dir)
+    embedding = None if config.embedding == "auto" else config.embedding
+    loaded = model or build_model(config.teacher, config.weights, device="cpu", embedding=embedding)
+    key, material = compute_key(shard_index, config, loaded)
+    cache_dir = out / "embeddings" / key
+    check_material(cache_dir, material, rank)
+    remove_stale_tmp(cache_dir, rank)
+
+    entries = shard_index["shards"]
+    mine = list(range(rank, len(entries), world_size))
+    todo = [i for i in mine if not part_done(cache_dir, i, entries[i])]
+    problems: list[str] = []
+    runnable: list[int] = []
+    for i in todo:
+        why = check_shard(shards_dir, entries[i])
+        (problems.append(why) if why else runnable.append(i))
+
+    with StageMetrics("embed", run_id=run_id, cancer=cancer, root=str(out)) as metrics:
+        metrics.gauge("parts_total", "Parts (shards) in the cache").set(len(entries))
+        metrics.counter("parts_skipped_total", "Parts already present and intact").inc(len(mine) - len(todo))
+        if runnable:
+            _compute(runnable, entries, shards_dir, cache_dir, config, loaded, forward, rank, quiet,
+                     metrics, console, progress)
+        if problems:
+            metrics.failures.inc(len(problems))
+            raise ShardError("; ".join(problems))
+        complete = finalize(cache_dir, material, shard_index, loaded.embed_dim, rank)
+    skipped = len(mine) - len(todo)
+    state = "complete" if complete else "waiting for other ranks' parts"
+    console.print(f"embed: rank {rank}/{world_size}: {len(runnable)} part(s) computed, {skipped} already "
+                  f"present; cache {key[:12]} {state}")
+    return str(cache_dir)
+
+
+def _compute(parts: list[int], entries: list[dict[str, Any]], shards_dir: Path, cache_dir: Path,
+             config: EmbedConfig, loaded: LoadedModel, forward: Forward | None, rank: int, quiet: bool,
+             metrics: Any, console: Any, progress: Any) -> None:
+    device = resolve_device(config.device)
+    spec = config.view_spec()
+    k = spec.views
+    if forward is None:
+        loaded.model.to(device).eval()
+        if device.type == "cuda":
+            loaded.model.to(memory_format=torch.channels_last)
+        fwd: Forward = default_forward(loaded, device, config.precision)
+        if config.compile:
+            fwd = torch.compile(fwd)  # type: ignore[assignment]
+    else:
+        fwd = forward
+
+    tiles_per_batch = max(1, config.batch_size // k)
+    dataset = _ShardViews(shards_dir, [(i, entries[i]["name"]) for i in parts], spec, tiles_per_batch)
+    workers = min(config.num_workers, len(parts))
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None, persistent_workers=False,
+    )
+    embedded = metrics.counter("embeddings_total", "Tile views embedded")
+    done = metrics.counter("parts_done_total", "Parts computed and written")
+    rate_gauge = metrics.gauge("embeddings_per_second", "Tile views embedded per second")
+    micro_gauge = metrics.gauge("batch_size", "Forward batch size in use (halved on out-of-memory)")
+    gpu_mem = metrics.gauge("gpu_memory_bytes", "Peak GPU memory allocated")
+
+    micro = config.batch_size
+    micro_gauge.set(micro)
+
+    def halved(new: int) -> None:
+        console.print(f"[yellow]embed: CUDA out of memory; halving the batch to {new} and going on[/yellow]")
+        micro_gauge.set(new)
+
+    buffers: dict[int, np.ndarray] = {}
+    keys: dict[int, list[str]] = {}
+    total_tiles = sum(int(entries[i]["n_tiles"]) for i in parts)
+    started = time.monotonic()
+    n_views = 0
+    with progress(quiet) as bar, torch.inference_mode():
+        task = bar.add_task(f"embed rank {rank}", total=total_tiles)
+        for item in loader:
+            part = int(item["part"])
+            if item.get("end"):
+                n = int(entries[part]["n_tiles"])
+                if int(item["count"]) != n or part not in buffers and n:
+                    raise ShardError(f"shard {entries[part]['name']} holds {item['count']} tiles but "
+                                     f"index.json says {n}; rerun tiling so shards and index agree")
+                array = buffers.pop(part, np.zeros((0, k, loaded.embed_dim), np.float16))
+                write_part(cache_dir, part, array, keys.pop(part, []), entries[part], rank)
+                done.inc()
+                continue
+            images = item["images"]
+            b = len(item["keys"])
+            x = loaded.preprocess(images.to(device, non_blocking=True).reshape(b * k, *images.shape[2:]))
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            out, micro = forward_with_backoff(fwd, x, micro, halved)
+            if out.shape != (b * k, loaded.embed_dim):
+                raise EmbedError(f"teacher {loaded.name} returned {tuple(out.shape)}, expected "
+                                 f"{(b * k, loaded.embed_dim)} embeddings")
+            n = int(entries[part]["n_tiles"])
+            if part not in buffers:
+                buffers[part] = np.zeros((n, k, loaded.embed_dim), np.float16)
+                keys[part] = []
+            start = int(item["start"])
+            if start + b > n:
+                raise ShardError(f"shard {entries[part]['name']} holds more tiles than index.json's {n}; "
+                                 f"rerun tiling so shards and index agree")
+            buffers[part][start:start + b] = out.reshape(b, k, -1).numpy().astype(np.float16)
+            keys[part].extend(item["keys"])
+            n_views += b * k
+            embedded.inc(b * k)
+            rate = n_views / max(time.monotonic() - started, 1e-9)
+            rate_gauge.set(rate)
+            bar.advance(task, b, rate=f"{rate:.1f} views/s")
+    if device.type == "cuda":
+        gpu_mem.set(torch.cuda.max_memory_allocated(device))
+
+

@@ -1,0 +1,316 @@
+"""Build teachers and students: registered names, any timm name, hub snapshots or local checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from g2l.models.digest import weights_sha256
+from g2l.models.preprocess import Preprocess, from_timm_config
+from g2l.models.zoo import EMBEDDINGS, ModelSpec, canonical_name, get_spec, known_models
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt")
+_ARCH_KEYS = ("architecture", "arch", "timm_name", "model_name")
+_KWARGS_KEYS = ("model_args", "kwargs", "timm_kwargs")
+
+
+class ModelError(ValueError):
+    """A model cannot be built; the message names the model or file and the fix."""
+
+
+class UnknownModelError(ModelError):
+    """The name is neither registered, nor a timm model, nor a local checkpoint."""
+
+
+class ModelUnavailableError(ModelError):
+    """The model is known but its weights cannot be fetched (offline, gated, or not on any hub)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class LoadedModel:
+    """A built model plus what the rest of g2l needs to use and identify it."""
+
+    model: torch.nn.Module
+    name: str
+    embed_dim: int
+    preprocess: Preprocess
+    weights_sha256: str
+    source: str
+    embedding: str = "cls"
+    arch: str = ""
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def config(self) -> dict[str, Any]:
+        """JSON-friendly description (timm arch, kwargs, preprocessing), e.g. for a config.json."""
+        return {"name": self.name, "architecture": self.arch, "model_args": dict(self.kwargs),
+                "embed_dim": self.embed_dim, "embedding": self.embedding,
+                "preprocess": self.preprocess.to_dict(), "weights_sha256": self.weights_sha256}
+
+
+def resolve_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Turn dotted class paths in a spec ('timm.layers.SwiGLUPacked') into the classes timm expects."""
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key in ("mlp_layer", "act_layer", "norm_layer") and isinstance(value, str) and "." in value:
+            module, _, attr = value.rpartition(".")
+            out[key] = getattr(importlib.import_module(module), attr)
+        else:
+            out[key] = value
+    return out
+
+
+def _offline_default() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _unavailable(spec: ModelSpec, why: str) -> ModelUnavailableError:
+    repo = spec.hub_repo or spec.name
+    gated = (f" {repo} is gated: accept its licence on https://huggingface.co/{repo} and set HF_TOKEN."
+             if spec.gated else "")
+    return ModelUnavailableError(
+        f"model {spec.name!r}: weights are not available ({why}). Provide them with --weights PATH "
+        f"(a safetensors or torch state dict, or a directory with config.json + model.safetensors), "
+        f"or put the hub snapshot in the Hugging Face cache (`hf download {repo}` on a machine with "
+        f"access; HF_HOME / HF_HUB_CACHE point at it).{gated}"
+    )
+
+
+def _unknown(name: str) -> UnknownModelError:
+    return UnknownModelError(
+        f"unknown model {name!r}. Known models: {', '.join(known_models())}; or any timm model name "
+        f"(timm.list_models()), an hf-hub:<org>/<repo> timm repo, or a local directory with config.json "
+        f"+ model.safetensors."
+    )
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from safetensors, a torch file (.pt/.pth/.bin) or a directory holding one."""
+    p = Path(path)
+    if p.is_dir():
+        for candidate in WEIGHT_FILES:
+            if (p / candidate).is_file():
+                p = p / candidate
+                break
+        else:
+            raise ModelError(f"{path}: no weights file in the directory; "
+                             f"expected one of {', '.join(WEIGHT_FILES)}")
+    if not p.is_file():
+        raise ModelError(f"weights file {str(p)!r} does not exist; pass --weights with a readable file")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state: Any = load_file(str(p))
+    else:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+        for nest in ("state_dict", "model", "module"):  # common training-checkpoint wrappers
+            if isinstance(state, dict) and nest in state and isinstance(state[nest], dict):
+                state = state[nest]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{p}: not a state dict of tensors")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def _load_weights(model: torch.nn.Module, path: str | Path, name: str) -> None:
+    state = load_state_dict_file(path)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        detail = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise ModelError(f"{path}: weights do not fit model {name!r} ({detail}). "
+                         f"Check --teacher/--weights belong together.") from exc
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelError(
+            f"{path}: weights do not fit model {name!r}: missing {result.missing_keys[:5]}"
+            f"{'...' if len(result.missing_keys) > 5 else ''}, unexpected {result.unexpected_keys[:5]}"
+            f"{'...' if len(result.unexpected_keys) > 5 else ''}. Check --teacher/--weights belong together."
+        )
+
+
+def _create(arch: str, kwargs: dict[str, Any], seed: int) -> torch.nn.Module:
+    import timm
+
+    # A private RNG stream: every process builds the same weights and the caller's RNG is untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return timm.create_model(arch, pretrained=False, **resolve_kwargs(kwargs))
+
+
+def _read_dir_config(path: Path) -> dict[str, Any]:
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise ModelError(f"{path}: a model directory needs config.json (timm architecture + model_args)")
+    cfg = json.loads(cfg_file.read_text())
+    if not isinstance(cfg, dict) or not any(k in cfg for k in _ARCH_KEYS):
+        raise ModelError(f"{cfg_file}: needs one of the keys {', '.join(_ARCH_KEYS)} "
+                         f"naming the timm architecture")
+    return cfg
+
+
+def _spec_from_dir(path: Path, base: ModelSpec | None, name: str | None) -> tuple[ModelSpec, dict[str, Any]]:
+    cfg = _read_dir_config(path)
+    arch = next(cfg[k] for k in _ARCH_KEYS if k in cfg)
+    kwargs = dict(next((cfg[k] for k in _KWARGS_KEYS if k in cfg), {}) or {})
+    registered = get_spec(arch)
+    if registered is not None:  # config.json names a registered model (e.g. a tiny student): its arch
+        kwargs = {**registered.kwargs, **kwargs}
+        base = base or registered
+        arch = registered.arch
+    if base is not None:  # class-valued kwargs never appear in a hub config.json; take them from the spec
+        kwargs = {**{k: v for k, v in base.kwargs.items() if k not in kwargs}, **kwargs}
+    kwargs.setdefault("num_classes", 0)
+    pre = cfg.get("preprocess") or {}
+    spec = ModelSpec(
+        name=name or cfg.get("name") or str(path),
+        arch=arch,
+        kwargs=kwargs,
+        role=base.role if base else "any",
+        source="local",
+        input_px=int(pre.get("input_px") or (base.input_px if base else 224)),
+        mean=tuple(pre["mean"]) if "mean" in pre else (base.mean if base else None),  # type: ignore[arg-type]
+        std=tuple(pre["std"]) if "std" in pre else (base.std if base else None),  # type: ignore[arg-type]
+        interpolation=pre.get("interpolation") or (base.interpolation if base else None),
+        embedding=cfg.get("embedding") or (base.embedding if base else "cls"),
+    )
+    return spec, cfg
+
+
+def _finish(model: torch.nn.Module, spec: ModelSpec, source: str, device: str | torch.device,
+            embedding: str | None, pretrained_cfg: dict[str, Any] | None = None) -> LoadedModel:
+    import timm.data
+
+    kind = embedding or spec.embedding
+    if kind not in EMBEDDINGS:
+        raise ModelError(f"embedding kind {kind!r} for {spec.name!r} is not one of {EMBEDDINGS}")
+    if pretrained_cfg:
+        merged = dict(getattr(model, "pretrained_cfg", {}) or {})
+        merged.update(pretrained_cfg)
+        model.pretrained_cfg = merged  # type: ignore[assignment]
+    data_cfg = timm.data.resolve_data_config(model=model)
+    pre = from_timm_config(data_cfg, input_px=spec.input_px or None, mean=spec.mean, std=spec.std,
+                           interpolation=spec.interpolation)
+    model.eval()
+    digest = weights_sha256(model)  # before moving: identical whatever the device
+    model.to(device)
+    dim = int(getattr(model, "num_features", 0) or getattr(model, "embed_dim", 0))
+    return LoadedModel(model=model, name=spec.name, embed_dim=dim * (2 if kind == "cls_mean" else 1),
+                       preprocess=pre, weights_sha256=digest, source=source, embedding=kind,
+                       arch=spec.arch, kwargs=dict(spec.kwargs))
+
+
+def _hub_snapshot(spec: ModelSpec, offline: bool) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:  # pragma: no cover - huggingface_hub ships with timm
+        raise _unavailable(spec, "huggingface_hub is not installed: pip install huggingface_hub") from exc
+    try:
+        return Path(snapshot_download(
+            spec.hub_repo or spec.name,
+            allow_patterns=["config.json", "*.safetensors", "pytorch_model.bin"],
+            local_files_only=offline,
+        ))
+    except Exception as exc:  # offline, gated (401/403), missing repo: all mean "bring the weights"
+        why = "offline and not in the Hugging Face cache" if offline else f"{type(exc).__name__}: {exc}"
+        raise _unavailable(spec, why.splitlines()[0]) from exc
+
+
+def build_model(
+    name: str,
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    pretrained: bool = True,
+    offline: bool | None = None,
+    embedding: str | None = None,
+) -> LoadedModel:
+    """Build a model by registered name, timm name, `hf-hub:` name or local directory.
+
+    `weights` (a state-dict file or directory) replaces any download. `pretrained=False` gives the
+    architecture with seeded random weights (benchmarks). `offline` (default: $HF_HUB_OFFLINE) only
+    uses the local Hugging Face cache. `embedding` overrides the model's pooling ("cls" | "cls_mean").
+    """
+    offline = _offline_default() if offline is None else offline
+    local = Path(name).expanduser()
+    if local.is_dir():
+        spec, cfg = _spec_from_dir(local, None, None)
+        model = _create(spec.arch, spec.kwargs, seed=0)
+        _load_weights(model, weights or local, spec.name)
+        return _finish(model, spec, f"file:{weights or local}", device, embedding, cfg.get("pretrained_cfg"))
+    if local.is_file() and local.suffix in (".safetensors", ".pt", ".pth", ".bin"):
+        raise ModelError(f"{name}: a bare weights file needs a model name: pass --teacher NAME "
+                         f"--weights {name} (known: {', '.join(known_models())}) "
+                         f"or a directory with config.json")
+
+    spec = get_spec(name)
+    if spec is None:
+        import timm
+
+        canonical = canonical_name(name)
+        if canonical.startswith("hf-hub:"):
+            spec = ModelSpec(name=canonical, arch="", hub_repo=canonical[len("hf-hub:"):], role="any")
+        elif timm.is_model(canonical):
+            spec = ModelSpec(name=canonical, arch=canonical, kwargs={"num_classes": 0}, source="timm",
+                             role="any", input_px=0)
+        else:
+            raise _unknown(name)
+
+    if weights is not None:
+        if not spec.arch:
+            raise ModelError(f"{spec.name}: unregistered hub model; pass a directory with config.json "
+                             f"as --weights or the hub snapshot directory as the model name")
+        if Path(weights).is_dir() and (Path(weights) / "config.json").is_file():
+            spec, cfg = _spec_from_dir(Path(weights), spec, spec.name)
+        else:
+            cfg = {}
+        model = _create(spec.arch, spec.kwargs, seed=0)
+        _load_weights(model, weights, spec.name)
+        return _finish(model, spec, f"file:{weights}", device, embedding, cfg.get("pretrained_cfg"))
+
+    if spec.source == "seeded" or not pretrained:
+        seed = spec.seed if spec.seed is not None else 0
+        model = _create(spec.arch, spec.kwargs, seed=seed)
+        return _finish(model, spec, f"seeded:{seed}", device, embedding)
+    if spec.source == "local":
+        raise _unavailable(spec, "it is not downloadable as a timm model")
+    if spec.source == "timm":
+        import timm
+
+        if offline:
+            raise _unavailable(spec, "offline (HF_HUB_OFFLINE) and timm downloads pretrained weights")
+        try:
+            with torch.random.fork_rng(devices=[]):
+                model = timm.create_model(spec.arch, pretrained=True, **resolve_kwargs(spec.kwargs))
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise _unavailable(spec, f"{type(exc).__name__}: {first}") from exc
+        return _finish(model, spec, f"timm:{spec.arch}", device, embedding)
+    snapshot = _hub_snapshot(spec, offline)
+    spec2, cfg = _spec_from_dir(snapshot, spec if spec.arch else None, spec.name)
+    spec2 = dataclasses.replace(spec2, source="hf-hub", hub_repo=spec.hub_repo, gated=spec.gated)
+    model = _create(spec2.arch, spec2.kwargs, seed=0)
+    _load_weights(model, snapshot, spec.name)
+    return _finish(model, spec2, f"hf-hub:{spec.hub_repo}", device, embedding, cfg.get("pretrained_cfg"))
+
+
+def embed(model: LoadedModel | torch.nn.Module, x: torch.Tensor, kind: str | None = None) -> torch.Tensor:
+    """Embeddings [B, dim] of a preprocessed batch: the CLS token, or CLS ++ mean patch token ("cls_mean").
+
+    Uses `forward_features` (final norm applied) and picks tokens itself, so the result does not depend
+    on how the model's own head pools. Register tokens are excluded from the patch mean. Models without
+    tokens (CNNs) fall back to the head's pre-logits features.
+    """
+    module = model.model if isinstance(model, LoadedModel) else model
+    kind = kind or (model.embedding if isinstance(model, LoadedModel) else "cls")
+    feats = module.forward_features(x)  # type: ignore[operator]
+    if feats.ndim != 3:
+        return module.forward_head(feats, pre_logits=True)  # type: ignore[operator]
+    cls = feats[:, 0]
+    if kind == "cls":
+        return cls
+    prefix = int(getattr(module, "num_prefix_tokens", 1))
+    return torch.cat([cls, feats[:, prefix:].mean(dim=1)], dim=-1)
