@@ -129,3 +129,21 @@ def test_cli_validate_reads_a_gs_uri(gcs_bucket, tmp_path):
     proc = _cli("validate", f"gs://{gcs_bucket}/manifests/bad.csv")
     assert proc.returncode == 1
     assert len([ln for ln in proc.stdout.splitlines() if ln.startswith("row ")]) == 9
+
+
+@pytest.mark.parametrize("cancer", ["brca", "prad", "demo"])
+def test_shipped_configs_have_a_valid_manifest_section(cancer):
+    from g2l.config import load_section
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = load_section(mf.ManifestConfig, os.path.join(root, "configs", f"{cancer}.yaml"), section="manifest")
+    assert cfg.path == f"manifests/{cancer}.csv" and cfg.rev is None
+
+
+def test_manifest_config_loads_and_checks(tmp_path):
+    from g2l.config import ConfigError
+
+    path = _write(tmp_path, GOOD)
+    assert mf.ManifestConfig(path=str(path)).load().content_hash == mf.content_hash(mf.read_table(path))
+    with pytest.raises(ConfigError, match="manifest.rev"):
+        mf.ManifestConfig(path="gs://b/m.csv", rev="v1")

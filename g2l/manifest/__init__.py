@@ -1,5 +1,6 @@
 """Slide manifests: schema and validation, inventory, stratified sampling, DVC revisions and content hash."""
 
+from g2l.manifest.config import ManifestConfig
 from g2l.manifest.inventory import SLIDE_SUFFIXES, Inventory, build_inventory
 from g2l.manifest.io import (
     Manifest,
@@ -23,6 +24,7 @@ __all__ = [
     "SPLITS",
     "Inventory",
     "Manifest",
+    "ManifestConfig",
     "ManifestError",
     "RowError",
     "Sample",

@@ -129,7 +129,7 @@ def sample_manifest(inventory: pd.DataFrame, config: SampleConfig) -> Sample:
                         "the remaining patients have too many slides to fit")
 
     keep = [p in taken for p in patients]
-    out = inv[keep].reset_index(drop=True)
+    out = inv.loc[np.asarray(keep, dtype=bool)].reset_index(drop=True)
     out_patients = [p for p, k in zip(patients, keep, strict=True) if k]
     if "split" in out.columns and (out["split"].astype(str).str.strip() != "").any():
         problems.append("the inventory's 'split' column was replaced by the sampled split")
