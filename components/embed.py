@@ -7,11 +7,11 @@ from components.image import G2L_IMAGE
 
 
 @dsl.component(base_image=G2L_IMAGE, install_kfp_package=False)
-def embed_ranks(world_size: int) -> list:
-    """The ranks 0..world_size-1, one embedding task each (kfp fans out over a task's list output)."""
-    from g2l.pipeline_io import check_positive
+def embed_ranks(shards: str, shards_sha256: str, config_uri: str, world_size: int) -> list:
+    """One work item per embedding task: its rank (of `world_size`) and the inputs it needs."""
+    from g2l.pipeline_io import rank_items
 
-    return list(range(check_positive("embed_groups", world_size)))
+    return rank_items(shards, shards_sha256, config_uri, world_size)
 
 
 @dsl.component(base_image=G2L_IMAGE, install_kfp_package=False)
@@ -21,20 +21,25 @@ def embed_shards(
     config_uri: str,
     artifact_root: str,
     teacher: str,
-    rank: int,
+    rank: str,
     world_size: int,
     cancer: str,
+    gpus: int,
 ) -> str:
-    """Embed every `world_size`-th shard starting at `rank` with the teacher; returns the cache directory."""
+    """Embed every `world_size`-th shard starting at `rank` with the teacher; returns the cache directory.
+
+    `gpus` is this pod's GPU request: 0 runs the teacher on CPU, otherwise on CUDA.
+    """
     from g2l.pipeline_steps import embed_rank
 
     return embed_rank(
         config_uri=config_uri,
         artifact_root=artifact_root,
         teacher=teacher,
-        rank=rank,
+        rank=int(rank),
         world_size=world_size,
         cancer=cancer,
+        gpus=gpus,
     )
 
 

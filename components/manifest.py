@@ -32,8 +32,8 @@ def pin_inputs(
 
 
 @dsl.component(base_image=G2L_IMAGE, install_kfp_package=False)
-def slide_groups(manifest: str, manifest_sha256: str, n_groups: int) -> list:
-    """The manifest's slide ids in `n_groups` comma-joined groups, one tiling task each."""
-    from g2l.pipeline_io import slide_groups as groups
+def slide_groups(manifest: str, manifest_sha256: str, config_uri: str, n_groups: int) -> list:
+    """One work item per tiling task: its slide ids (comma-joined) and the pinned inputs they need."""
+    from g2l.pipeline_io import slide_group_items
 
-    return groups(manifest, n_groups)
+    return slide_group_items(manifest, manifest_sha256, config_uri, n_groups)

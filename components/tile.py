@@ -16,8 +16,12 @@ def tile_slides(
     config_uri: str,
     artifact_root: str,
     cancer: str,
+    gpus: int,
 ) -> str:
-    """Tile the slides in `slide_ids` (comma-joined) into ROOT/tiles/<slide_id>/; returns those tiled ok."""
+    """Tile the slides in `slide_ids` (comma-joined) into ROOT/tiles/<slide_id>/; returns those tiled ok.
+
+    `gpus` is this pod's GPU request (cuCIM decodes on the GPU when it has one).
+    """
     from g2l.pipeline_steps import tile_group
 
     return tile_group(

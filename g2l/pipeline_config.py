@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from g2l import __version__
-from g2l.config import RunConfig, load_section, require
+from g2l.config import RunConfig, load_section, load_yaml, require
 from g2l.plan import PlanConfig
 
 DEFAULT_IMAGE = f"ghcr.io/g2l-project/g2l:{__version__}"
@@ -23,11 +23,6 @@ class PipelineConfig:
     pipeline_name: str = "g2l"
     namespace: str = ""
     service_account: str = "g2l-pipeline"
-    manifest_uri: str = ""
-    manifest_rev: str = ""
-    manifest_repo: str = ""
-    teacher: str = ""
-    student: str = ""
     benchmarks: tuple[str, ...] = ()
     gate_policy: str = "configs/gate.yaml"
     registry_uri: str = ""
@@ -75,15 +70,18 @@ def pipeline_arguments(config_path: str | Path, **overrides: Any) -> dict[str, A
     path = Path(config_path)
     run = load_section(RunConfig, path, section="run")
     pipe = load_section(PipelineConfig, path, section="pipeline")
+    # The manifest is named once, in the `manifest:` section the `g2l tile`/`g2l manifest` commands read.
+    manifest = load_yaml(path).get("manifest") or {}
     args: dict[str, Any] = {
         "cancer": run.cancer,
         "artifact_root": run.artifact_root,
         "config_yaml": path.read_text(),
-        "manifest_uri": pipe.manifest_uri,
-        "manifest_rev": pipe.manifest_rev,
-        "manifest_repo": pipe.manifest_repo,
-        "teacher": pipe.teacher,
-        "student": pipe.student,
+        "manifest_uri": str(manifest.get("path") or ""),
+        "manifest_rev": str(manifest.get("rev") or ""),
+        "manifest_repo": str(manifest.get("repo") or ""),
+        # Empty = the config's embed.teacher / distill.student; --set teacher=... overrides for one run.
+        "teacher": "",
+        "student": "",
         "benchmarks": ",".join(pipe.benchmarks),
         "gate_policy": _text_or_path(pipe.gate_policy, path.parent),
         "registry_uri": pipe.registry_uri,

@@ -97,11 +97,16 @@ def _embed_config(config_uri: str, teacher: str) -> Any:
 
 
 def embed_rank(*, config_uri: str, artifact_root: str, teacher: str, rank: int, world_size: int,
-               cancer: str) -> str:
-    """Fill this rank's parts of the teacher embedding cache; returns the cache directory (under ROOT)."""
+               cancer: str, gpus: int = -1) -> str:
+    """Fill this rank's parts of the teacher embedding cache; returns the cache directory (under ROOT).
+
+    `gpus` is the pod's GPU request: 0 pins the teacher to the CPU, -1 keeps the config's device.
+    """
     from g2l import embed, storage
 
     config = _embed_config(config_uri, teacher)
+    if gpus == 0:
+        config = dataclasses.replace(config, device="cpu")
     with local_root(artifact_root, pull=["shards", "embeddings"], push=["embeddings"]) as root:
         cache = embed.run_embed(str(Path(root) / "shards"), root, config, rank=rank, world_size=world_size,
                                 quiet=True, run_id=run_id(), cancer=cancer)

@@ -78,6 +78,16 @@ ARCHITECTURES: dict[str, dict[str, float]] = {
     },
 }
 
+# Short names of the model zoo (g2l.models) for the same architectures.
+ALIASES = {
+    "h-optimus-0": "hf-hub:bioptimus/H-optimus-0",
+    "prov-gigapath": "hf-hub:prov-gigapath/prov-gigapath",
+    "uni2-h": "hf-hub:MahmoodLab/UNI2-h",
+    "virchow2": "hf-hub:paige-ai/Virchow2",
+    "uni": "hf-hub:MahmoodLab/UNI",
+    "hibou-l": "hf-hub:histai/hibou-L",
+}
+
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets (SXM parts, no sparsity).
 GPU_PEAK_TFLOPS: dict[str, float] = {
     "h100": 989.0,
@@ -131,7 +141,7 @@ def forward_flops(arch: dict[str, float]) -> float:
 def _model_gflops(name: str, override: float, role: str) -> tuple[float, str]:
     if override > 0:
         return override, f"{role} forward {override:.1f} GFLOP/image (pipeline.plan.{role}_gflops)"
-    arch = ARCHITECTURES.get(name)
+    arch = ARCHITECTURES.get(name) or ARCHITECTURES.get(ALIASES.get(name.lower(), ""))
     if arch is None:
         raise ConfigError(
             f"plan: no architecture figures for {role} {name!r}; set pipeline.plan.{role}_gflops "
@@ -172,7 +182,8 @@ def estimate(
     peak = GPU_PEAK_TFLOPS[cfg.gpu] * 1e12
     t_gflops, t_note = _model_gflops(teacher, cfg.teacher_gflops, "teacher")
     s_gflops, s_note = _model_gflops(student, cfg.student_gflops, "student")
-    dim = teacher_dim or int(ARCHITECTURES.get(teacher, {}).get("dim", 1536))
+    t_arch = ARCHITECTURES.get(teacher) or ARCHITECTURES.get(ALIASES.get(teacher.lower(), ""), {})
+    dim = teacher_dim or int(t_arch.get("dim", 1536))
     images = tiles * cfg.views
     teacher_s = images * t_gflops * 1e9 / (peak * cfg.teacher_mfu)
     # Training one image costs a forward and a backward (about twice the forward): 3x forward FLOPs.
@@ -242,6 +253,6 @@ def plan_from_config(config_path: str, *, slides: int | None = None) -> Plan:
 
     raw = load_yaml(config_path)
     pipe = load_section(PipelineConfig, config_path, section="pipeline")
-    teacher = pipe.teacher or str(_section(raw, "embed").get("teacher") or "hf-hub:bioptimus/H-optimus-0")
-    student = pipe.student or str(_section(raw, "distill").get("student") or "vit_large_patch14_reg4_dinov2")
+    teacher = str(_section(raw, "embed").get("teacher") or "hf-hub:bioptimus/H-optimus-0")
+    student = str(_section(raw, "distill").get("student") or "vit_large_patch14_reg4_dinov2")
     return estimate(pipe.plan, teacher=teacher, student=student, slides=slides)

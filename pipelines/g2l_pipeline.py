@@ -116,18 +116,22 @@ def g2l_pipeline(
     groups = slide_groups(
         manifest=pinned.outputs["manifest"],
         manifest_sha256=pinned.outputs["manifest_sha256"],
+        config_uri=pinned.outputs["config_uri"],
         n_groups=tile_groups,
     )
     _resources(groups.set_display_name("split slides"), "1", "2Gi")
 
-    with dsl.ParallelFor(groups.output, name="tile-groups") as slide_ids:
+    # Loop bodies take upstream values from their item (and pipeline parameters), nothing else.
+    with dsl.ParallelFor(groups.output, name="tile-groups") as group:
         tiled = tile_slides(
-            manifest=pinned.outputs["manifest"],
-            manifest_sha256=pinned.outputs["manifest_sha256"],
-            slide_ids=slide_ids,
-            config_uri=pinned.outputs["config_uri"],
+            manifest=group.manifest,
+            manifest_sha256=group.manifest_sha256,
+            slide_ids=group.slide_ids,
+            config_uri=group.config_uri,
             artifact_root=artifact_root,
             cancer=cancer,
+            # Also a plain input so that kfp wires the UI parameter into the loop for the GPU request.
+            gpus=tile_gpus,
         )
         _resources(tiled.set_display_name("tile slides").set_retry(2), "8", "32Gi")
         _gpus(tiled, tile_gpus, require_gpu_node=False)
@@ -141,19 +145,25 @@ def g2l_pipeline(
     )
     _resources(shards.set_display_name("write shards"), "4", "16Gi")
 
-    ranks = embed_ranks(world_size=embed_groups)
+    ranks = embed_ranks(
+        shards=shards.outputs["shards"],
+        shards_sha256=shards.outputs["shards_sha256"],
+        config_uri=pinned.outputs["config_uri"],
+        world_size=embed_groups,
+    )
     _resources(ranks.set_display_name("embedding ranks"), "1", "1Gi")
 
-    with dsl.ParallelFor(ranks.output, name="embed-groups") as rank:
+    with dsl.ParallelFor(ranks.output, name="embed-groups") as item:
         embedded = embed_shards(
-            shards=shards.outputs["shards"],
-            shards_sha256=shards.outputs["shards_sha256"],
-            config_uri=pinned.outputs["config_uri"],
+            shards=item.shards,
+            shards_sha256=item.shards_sha256,
+            config_uri=item.config_uri,
             artifact_root=artifact_root,
             teacher=teacher,
-            rank=rank,
+            rank=item.rank,
             world_size=embed_groups,
             cancer=cancer,
+            gpus=embed_gpus,
         )
         _resources(embedded.set_display_name("embed shards").set_retry(2), "8", "64Gi")
         _gpus(embedded, embed_gpus, require_gpu_node=True)

@@ -108,6 +108,6 @@ def test_plan_cli_prints_estimate_and_assumptions():
             check=True,
         ).stdout
     )
-    expected = estimate(PlanConfig(slides=1000), teacher=TEACHER, student=STUDENT, slides=500)
+    expected = estimate(PlanConfig(slides=1000), teacher=TEACHER, student="hibou-L", slides=500)
     assert as_json["tiles"] == expected.tiles == 500 * 8000
     assert as_json["teacher_gpu_hours"] == pytest.approx(expected.teacher_gpu_hours)
