@@ -15,11 +15,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# Debian packages the tests and the demo use (the Prometheus Pushgateway).
+# Debian packages the tests and the demo use (the Prometheus Pushgateway; chromium renders report.html
+# in the headless-browser test).
 system-deps:
 	@command -v prometheus-pushgateway >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus-pushgateway; }
+	@command -v chromium >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
 install: $(STAMP) system-deps
 

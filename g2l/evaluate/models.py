@@ -1,0 +1,149 @@
+"""Model specs for evaluation: zoo or timm names, student export directories, `registry:<cancer>@<alias>`."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REGISTRY_PREFIX = "registry:"
+
+# Resolves `registry:<cancer>@<alias>` to a concrete spec (a student directory or model name), or
+# returns None when nothing is registered under that alias yet (e.g. no champion on the first run).
+RegistryResolver = Callable[[str], "str | None"]
+
+
+class ModelSpecError(ValueError):
+    """A --model NAME=SPEC cannot be parsed or resolved; the message names the spec and the fix."""
+
+
+class RegistryNotConfiguredError(ModelSpecError):
+    """A `registry:` spec was given but no registry resolver is configured."""
+
+
+@dataclasses.dataclass
+class EvalModel:
+    """A model ready to embed tiles: report name, spec, and a digest of its weights + preprocessing."""
+
+    name: str
+    spec: str
+    resolved: str
+    loaded: Any  # g2l.models.LoadedModel
+    digest: str
+    embed_dim: int
+    device: str
+
+    def embed_tiles(self, tiles: list[np.ndarray]) -> np.ndarray:
+        """float32 embeddings [B, dim] of uint8 HxWx3 tiles (any size: the model's preprocessing resizes)."""
+        import torch
+
+        zoo = _zoo()
+        embed = zoo.embed
+
+        pre = self.loaded.preprocess
+        shapes = {t.shape for t in tiles}
+        with torch.inference_mode():
+            if len(shapes) == 1:
+                batch = torch.from_numpy(np.stack(tiles)).to(self.device)
+                x = pre(batch)
+            else:  # mixed tile sizes: resize one by one, then batch
+                x = torch.cat([pre(torch.from_numpy(np.ascontiguousarray(t)).to(self.device)) for t in tiles])
+            out = embed(self.loaded, x)
+        return out.float().cpu().numpy()
+
+
+def parse_model_args(items: list[str]) -> dict[str, str]:
+    """`["student=/runs/x/student", "teacher=tiny-vit-teacher"]` -> {name: spec}; names must be unique."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, spec = item.partition("=")
+        name, spec = name.strip(), spec.strip()
+        if not sep or not name or not spec:
+            raise ModelSpecError(
+                f"--model {item!r}: expected NAME=SPEC, e.g. student=runs/r1/student or "
+                f"teacher=tiny-vit-teacher"
+            )
+        if name in out:
+            raise ModelSpecError(f"--model {item!r}: the name {name!r} is given twice; names must be unique")
+        out[name] = spec
+    return out
+
+
+def resolve_device(device: str) -> str:
+    """`auto` -> cuda when a GPU is present, else cpu."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_digest(loaded: Any) -> str:
+    """sha256 over what determines a model's embeddings: weight digest, preprocessing and pooling."""
+    payload = {
+        "weights_sha256": loaded.weights_sha256,
+        "preprocess": loaded.preprocess.to_dict(),
+        "embedding": getattr(loaded, "embedding", "cls"),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _zoo() -> Any:
+    """The model zoo (g2l.models), or the interim stand-in until the embed helper's work merges."""
+    try:
+        import g2l.models as zoo
+    except ImportError:
+        from g2l.evaluate import _interim_models as zoo
+    return zoo
+
+
+def resolve_spec(spec: str, registry_resolver: RegistryResolver | None = None) -> str | None:
+    """Turn a `registry:` spec into a concrete one (None: nothing registered under that alias)."""
+    if not spec.startswith(REGISTRY_PREFIX):
+        return spec
+    if registry_resolver is None:
+        raise RegistryNotConfiguredError(
+            f"model spec {spec!r}: registry not configured. A `registry:<cancer>@<alias>` spec needs the "
+            f"MLflow model registry (configure the `registry:` section and pass its resolver), or give a "
+            f"student directory / model name instead"
+        )
+    resolved = registry_resolver(spec)
+    if resolved is not None and resolved.startswith(REGISTRY_PREFIX):
+        raise ModelSpecError(
+            f"model spec {spec!r}: the registry resolved it to another registry spec {resolved!r}"
+        )
+    return resolved
+
+
+def load_model(
+    name: str, spec: str, device: str = "cpu", registry_resolver: RegistryResolver | None = None
+) -> EvalModel | None:
+    """Build the model a spec names (None when a registry alias has no version yet)."""
+    resolved = resolve_spec(spec, registry_resolver)
+    if resolved is None:
+        return None
+    zoo = _zoo()
+    path = Path(resolved).expanduser()
+    try:
+        if path.is_dir() and (path / "config.json").is_file() and hasattr(zoo, "load_student"):
+            loaded = zoo.load_student(str(path))
+            loaded.model.to(device)
+        else:
+            loaded = zoo.build_model(resolved, device=device)
+    except zoo.ModelError as exc:
+        raise ModelSpecError(f"--model {name}={spec}: {exc}") from exc
+    loaded.model.eval()
+    return EvalModel(
+        name=name,
+        spec=spec,
+        resolved=resolved,
+        loaded=loaded,
+        digest=model_digest(loaded),
+        embed_dim=int(loaded.embed_dim),
+        device=device,
+    )

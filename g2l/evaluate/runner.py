@@ -1,0 +1,210 @@
+"""`g2l evaluate`: embed every benchmark with every model (cached), compute metrics, write the report."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from g2l.config import config_hash
+from g2l.evaluate.benchmark import Benchmark, load_benchmark
+from g2l.evaluate.cka import linear_cka
+from g2l.evaluate.config import EvaluateConfig
+from g2l.evaluate.embed import embed_benchmark
+from g2l.evaluate.knn import knn_balanced_accuracy
+from g2l.evaluate.linear_probe import linear_probe
+from g2l.evaluate.models import EvalModel, RegistryResolver, load_model, resolve_device
+from g2l.evaluate.report import pca_2d, write_html, write_json
+from g2l.evaluate.robustness import robustness_index
+
+
+def benchmark_metrics(
+    features: np.ndarray,
+    bench: Benchmark,
+    config: EvaluateConfig,
+    teacher_features: np.ndarray | None,
+    device: str = "cpu",
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """All metrics of one model on one benchmark: `(metrics, per-seed values)`.
+
+    With k folds the probe and kNN are averaged over folds (per seed), so the seed spread stays a
+    spread over seeds.
+    """
+    y = bench.labels
+    per_fold_bacc, per_fold_auc, per_fold_c, knn = [], [], [], []
+    for train, test in bench.splits:
+        res = linear_probe(
+            features[train],
+            y[train],
+            features[test],
+            y[test],
+            seeds=config.seeds,
+            c_grid=config.probe_c_grid,
+            val_fraction=config.probe_val_fraction,
+            max_iter=config.probe_max_iter,
+        )
+        per_fold_bacc.append(res.balanced_accuracy)
+        per_fold_auc.append(res.auc)
+        per_fold_c.append(res.chosen_c)
+        knn.append(knn_balanced_accuracy(features[train], y[train], features[test], y[test], k=config.knn_k))
+    bacc = np.mean(np.array(per_fold_bacc), axis=0)
+    auc = np.mean(np.array(per_fold_auc), axis=0)
+    metrics: dict[str, float] = {
+        "lp_balanced_accuracy": float(np.mean(bacc)),
+        "lp_balanced_accuracy_std": float(np.std(bacc)),
+        "lp_auc": float(np.mean(auc)),
+        "lp_auc_std": float(np.std(auc)),
+        "knn_balanced_accuracy": float(np.mean(knn)),
+    }
+    ri = robustness_index(
+        features, y, bench.column("site"), bench.column("group"), config.robustness_ks, device=device
+    )
+    for k, values in ri.items():
+        metrics[f"de_jong_ri@k={k}"] = values["de_jong"]
+        metrics[f"pathorob_ri@k={k}"] = values["pathorob"]
+    if teacher_features is not None:
+        metrics["cka_teacher"] = linear_cka(features, teacher_features)
+    per_seed = {
+        "lp_balanced_accuracy": bacc.tolist(),
+        "lp_auc": auc.tolist(),
+        "lp_c": np.array(per_fold_c).T.tolist(),
+    }
+    return metrics, per_seed
+
+
+def _projection(features: np.ndarray, bench: Benchmark, max_points: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)  # the same tiles for every model, so the panels compare
+    n = len(bench)
+    sel = np.sort(rng.choice(n, size=max_points, replace=False)) if n > max_points else np.arange(n)
+    return {
+        "xy": pca_2d(features[sel]),
+        "label": bench.column("label")[sel],
+        "site": bench.column("site")[sel],
+    }
+
+
+def run_evaluate(
+    config: EvaluateConfig,
+    models: dict[str, str],
+    benchmarks: list[str],
+    out: str,
+    quiet: bool = False,
+    *,
+    registry_resolver: RegistryResolver | None = None,
+    run_id: str = "local",
+    cancer: str = "none",
+) -> dict[str, Any]:
+    """Evaluate `models` ({name: spec}) on benchmark YAMLs; write report.json + report.html under `out`."""
+    from g2l import __version__
+    from g2l.metrics import StageMetrics
+    from g2l.progress import console, progress
+
+    if not models:
+        raise ValueError("give at least one --model NAME=SPEC")
+    if not benchmarks:
+        raise ValueError("give at least one --benchmark FILE")
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    with StageMetrics("evaluate", run_id=run_id, cancer=cancer, root=str(out_dir)) as sm:
+        benches: list[Benchmark] = []
+        for path in benchmarks:
+            b = load_benchmark(path)
+            if any(b.name == other.name for other in benches):
+                raise ValueError(
+                    f"benchmark name {b.name!r} appears twice ({path}); benchmark names must be unique"
+                )
+            benches.append(b)
+        loaded: list[EvalModel] = []
+        skipped: dict[str, str] = {}
+        for name, spec in models.items():
+            m = load_model(name, spec, device=device, registry_resolver=registry_resolver)
+            if m is None:
+                skipped[name] = f"{spec}: nothing registered under this alias yet"
+                console.print(f"[yellow]{name}: {skipped[name]}; evaluated without it[/yellow]")
+            else:
+                loaded.append(m)
+        if not loaded:
+            raise ValueError("none of the --model specs resolved to a model")
+        teacher = config.teacher_model if any(m.name == config.teacher_model for m in loaded) else None
+        if teacher is None:
+            console.print(
+                f"[yellow]no model named {config.teacher_model!r} (evaluate.teacher_model): "
+                f"CKA to the teacher is not computed[/yellow]"
+            )
+        report: dict[str, Any] = {
+            "models": {
+                m.name: {
+                    "digest": m.digest,
+                    "spec": m.spec,
+                    "resolved": m.resolved,
+                    "embed_dim": m.embed_dim,
+                    "benchmarks": {},
+                    "per_seed": {},
+                }
+                for m in loaded
+            },
+            "benchmarks": {},
+            "seeds": list(config.seeds),
+            "teacher": teacher,
+            "champion": config.champion_model
+            if any(m.name == config.champion_model for m in loaded)
+            else None,
+            "skipped_models": skipped,
+            "config": dataclasses.asdict(config),
+            "config_sha256": config_hash(config),
+            "g2l_version": __version__,
+        }
+        projections: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+        tiles_embedded = sm.counter("evaluate_tiles_embedded_total", "Tiles embedded (per model) by evaluate")
+        cache_hits = sm.counter(
+            "evaluate_cache_hits_total", "Model x benchmark embeddings read from the cache"
+        )
+        rate = sm.gauge("evaluate_embed_tiles_per_second", "Embedding throughput of the last benchmark")
+        metric_seconds = sm.gauge("evaluate_metrics_seconds", "Time spent computing metrics")
+        t_metrics = 0.0
+        bar: Any
+        with progress(quiet) as bar:
+            task = bar.add_task("metrics", total=len(loaded) * len(benches))
+            for b in benches:
+                feats, stats = embed_benchmark(
+                    loaded,
+                    b,
+                    out_dir / "embeddings",
+                    batch_size=config.batch_size,
+                    num_workers=config.num_workers,
+                    progress=bar,
+                )
+                tiles_embedded.inc(stats["tiles_embedded"])
+                cache_hits.inc(stats["cache_hits"])
+                if stats["seconds"] > 0:
+                    rate.set(stats["tiles_embedded"] / stats["seconds"])
+                report["benchmarks"][b.name] = {
+                    "sha256": b.sha256,
+                    "file": b.source_file,
+                    "n_tiles": len(b),
+                    "classes": b.classes,
+                    "sites": sorted(set(b.column("site"))),
+                    "n_groups": int(len(set(b.column("group")))),
+                    "split": b.definition.split.kind,
+                    "n_splits": len(b.splits),
+                }
+                projections[b.name] = {}
+                started = time.monotonic()
+                for m in loaded:
+                    ref = feats[teacher] if teacher is not None else None
+                    metrics, per_seed = benchmark_metrics(feats[m.name], b, config, ref, device=device)
+                    report["models"][m.name]["benchmarks"][b.name] = metrics
+                    report["models"][m.name]["per_seed"][b.name] = per_seed
+                    projections[b.name][m.name] = _projection(feats[m.name], b, config.projection_max_points)
+                    bar.advance(task, 1)
+                t_metrics += time.monotonic() - started
+        metric_seconds.set(t_metrics)
+        sm.gauge("evaluate_models", "Models evaluated").set(len(loaded))
+        sm.gauge("evaluate_benchmarks", "Benchmarks evaluated").set(len(benches))
+        write_json(out_dir / "report.json", report)
+        write_html(out_dir / "report.html", report, projections)
+    return report
