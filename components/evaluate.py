@@ -15,6 +15,7 @@ def evaluate_models(
     benchmarks: str,
     cancer: str,
     registry_uri: str,
+    artifact_root: str,
     metrics: Output[Metrics],
     report_html: Output[HTML],
 ) -> str:
@@ -28,6 +29,7 @@ def evaluate_models(
         benchmarks=benchmarks,
         cancer=cancer,
         registry_uri=registry_uri,
+        artifact_root=artifact_root,
         html_out=report_html.path,
     )
     for name, value in result.metrics.items():

@@ -13,6 +13,7 @@ def promote_student(
     gate_policy: str,
     cancer: str,
     registry_uri: str,
+    config_uri: str,
     artifact_root: str,
     manifest_rev: str,
 ) -> str:
@@ -25,6 +26,7 @@ def promote_student(
         gate_policy=gate_policy,
         cancer=cancer,
         registry_uri=registry_uri,
+        config_uri=config_uri,
         artifact_root=artifact_root,
         manifest_rev=manifest_rev,
     )

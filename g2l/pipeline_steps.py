@@ -90,7 +90,7 @@ def pack_shards(*, manifest: str, config_uri: str, artifact_root: str) -> tuple[
 # --- teacher embedding cache ---------------------------------------------------------------------------------
 
 
-def _embed_config(config_uri: str, teacher: str) -> Any:
+def _embed_config(config_uri: str, teacher: str) -> Any:  # noqa: D103
     from g2l import embed
 
     return load_stage_config(embed.EmbedConfig, config_uri, "embed", teacher=teacher or None)
@@ -170,35 +170,44 @@ def flatten_report(report: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _registry_resolver(registry_uri: str) -> Any:
+def use_registry(registry_uri: str, config_uri: str, artifact_root: str) -> str:
+    """Point this step's MLflow client at the run's registry: the parameter, else the config's `registry:`
+    section, else $MLFLOW_TRACKING_URI, else the embedded store under the artifact root; returns the URI.
+
+    Evaluation (resolving `registry:<cancer>@champion`) and promotion must see the same registry.
+    """
     from g2l import registry
 
-    return registry.resolver(registry_uri or None)
+    config = load_stage_config(registry.RegistryConfig, config_uri, "registry")
+    uri = registry.resolve_uri(registry_uri or None, config, artifact_root)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    return uri
 
 
 def evaluate_student(*, student: str, config_uri: str, teacher: str, benchmarks: str, cancer: str,
-                     registry_uri: str, html_out: str | None = None) -> EvaluateResult:
-    """Evaluate student, teacher and the current champion; report beside the student's run directory."""
-    from g2l import embed, evaluate, storage
+                     registry_uri: str, artifact_root: str, html_out: str | None = None) -> EvaluateResult:
+    """Evaluate student, teacher and the current champion; report.json/html in the run's eval/ directory."""
+    from g2l import evaluate, registry, storage
 
     config = load_stage_config(evaluate.EvaluateConfig, config_uri, "evaluate")
-    teacher_name = teacher or _embed_config(config_uri, "").teacher
-    bench_list = parse_list(benchmarks) or list(getattr(config, "benchmarks", ()) or ())
+    bench_list = parse_list(benchmarks)
     if not bench_list:
-        raise ValueError("no benchmarks: set the pipeline parameter `benchmarks` or evaluate.benchmarks")
-    del embed
+        raise ValueError("no benchmarks to evaluate on: set the pipeline parameter `benchmarks` "
+                         "(comma-separated benchmark YAML files, e.g. configs/benchmarks/synthetic.yaml)")
+    use_registry(registry_uri, config_uri, artifact_root)
+    resolver = getattr(registry, "resolve_spec", None)
+    models = {"student": student, config.teacher_model: teacher or _embed_config(config_uri, "").teacher}
+    if resolver is not None:  # the first run of a cancer has no champion: evaluate skips it then
+        models[config.champion_model] = f"registry:{cancer}@champion"
     run_dir = student.rstrip("/").rsplit("/", 1)[0]
-    out_uri = storage.join(run_dir, "eval")
-    models = {"student": student, "teacher": teacher_name, "champion": f"registry:{cancer}@champion"}
     with local_root(run_dir, pull=["student", "eval"], push=["eval"]) as root:
         local_models = {**models, "student": str(Path(root) / "student")}
         out = str(Path(root) / "eval")
         report = evaluate.run_evaluate(config, local_models, [str(stage_file(b)) for b in bench_list], out,
-                                       quiet=True, registry_resolver=_registry_resolver(registry_uri),
-                                       run_id=run_id(), cancer=cancer)
+                                       quiet=True, registry_resolver=resolver, run_id=run_id(), cancer=cancer)
         if html_out:
             shutil.copyfile(Path(out) / "report.html", html_out)
-    return EvaluateResult(report_uri=storage.join(out_uri, "report.json"), metrics=flatten_report(report))
+    return EvaluateResult(report_uri=storage.join(run_dir, "eval", "report.json"), metrics=flatten_report(report))
 
 
 def gate_report(report: str, gate_policy: str, candidate: str) -> bool:
@@ -217,16 +226,17 @@ def gate_report(report: str, gate_policy: str, candidate: str) -> bool:
 
 
 def promote_student(*, student: str, report: str, gate_policy: str, cancer: str, registry_uri: str,
-                    artifact_root: str, manifest_rev: str) -> str:
+                    config_uri: str, artifact_root: str, manifest_rev: str) -> str:
     """Register the student with its lineage; `champion` moves only if it still wins; returns the summary line."""
     from g2l import registry
 
+    uri = use_registry(registry_uri, config_uri, artifact_root)
     decision = report.rstrip("/").rsplit("/", 1)[0] + "/decision.json"
+    lineage = registry.LineageOverrides(manifest_rev=manifest_rev or None, pipeline_run_id=run_id(),
+                                        shards_index=f"{artifact_root.rstrip('/')}/shards/index.json")
     result = registry.promote(student=student, report=report, decision=decision, cancer=cancer,
-                              policy=str(stage_file(gate_policy)), registry_uri=registry_uri or None,
-                              artifact_root=artifact_root,
-                              overrides=registry.LineageOverrides(manifest_rev=manifest_rev or None,
-                                                                  pipeline_run_id=run_id()))
+                              policy=str(stage_file(gate_policy)), registry_uri=uri, artifact_root=artifact_root,
+                              overrides=lineage, quiet=True)
     return result.summary_line()
 
 

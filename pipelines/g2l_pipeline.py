@@ -203,6 +203,7 @@ def g2l_pipeline(
         benchmarks=benchmarks,
         cancer=cancer,
         registry_uri=registry_uri,
+        artifact_root=artifact_root,
     )
     # The champion it compares against changes between runs: never served from the cache.
     evaluated.set_caching_options(False).set_display_name("evaluate")
@@ -219,6 +220,7 @@ def g2l_pipeline(
             gate_policy=gate_policy,
             cancer=cancer,
             registry_uri=registry_uri,
+            config_uri=pinned.outputs["config_uri"],
             artifact_root=artifact_root,
             manifest_rev=manifest_rev,
         )

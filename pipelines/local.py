@@ -37,6 +37,7 @@ def run_local(config: str | Path, *, pipeline_root: str | Path | None = None,
     args["artifact_root"] = _absolute(args["artifact_root"])
     if not args.get("manifest_repo"):  # a path inside a repo stays relative to that repo
         args["manifest_uri"] = _absolute(args["manifest_uri"])
+    args["benchmarks"] = ",".join(_absolute(b) for b in args["benchmarks"].split(",") if b)
     root = args["artifact_root"]
     kfp_root = Path(pipeline_root) if pipeline_root else Path(
         root if not storage.is_remote(root) else ".") / "kfp-local"
