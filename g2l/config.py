@@ -45,9 +45,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin in (tuple,):
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        inner = args[0] if args else Any
-        return tuple(_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
+        item_types = typing.get_args(tp)
+        items: list[Any] = list(value)
+        if not item_types or (len(item_types) == 2 and item_types[1] is Ellipsis):
+            inner = item_types[0] if item_types else Any
+            return tuple(_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(items))
+        if len(item_types) != len(items):
+            raise ConfigError(f"{where}: expected {len(item_types)} values, got {len(items)}")
+        pairs = zip(items, item_types, strict=True)
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(pairs))
     if origin in (dict,):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")

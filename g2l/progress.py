@@ -32,7 +32,7 @@ class _NullProgress:
 
 
 @contextmanager
-def progress(quiet: bool = False) -> Iterator[Progress | _NullProgress]:
+def progress(quiet: bool = False) -> Iterator[_ProgressWithRate | _NullProgress]:
     """A progress context: `task = p.add_task("tiling", total=n); p.advance(task)`."""
     if quiet:
         yield _NullProgress()
@@ -59,7 +59,7 @@ class _ProgressWithRate:
 
     def add_task(self, description: str, total: float | None = None, **fields: object) -> int:
         fields.setdefault("rate", "")
-        return int(self._bar.add_task(description, total=total, **fields))
+        return int(self._bar.add_task(description, total=total, **fields))  # type: ignore[arg-type]
 
     def advance(self, task: int, amount: float = 1, **fields: object) -> None:
         self._bar.update(task, advance=amount, **fields)  # type: ignore[arg-type]

@@ -120,6 +120,12 @@ def crc32c_of_file(path: str | Path) -> str:
     return _hash_file(Path(path)).crc32c
 
 
+def md5_of_file(path: str | Path) -> str:
+    """Hex md5 of a local file, read in chunks."""
+    md5 = _hash_file(Path(path), md5=True).md5
+    return md5 or ""
+
+
 def parse_checksum(checksum: str) -> tuple[str, str]:
     """Split `crc32c:<base64>` / `md5:<hex>` into (algorithm, value); anything else is a ValueError."""
     algo, sep, value = checksum.strip().partition(":")
@@ -309,18 +315,20 @@ class GCSStorage:
 
     def __init__(self, client: Any = None) -> None:
         self._client = client
-        self._clients: dict[str | None, Any] = {}
+        self._clients: dict[tuple[int, str | None], Any] = {}
         self._lock = threading.Lock()
 
     def client(self) -> Any:
-        """The google.cloud.storage Client: the one passed in, else one per emulator host (or real GCS)."""
+        """The google.cloud.storage Client: the one passed in, else one per process and emulator host."""
         if self._client is not None:
             return self._client
-        emulator = os.environ.get("STORAGE_EMULATOR_HOST") or None
+        # Keyed by pid too: a client (and its sockets) inherited through fork must not be shared by
+        # worker processes.
+        key = (os.getpid(), os.environ.get("STORAGE_EMULATOR_HOST") or None)
         with self._lock:
-            if emulator not in self._clients:
-                self._clients[emulator] = _make_client(emulator)
-            return self._clients[emulator]
+            if key not in self._clients:
+                self._clients[key] = _make_client(key[1])
+            return self._clients[key]
 
     def _blob(self, uri: str, generation: int | None = None) -> Any:
         bucket, name = split_gs(uri)

@@ -147,3 +147,33 @@ def test_manifest_config_loads_and_checks(tmp_path):
     assert mf.ManifestConfig(path=str(path)).load().content_hash == mf.content_hash(mf.read_table(path))
     with pytest.raises(ConfigError, match="manifest.rev"):
         mf.ManifestConfig(path="gs://b/m.csv", rev="v1")
+
+
+def test_check_files_finds_missing_and_changed_slides(gcs_bucket, tmp_path):
+    ok, changed = f"gs://{gcs_bucket}/ok.svs", f"gs://{gcs_bucket}/changed.svs"
+    st.put_bytes(ok, b"fine")
+    st.put_bytes(changed, b"original")
+    original = st.stat(changed).checksum
+    st.put_bytes(changed, b"overwritten later")
+    local = tmp_path / "local.svs"
+    local.write_bytes(b"local slide")
+    df = pd.DataFrame({
+        "slide_id": ["a", "b", "c", "d", "e"],
+        "uri": [ok, f"gs://{gcs_bucket}/missing.svs", changed, str(local), str(tmp_path / "gone.svs")],
+        "cancer_type": "BRCA", "site": "A1",
+        "checksum": [st.stat(ok).checksum, "", original, "md5:" + "0" * 32, ""],
+    })
+    errors = mf.check_files(df)
+    assert [(e.row, e.column) for e in errors] == [(3, "uri"), (4, "checksum"), (6, "uri")]
+    assert errors[0].value == f"gs://{gcs_bucket}/missing.svs" and errors[1].fix
+    # local files are hashed only on request (it reads them)
+    deep = mf.check_files(df, verify_local_checksums=True)
+    assert [(e.row, e.column) for e in deep] == [(3, "uri"), (4, "checksum"), (5, "checksum"), (6, "uri")]
+
+    path = tmp_path / "m.csv"
+    mf.write_table(df, path)
+    assert _cli("validate", str(path)).returncode == 0
+    proc = _cli("validate", str(path), "--check-files")
+    assert proc.returncode == 1
+    assert [ln.split(",")[0] for ln in proc.stdout.splitlines() if ln.startswith("row ")] == [
+        "row 3", "row 4", "row 6"]

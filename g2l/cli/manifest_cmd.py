@@ -16,9 +16,14 @@ def validate_cmd(
     path: Annotated[str, typer.Argument(help="Manifest CSV/Parquet: a local path or gs:// URI.")],
     rev: Annotated[str | None, typer.Option(help="Git revision to read it at (via dvc.api).")] = None,
     repo: Annotated[str | None, typer.Option(help="Git/DVC repository holding it (with --rev).")] = None,
+    check_files: Annotated[bool, typer.Option(
+        "--check-files", help="Also check each uri exists and matches its checksum.")] = False,
+    verify_local_checksums: Annotated[bool, typer.Option(
+        "--verify-local-checksums", help="With --check-files, hash local files too (reads them).")] = False,
 ) -> None:
     """Report every bad row (row, column, value, fix); exit status 1 when there is any."""
-    from g2l.manifest import ManifestError, load
+    from g2l.manifest import ManifestError, is_parquet, load
+    from g2l.manifest import check_files as check
     from g2l.progress import console
 
     try:
@@ -31,6 +36,14 @@ def validate_cmd(
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]{path}: cannot read the manifest: {exc}[/red]")
         raise typer.Exit(2) from None
+    if check_files:
+        errors = check(manifest.df, first_row=1 if is_parquet(path) else 2,
+                       verify_local_checksums=verify_local_checksums)
+        for err in errors:
+            typer.echo(str(err))
+        if errors:
+            console.print(f"[red]{manifest.source}: {len(errors)} slide(s) missing or changed[/red]")
+            raise typer.Exit(1)
     typer.echo(json.dumps({"source": manifest.source, "rows": len(manifest.df),
                            "content_hash": manifest.content_hash, "rev": manifest.rev}))
 
@@ -46,7 +59,11 @@ def inventory_cmd(
     from g2l.manifest import build_inventory, validate, write_table
     from g2l.progress import console
 
-    inv = build_inventory(source, metadata, cancer_type=cancer_type)
+    try:
+        inv = build_inventory(source, metadata, cancer_type=cancer_type)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]inventory of {source}: {exc}[/red]")
+        raise typer.Exit(2) from None
     for problem in inv.problems:
         console.print(f"[yellow]warning:[/yellow] {problem}")
     issues = validate(inv.df)
@@ -80,7 +97,7 @@ def sample_cmd(
         config = SampleConfig(n=n, seed=seed, stratify=stratify, val_fraction=val_fraction,
                               test_fraction=test_fraction)
         result = sample_manifest(read_table(inventory), config)
-    except ConfigError as exc:
+    except (ConfigError, FileNotFoundError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     for problem in result.problems:

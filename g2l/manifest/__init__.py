@@ -1,5 +1,6 @@
 """Slide manifests: schema and validation, inventory, stratified sampling, DVC revisions and content hash."""
 
+from g2l.manifest.check import check_files
 from g2l.manifest.config import ManifestConfig
 from g2l.manifest.inventory import SLIDE_SUFFIXES, Inventory, build_inventory
 from g2l.manifest.io import (
@@ -7,6 +8,7 @@ from g2l.manifest.io import (
     ManifestError,
     canonical_csv_bytes,
     content_hash,
+    is_parquet,
     load,
     parse_table,
     read_at_rev,
@@ -31,8 +33,10 @@ __all__ = [
     "SampleConfig",
     "TcgaBarcode",
     "build_inventory",
+    "check_files",
     "canonical_csv_bytes",
     "content_hash",
+    "is_parquet",
     "largest_remainder",
     "load",
     "parse_table",
