@@ -5,11 +5,54 @@ from __future__ import annotations
 import os
 import time
 import types
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway, write_to_textfile
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 PUSHGATEWAY_ENV = "G2L_PUSHGATEWAY"
+
+
+class _Labelled:
+    """A collector that re-exposes another registry's samples with extra constant labels.
+
+    The textfile has no grouping key of its own (node_exporter's textfile collector merges every
+    file), so the run_id/stage/cancer labels go on each sample to keep runs apart.
+    """
+
+    def __init__(self, source: CollectorRegistry, labels: dict[str, str]) -> None:
+        self.source = source
+        self.labels = labels
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self.source.collect():
+            relabelled = Metric(family.name, family.documentation, family.type, family.unit)
+            relabelled.samples = [s._replace(labels={**self.labels, **s.labels}) for s in family.samples]
+            yield relabelled
+
+
+def read_gateway_metrics(gateway: str, timeout_s: float = 5.0, **labels: str) -> dict[str, float]:
+    """Samples on a Pushgateway's /metrics whose labels include `labels`, as {sample name: value}."""
+    import urllib.request
+
+    url = gateway if "://" in gateway else f"http://{gateway}"
+    with urllib.request.urlopen(f"{url.rstrip('/')}/metrics", timeout=timeout_s) as resp:
+        text = resp.read().decode()
+    return dict(_matching_samples(text, labels))
+
+
+def read_textfile_metrics(text: str, **labels: str) -> dict[str, float]:
+    """Samples of a Prometheus text exposition whose labels include `labels`."""
+    return dict(_matching_samples(text, labels))
+
+
+def _matching_samples(text: str, labels: dict[str, str]) -> Iterator[tuple[str, float]]:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if all(sample.labels.get(k) == v for k, v in labels.items()):
+                yield sample.name, float(sample.value)
 
 
 class StageMetrics:
@@ -71,6 +114,11 @@ class StageMetrics:
             return None
         return f"{self.root.rstrip('/')}/metrics/{self.stage}.prom"
 
+    def _labelled_registry(self) -> CollectorRegistry:
+        out = CollectorRegistry()
+        out.register(_Labelled(self.registry, self.grouping_key))
+        return out
+
     def publish(self) -> str | None:
         """Push to the gateway or write the textfile; returns where the metrics went."""
         self.duration.set(time.monotonic() - self._started)
@@ -84,12 +132,12 @@ class StageMetrics:
             from g2l import storage  # lazy: keeps metrics importable without cloud libraries
 
             local = Path(os.environ.get("TMPDIR", "/tmp")) / f"g2l-{self.stage}-{os.getpid()}.prom"
-            write_to_textfile(str(local), self.registry)
+            write_to_textfile(str(local), self._labelled_registry())
             storage.put_file(local, target)
             local.unlink(missing_ok=True)
         else:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
-            write_to_textfile(target, self.registry)  # writes a temp file then renames: atomic
+            write_to_textfile(target, self._labelled_registry())  # temp file then rename: atomic
         return target
 
     def __enter__(self) -> StageMetrics:

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.tiling",
     "tests.fixtures.kfp_api",
     "tests.fixtures.shards",
+    "tests.fixtures.lineage",
 ]

@@ -1,0 +1,201 @@
+"""Lineage of a student: what it was made from, read from its config.json and re-derived from artifacts."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+from collections.abc import Mapping
+from typing import Any
+
+from g2l.registry import blobs
+
+PREFIX = "lineage."
+IMAGE_DIGEST_ENV = "G2L_IMAGE_DIGEST"
+GIT_COMMIT_ENV = "G2L_GIT_COMMIT"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+# lineage key -> the names upstream stages may use for it (student config.json top level or its
+# `lineage` block); the first one present wins.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "manifest_uri": ("manifest_uri", "manifest", "manifest_path"),
+    "manifest_rev": ("manifest_rev", "rev"),
+    "manifest_repo": ("manifest_repo", "repo"),
+    "manifest_sha256": ("manifest_sha256", "manifest_hash", "manifest_content_hash"),
+    "shards_index": ("shards_index", "shards_index_uri"),
+    "shards_dir": ("shards", "shards_dir", "shards_uri"),
+    "shards_sha256": ("shards_sha256", "shard_index_sha256", "tiles_sha256"),
+    "cache_dir": ("cache_dir", "cache", "cache_uri", "embeddings"),
+    "cache_key": ("cache_key", "embedding_cache_key"),
+    "teacher": ("teacher", "teacher_name"),
+    "teacher_weights_sha256": ("teacher_weights_sha256", "teacher_digest", "teacher_sha256"),
+    "config_sha256": ("config_sha256", "config_hash"),
+    "git_commit": ("git_commit", "commit"),
+    "image_digest": ("image_digest",),
+    "pipeline_run_id": ("pipeline_run_id", "run_id"),
+}
+_CONFIG_BLOCKS = ("config", "distill_config", "distill")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LineageOverrides:
+    """Lineage given on the command line; wins over what the student's config.json says."""
+
+    manifest_uri: str | None = None
+    manifest_rev: str | None = None
+    manifest_repo: str | None = None
+    shards_index: str | None = None
+    cache_dir: str | None = None
+    pipeline_run_id: str | None = None
+    git_commit: str | None = None
+    image_digest: str | None = None
+
+
+def _lookup(sources: list[Mapping[str, Any]], key: str) -> Any:
+    for source in sources:
+        for name in _ALIASES[key]:
+            value = source.get(name)
+            if isinstance(value, Mapping) and key == "teacher":
+                value = value.get("name")
+            if value not in (None, ""):
+                return value
+    return None
+
+
+def config_block(student_config: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The distillation config recorded in the student's config.json, if it holds one."""
+    for name in _CONFIG_BLOCKS:
+        block = student_config.get(name)
+        if isinstance(block, Mapping):
+            return block
+    return None
+
+
+def manifest_hash(uri: str, rev: str | None = None, repo: str | None = None) -> str:
+    """Content hash of a manifest (at a DVC/git revision through g2l.manifest); a plain file's sha256 else."""
+    try:
+        from g2l import manifest as manifest_mod
+    except ImportError:
+        manifest_mod = None  # type: ignore[assignment]
+    if manifest_mod is not None:
+        return str(manifest_mod.load(uri, rev=rev, repo=repo).content_hash)
+    if rev:
+        raise RuntimeError(f"reading manifest {uri} at rev {rev} needs g2l.manifest (DVC), which is missing")
+    return blobs.sha256_uri(uri)
+
+
+def manifest_rows(uri: str, rev: str | None = None, repo: str | None = None) -> list[dict[str, Any]]:
+    """The manifest's rows as dicts (slide_id, uri, checksum, ...)."""
+    try:
+        from g2l import manifest as manifest_mod
+    except ImportError:
+        manifest_mod = None  # type: ignore[assignment]
+    if manifest_mod is not None:
+        df = manifest_mod.load(uri, rev=rev, repo=repo).df
+    else:
+        import pandas as pd
+
+        path = blobs.local_path(uri)
+        df = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path, dtype=str)
+    return [{k: (None if _isna(v) else v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+
+
+def _isna(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def git_commit() -> str | None:
+    """The git commit of the working directory, if it is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def collect(
+    student_dir: str, student_config: Mapping[str, Any], overrides: LineageOverrides
+) -> dict[str, str]:
+    """The lineage of a student as flat string tags (without the `lineage.` prefix).
+
+    Recorded values come from the CLI overrides, then the student's `lineage` block, then its top-level
+    keys; hashes of artifacts that can be reached now are computed so that the audit can re-derive them.
+    """
+    block = student_config.get("lineage")
+    sources: list[Mapping[str, Any]] = [
+        {k: v for k, v in dataclasses.asdict(overrides).items() if v is not None},
+        block if isinstance(block, Mapping) else {},
+        student_config,
+    ]
+    out: dict[str, Any] = {key: _lookup(sources, key) for key in _ALIASES}
+    out["image_digest"] = out["image_digest"] or os.environ.get(IMAGE_DIGEST_ENV)
+    out["git_commit"] = out["git_commit"] or os.environ.get(GIT_COMMIT_ENV) or git_commit()
+
+    # The student itself.
+    out["student_uri"] = student_dir
+    out["student_weights_sha256"] = blobs.sha256_uri(blobs.join(student_dir, WEIGHTS_FILE))
+    out["student_config_sha256"] = blobs.sha256_uri(blobs.join(student_dir, CONFIG_FILE))
+    recorded_weights = student_config.get("weights_sha256") or student_config.get("student_weights_sha256")
+    if recorded_weights and recorded_weights != out["student_weights_sha256"]:
+        raise ValueError(
+            f"{blobs.join(student_dir, WEIGHTS_FILE)}: sha256 {out['student_weights_sha256']} differs from "
+            f"the weights_sha256 {recorded_weights} in its config.json; the weights were changed after "
+            "distillation; fix: re-export the student"
+        )
+    block_cfg = config_block(student_config)
+    if out["config_sha256"] is None and block_cfg is not None:
+        from g2l.config import config_hash
+
+        out["config_sha256"] = config_hash(dict(block_cfg))
+
+    # Tile shards: the index file's bytes pin every shard's sha256.
+    if out["shards_index"] is None and out["shards_dir"] is not None:
+        out["shards_index"] = blobs.join(str(out["shards_dir"]), "index.json")
+    if out["shards_index"] is not None:
+        index_uri = str(out["shards_index"])
+        out["shards_index_sha256"] = blobs.sha256_uri(index_uri)
+        index = blobs.read_json(index_uri)
+        out["shards_sha256"] = out["shards_sha256"] or index.get("sha256")
+        out["n_tiles"] = index.get("n_tiles")
+
+    # Embedding cache: its index pins the key and every part's sha256.
+    if out["cache_dir"] is not None:
+        cache_index = blobs.join(str(out["cache_dir"]), "index.json")
+        out["cache_index_sha256"] = blobs.sha256_uri(cache_index)
+        index = blobs.read_json(cache_index)
+        if out["cache_key"] and index.get("key") and index["key"] != out["cache_key"]:
+            raise ValueError(
+                f"{cache_index}: key {index['key']} differs from the student's cache_key {out['cache_key']}; "
+                "fix: pass the --cache-dir the student was distilled from"
+            )
+        out["cache_key"] = out["cache_key"] or index.get("key")
+        out["teacher"] = out["teacher"] or index.get("teacher")
+        out["teacher_weights_sha256"] = out["teacher_weights_sha256"] or index.get("weights_sha256")
+
+    # Manifest: the content hash at its revision (what the audit recomputes).
+    if out["manifest_uri"] is not None:
+        now = manifest_hash(str(out["manifest_uri"]), out["manifest_rev"], out["manifest_repo"])
+        if out["manifest_sha256"] and out["manifest_sha256"] != now:
+            out["manifest_sha256_at_training"] = out["manifest_sha256"]
+        out["manifest_sha256"] = now
+
+    # Anything else the distill stage put in its lineage block is kept as is.
+    if isinstance(block, Mapping):
+        known = {name for names in _ALIASES.values() for name in names}
+        for key, value in block.items():
+            if key not in known and isinstance(value, str | int | float | bool):
+                out.setdefault(f"extra.{key}", value)
+    return {k: str(v) for k, v in out.items() if v is not None}
+
+
+def as_tags(lineage: Mapping[str, str]) -> dict[str, str]:
+    """Lineage as MLflow tags (`lineage.<key>`)."""
+    return {f"{PREFIX}{k}": v for k, v in lineage.items()}
+
+
+def from_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """Lineage back from MLflow tags."""
+    return {k[len(PREFIX) :]: v for k, v in tags.items() if k.startswith(PREFIX)}

@@ -1,0 +1,418 @@
+"""`g2l promote`: register a student with its lineage; move `champion` only when it passed and is better."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from g2l.registry import blobs, lineage
+from g2l.registry.config import RegistryConfig
+from g2l.registry.lock import file_lock, registry_mutex
+from g2l.registry.policy import PrimaryMetric, candidate_name, flatten_metrics, load_primary_metric
+from g2l.registry.store import (
+    RegistryError,
+    alias_version,
+    check_uri,
+    ensure_experiment,
+    ensure_model,
+    model_name,
+    open_client,
+    resolve_uri,
+    sqlite_path,
+)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+REJECTED_TAG = "rejected"
+KEY_TAG = "g2l.promotion_key"
+METRIC_TAG = "g2l.metric."
+HOLD_ENV = "G2L_PROMOTE_HOLD_S"  # fault injection: widen the read-compare-set window (concurrency tests)
+EXIT_PROMOTED = 0
+EXIT_NOT_PROMOTED = 4
+EXIT_ERROR = 2
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PromotionResult:
+    """What a promotion did: the version, its aliases now, and why."""
+
+    model: str
+    version: int
+    aliases: tuple[str, ...]
+    status: str  # promoted | already-champion | challenger | rejected
+    reasons: tuple[str, ...]
+    created: bool
+    run_id: str
+    registry_uri: str
+
+    @property
+    def promoted(self) -> bool:
+        """True when the version is the champion after this call."""
+        return self.status in ("promoted", "already-champion")
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the version is the champion, 4 when registered but not promoted."""
+        return EXIT_PROMOTED if self.promoted else EXIT_NOT_PROMOTED
+
+    def summary_line(self) -> str:
+        """The machine-readable last output line of `g2l promote`."""
+        return json.dumps(
+            {
+                "model": self.model,
+                "version": self.version,
+                "aliases": list(self.aliases),
+                "status": self.status,
+                "created": self.created,
+                "reasons": list(self.reasons),
+            }
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    student: str
+    student_config: dict[str, Any]
+    report_uri: str
+    report: dict[str, Any]
+    report_sha256: str
+    decision_uri: str
+    decision: dict[str, Any]
+    weights_sha256: str
+
+    @property
+    def key(self) -> str:
+        return blobs.sha256_bytes(f"{self.weights_sha256}:{self.report_sha256}".encode())
+
+
+def _load_inputs(student: str, report: str, decision: str) -> _Inputs:
+    for what, uri in (
+        ("student weights", blobs.join(student, lineage.WEIGHTS_FILE)),
+        ("student config", blobs.join(student, lineage.CONFIG_FILE)),
+        ("report", report),
+        ("decision", decision),
+    ):
+        if not blobs.exists(uri):
+            raise FileNotFoundError(f"{what} {uri} not found; fix: pass the paths the earlier stages wrote")
+    report_bytes = blobs.read_bytes(report)
+    return _Inputs(
+        student=student,
+        student_config=blobs.read_json(blobs.join(student, lineage.CONFIG_FILE)),
+        report_uri=report,
+        report=json.loads(report_bytes),
+        report_sha256=blobs.sha256_bytes(report_bytes),
+        decision_uri=decision,
+        decision=blobs.read_json(decision),
+        weights_sha256=blobs.sha256_uri(blobs.join(student, lineage.WEIGHTS_FILE)),
+    )
+
+
+def _failed_reasons(decision: Mapping[str, Any]) -> list[str]:
+    reasons = [
+        str(r.get("reason") or r.get("rule"))
+        for r in decision.get("rules") or []
+        if isinstance(r, Mapping) and not r.get("passed", True)
+    ]
+    return reasons or ["the gate decision did not pass"]
+
+
+def promote(
+    *,
+    student: str,
+    report: str,
+    decision: str,
+    cancer: str,
+    policy: str | None = None,
+    registry_uri: str | None = None,
+    config: RegistryConfig | None = None,
+    artifact_root: str = "demo-output/artifacts",
+    candidate: str | None = None,
+    overrides: lineage.LineageOverrides | None = None,
+    quiet: bool = False,
+) -> PromotionResult:
+    """Log a run, register (once) a version with lineage tags, then decide `champion` under a lock."""
+    config = config or RegistryConfig()
+    overrides = overrides or lineage.LineageOverrides()
+    primary = load_primary_metric(policy or config.policy)
+    inputs = _load_inputs(student, report, decision)
+    cand = candidate_name(inputs.report, inputs.decision, inputs.weights_sha256, candidate)
+    cand_metrics = flatten_metrics(inputs.report, [cand])
+    value = cand_metrics.get(f"{cand}.{primary.key}")
+    if value is None:
+        raise ValueError(
+            f"report {report} has no {primary.key} for candidate {cand!r} (the policy's primary metric); "
+            f"it has {sorted(k.split('.', 1)[1] for k in cand_metrics) or 'no metrics'}; fix: evaluate on "
+            f"benchmark {primary.benchmark!r} or change primary_metric in the policy"
+        )
+    lin = lineage.collect(student, inputs.student_config, overrides)
+    uri = resolve_uri(registry_uri, config, artifact_root)
+    check_uri(uri)  # before any lock file is made next to a database that cannot exist
+    name = model_name(cancer)
+    db = sqlite_path(uri)
+    mode = config.lock if config.lock != "auto" else ("file" if db is not None else "registry")
+    if mode == "file" and db is None:
+        raise RegistryError(
+            f"registry.lock: file needs a sqlite registry, got {uri!r}; fix: use lock: registry"
+        )
+
+    # A file lock covers the whole promotion (including creating a fresh sqlite db); the registry
+    # mutex covers only the find-or-create-version and champion decision, so uploads run in parallel.
+    outer = file_lock(db, config.lock_timeout_s) if mode == "file" and db else contextlib.nullcontext()
+    with outer:
+        client = open_client(uri)
+        exp_id = ensure_experiment(client, uri, config, cancer)
+        ensure_model(client, name, f"g2l students distilled for {cancer}; alias `champion` is served")
+        existing = _version_with_key(client, name, inputs.key)
+        run_id = (
+            existing.run_id
+            if existing is not None
+            else _log_run(client, exp_id, inputs, cand, lin, primary, value)
+        )
+        inner = (
+            registry_mutex(client, name, config.lock_timeout_s, config.lock_stale_s)
+            if mode == "registry"
+            else contextlib.nullcontext()
+        )
+        with inner:
+            version = _version_with_key(client, name, inputs.key)
+            created = version is None
+            if version is None:
+                version = _create_version(
+                    client, name, run_id, inputs, cand, cand_metrics, lin, primary, value
+                )
+            elif existing is None and version.run_id != run_id:
+                client.delete_run(run_id)  # a concurrent twin registered the same student first
+            status, reasons = _decide(client, name, version, inputs, primary, value)
+        aliases = tuple(sorted(client.get_model_version(name, str(version.version)).aliases))
+    result = PromotionResult(
+        model=name,
+        version=int(version.version),
+        aliases=aliases,
+        status=status,
+        reasons=tuple(reasons),
+        created=created,
+        run_id=run_id,
+        registry_uri=uri,
+    )
+    if not quiet:
+        from g2l.progress import console
+
+        colour = "green" if result.promoted else "yellow"
+        verb = "registered" if created else "already registered"
+        console.print(
+            f"[{colour}]{name} v{result.version} {verb}: {status}[/{colour}] ({'; '.join(reasons)})"
+        )
+    return result
+
+
+def _version_with_key(client: Any, name: str, key: str) -> Any | None:
+    found = client.search_model_versions(f"name='{name}' and tags.`{KEY_TAG}` = '{key}'")
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def _log_run(
+    client: Any,
+    exp_id: str,
+    inputs: _Inputs,
+    cand: str,
+    lin: Mapping[str, str],
+    primary: PrimaryMetric,
+    value: float,
+) -> str:
+    from mlflow.entities import Metric, Param
+
+    # Resume: a finished run for the same student and report is reused rather than logged again.
+    done = client.search_runs(
+        [exp_id], f"tags.`{KEY_TAG}` = '{inputs.key}' and attributes.status = 'FINISHED'", max_results=1
+    )
+    if done:
+        return str(done[0].info.run_id)
+    tags = {
+        KEY_TAG: inputs.key,
+        "g2l.candidate": cand,
+        "g2l.report_sha256": inputs.report_sha256,
+        **lineage.as_tags(lin),
+    }
+    run = client.create_run(
+        exp_id, run_name=f"promote-{inputs.weights_sha256[:12]}", tags={k: v[:8000] for k, v in tags.items()}
+    )
+    run_id = run.info.run_id
+    try:
+        cfg = lineage.config_block(inputs.student_config) or {
+            k: v for k, v in inputs.student_config.items() if not isinstance(v, Mapping | list)
+        }
+        params = [Param(_clean_key(k), str(v)[:6000]) for k, v in _flatten(cfg).items()]
+        for start in range(0, len(params), 100):
+            client.log_batch(run_id, params=params[start : start + 100])
+        now = int(time.time() * 1000)
+        metrics = [Metric(_clean_key(k), v, now, 0) for k, v in flatten_metrics(inputs.report).items()]
+        for start in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[start : start + 1000])
+        with _local_dir(inputs.student) as student_dir:
+            client.log_artifacts(run_id, str(student_dir), "student")
+        with tempfile.TemporaryDirectory() as tmp:
+            files = {
+                "report.json": blobs.read_bytes(inputs.report_uri),
+                "decision.json": blobs.read_bytes(inputs.decision_uri),
+                "lineage.json": json.dumps(dict(lin), indent=2, sort_keys=True).encode(),
+                "model_card.md": _model_card(inputs, cand, lin, primary, value).encode(),
+            }
+            html = blobs.join(os.path.dirname(inputs.report_uri) or ".", "report.html")
+            if blobs.exists(html):
+                files["report.html"] = blobs.read_bytes(html)
+            for fname, data in files.items():
+                (Path(tmp) / fname).write_bytes(data)
+                client.log_artifact(run_id, str(Path(tmp) / fname))
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id)
+    return str(run_id)
+
+
+def _create_version(
+    client: Any,
+    name: str,
+    run_id: str,
+    inputs: _Inputs,
+    cand: str,
+    cand_metrics: Mapping[str, float],
+    lin: Mapping[str, str],
+    primary: PrimaryMetric,
+    value: float,
+) -> Any:
+    passed = bool(inputs.decision.get("passed"))
+    tags = {
+        KEY_TAG: inputs.key,
+        "g2l.candidate": cand,
+        "g2l.report_sha256": inputs.report_sha256,
+        "g2l.gate": "passed" if passed else "failed",
+        "g2l.gate_rules": json.dumps(inputs.decision.get("rules") or [], sort_keys=True)[:90000],
+        "g2l.primary_metric": primary.key,
+        "g2l.primary_value": repr(value),
+        **{METRIC_TAG + k.split(".", 1)[1]: repr(v) for k, v in cand_metrics.items()},
+        **lineage.as_tags(lin),
+    }
+    source = f"{client.get_run(run_id).info.artifact_uri}/student"
+    version = client.create_model_version(
+        name,
+        source=source,
+        run_id=run_id,
+        tags=tags,
+        description=f"student {inputs.weights_sha256[:12]} ({cand})",
+    )
+    deadline = time.monotonic() + 120
+    while (
+        version.status == "PENDING_REGISTRATION" and time.monotonic() < deadline
+    ):  # remote stores copy async
+        time.sleep(0.5)
+        version = client.get_model_version(name, str(version.version))
+    if version.status == "FAILED_REGISTRATION":
+        raise RegistryError(f"{name} v{version.version}: registration failed: {version.status_message}")
+    return version
+
+
+def _decide(
+    client: Any, name: str, version: Any, inputs: _Inputs, primary: PrimaryMetric, value: float
+) -> tuple[str, list[str]]:
+    """Read the champion, compare, set the alias; the caller holds the promotion lock."""
+    mine = str(version.version)
+    champion = alias_version(client, name, CHAMPION)
+    hold = float(os.environ.get(HOLD_ENV) or 0)
+    if hold > 0:
+        time.sleep(hold)
+    if champion is not None and str(champion.version) == mine:
+        return "already-champion", [f"v{mine} is the champion"]
+    if not inputs.decision.get("passed"):
+        reasons = _failed_reasons(inputs.decision)
+        client.set_model_version_tag(name, mine, REJECTED_TAG, "; ".join(reasons)[:90000])
+        client.set_model_version_tag(name, mine, "g2l.decision", "rejected")
+        return "rejected", ["gate failed: " + "; ".join(reasons)]
+    champ_value = None
+    if champion is not None:
+        raw = champion.tags.get(METRIC_TAG + primary.key)
+        champ_value = float(raw) if raw not in (None, "") else None
+    if champion is None:
+        reason = "no champion yet"
+    elif champ_value is None:
+        reason = f"champion v{champion.version} has no recorded {primary.key}"
+    elif primary.beats(value, champ_value):
+        reason = f"{primary.key} {value:.6g} beats champion v{champion.version} ({champ_value:.6g})"
+    else:
+        reason = f"{primary.key} {value:.6g} does not beat champion v{champion.version} ({champ_value:.6g})"
+        client.set_registered_model_alias(name, CHALLENGER, mine)
+        client.set_model_version_tag(name, mine, "g2l.decision", "challenger")
+        client.set_model_version_tag(name, mine, "g2l.not_promoted_reason", reason)
+        return "challenger", [reason]
+    client.set_registered_model_alias(name, CHAMPION, mine)
+    client.set_model_version_tag(name, mine, "g2l.decision", "promoted")
+    client.set_model_version_tag(name, mine, "g2l.promoted_reason", reason)
+    challenger = alias_version(client, name, CHALLENGER)
+    if challenger is not None and str(challenger.version) == mine:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    now = alias_version(client, name, CHAMPION)  # verify: under the lock nobody else may have moved it
+    if now is None or str(now.version) != mine:
+        raise RegistryError(
+            f"{name}: champion alias moved to v{getattr(now, 'version', None)} while "
+            f"v{mine} held the promotion lock; another promoter ignores the lock"
+        )
+    return "promoted", [reason]
+
+
+@contextlib.contextmanager
+def _local_dir(uri: str) -> Iterator[Path]:
+    """A local directory with the files of `uri` (gs:// prefixes are staged)."""
+    if "://" not in uri or uri.startswith("file://"):
+        yield blobs.local_path(uri)
+        return
+    from g2l import storage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = uri.rstrip("/") + "/"
+        for info in storage.list_files(prefix):
+            rel = info.uri[len(prefix) :]
+            target = Path(tmp) / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(Path(storage.stage(info.uri)).read_bytes())
+        yield Path(tmp)
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, full + "."))
+        else:
+            out[full] = json.dumps(value) if isinstance(value, list | tuple) else value
+    return out
+
+
+def _clean_key(key: str) -> str:
+    """MLflow keys allow letters, digits, `_ - . / ` and spaces."""
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", key)[:250]
+
+
+def _model_card(
+    inputs: _Inputs, cand: str, lin: Mapping[str, str], primary: PrimaryMetric, value: float
+) -> str:
+    lines = [
+        f"# g2l student `{cand}`",
+        "",
+        f"- gate: {'passed' if inputs.decision.get('passed') else 'failed'}",
+        f"- {primary.key}: {value:.6g}",
+        f"- student weights sha256: {inputs.weights_sha256}",
+        "",
+        "## Lineage",
+        "",
+    ]
+    lines += [f"- {k}: `{v}`" for k, v in sorted(lin.items())]
+    return "\n".join(lines) + "\n"
