@@ -25,7 +25,11 @@ def tile_slides(
     from g2l.pipeline_steps import tile_group
 
     return tile_group(
-        manifest=manifest, slide_ids=slide_ids, config_uri=config_uri, artifact_root=artifact_root, cancer=cancer
+        manifest=manifest,
+        slide_ids=slide_ids,
+        config_uri=config_uri,
+        artifact_root=artifact_root,
+        cancer=cancer,
     )
 
 

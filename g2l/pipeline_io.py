@@ -124,22 +124,32 @@ def slide_groups(manifest_uri: str, n_groups: int) -> list[str]:
     return [",".join(group) for group in split_groups(ids, n_groups)]
 
 
-def slide_group_items(manifest_uri: str, manifest_sha256: str, config_uri: str, n_groups: int
-                      ) -> list[dict[str, str]]:
+def slide_group_items(
+    manifest_uri: str, manifest_sha256: str, config_uri: str, n_groups: int
+) -> list[dict[str, str]]:
     """Tiling work items: each task's slide ids plus the pinned inputs, carried in the loop item itself.
 
     The loop body takes every upstream value from its item (kfp.local cannot pass other task outputs
     into a ParallelFor body), and the hashes in it key the cache of each tiling task.
     """
-    return [{"slide_ids": ids, "manifest": manifest_uri, "manifest_sha256": manifest_sha256,
-             "config_uri": config_uri} for ids in slide_groups(manifest_uri, n_groups)]
+    return [
+        {
+            "slide_ids": ids,
+            "manifest": manifest_uri,
+            "manifest_sha256": manifest_sha256,
+            "config_uri": config_uri,
+        }
+        for ids in slide_groups(manifest_uri, n_groups)
+    ]
 
 
 def rank_items(shards: str, shards_sha256: str, config_uri: str, world_size: int) -> list[dict[str, str]]:
     """Embedding work items, one per rank; ranks are strings (loop items pass through JSON numbers)."""
     check_positive("embed_groups", world_size)
-    return [{"rank": str(r), "shards": shards, "shards_sha256": shards_sha256, "config_uri": config_uri}
-            for r in range(world_size)]
+    return [
+        {"rank": str(r), "shards": shards, "shards_sha256": shards_sha256, "config_uri": config_uri}
+        for r in range(world_size)
+    ]
 
 
 def stage_file(uri_or_text: str, suffix: str = ".yaml") -> Path:

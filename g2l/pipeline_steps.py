@@ -23,14 +23,14 @@ from g2l.pipeline_io import distill_dir, load_stage_config, parse_list, read_tex
 WORK_DIR_ENV = "G2L_WORK_DIR"
 
 
-# --- artifact roots on GCS: the embed/distill/evaluate stages read and write local directories -------------
+# --- artifact roots on GCS: the embed/distill/evaluate stages read and write local directories ----
 
 
 def _download_prefix(uri: str, dest: Path) -> None:
     from g2l import storage
 
     for info in storage.list_files(uri):
-        rel = info.uri[len(uri.rstrip("/")) + 1:]
+        rel = info.uri[len(uri.rstrip("/")) + 1 :]
         target = dest / rel
         if target.exists() and target.stat().st_size == info.size:
             continue
@@ -50,7 +50,9 @@ def local_root(artifact_root: str, pull: list[str], push: list[str]) -> Iterator
         return
     work = Path(os.environ.get(WORK_DIR_ENV) or tempfile.mkdtemp(prefix="g2l-work-"))
     for sub in pull:
-        if storage.exists(storage.join(artifact_root, sub)) or storage.list_files(storage.join(artifact_root, sub)):
+        if storage.exists(storage.join(artifact_root, sub)) or storage.list_files(
+            storage.join(artifact_root, sub)
+        ):
             _download_prefix(storage.join(artifact_root, sub), work / sub)
     try:
         yield str(work)
@@ -60,7 +62,7 @@ def local_root(artifact_root: str, pull: list[str], push: list[str]) -> Iterator
                 storage.sync_dir(work / sub, storage.join(artifact_root, sub))
 
 
-# --- tiling --------------------------------------------------------------------------------------------------
+# --- tiling ---------------------------------------------------------------------------------------
 
 
 def tile_group(*, manifest: str, slide_ids: str, config_uri: str, artifact_root: str, cancer: str) -> str:
@@ -82,12 +84,14 @@ def pack_shards(*, manifest: str, config_uri: str, artifact_root: str) -> tuple[
     config = load_stage_config(tiling.TilingConfig, config_uri, "tiling")
     summary = tiling.write_shards(artifact_root, manifest, config)
     if summary["n_tiles"] == 0:
-        raise RuntimeError(f"no tiles under {artifact_root}: every slide failed or had no tissue "
-                           f"({len(summary['slides_failed'])} failed; see tiles/summary.json)")
+        raise RuntimeError(
+            f"no tiles under {artifact_root}: every slide failed or had no tissue "
+            f"({len(summary['slides_failed'])} failed; see tiles/summary.json)"
+        )
     return storage.join(artifact_root, "shards"), summary["shards_sha256"]
 
 
-# --- teacher embedding cache ---------------------------------------------------------------------------------
+# --- teacher embedding cache ----------------------------------------------------------------------
 
 
 def _embed_config(config_uri: str, teacher: str) -> Any:  # noqa: D103
@@ -96,8 +100,16 @@ def _embed_config(config_uri: str, teacher: str) -> Any:  # noqa: D103
     return load_stage_config(embed.EmbedConfig, config_uri, "embed", teacher=teacher or None)
 
 
-def embed_rank(*, config_uri: str, artifact_root: str, teacher: str, rank: int, world_size: int,
-               cancer: str, gpus: int = -1) -> str:
+def embed_rank(
+    *,
+    config_uri: str,
+    artifact_root: str,
+    teacher: str,
+    rank: int,
+    world_size: int,
+    cancer: str,
+    gpus: int = -1,
+) -> str:
     """Fill this rank's parts of the teacher embedding cache; returns the cache directory (under ROOT).
 
     `gpus` is the pod's GPU request: 0 pins the teacher to the CPU, -1 keeps the config's device.
@@ -108,47 +120,85 @@ def embed_rank(*, config_uri: str, artifact_root: str, teacher: str, rank: int, 
     if gpus == 0:
         config = dataclasses.replace(config, device="cpu")
     with local_root(artifact_root, pull=["shards", "embeddings"], push=["embeddings"]) as root:
-        cache = embed.run_embed(str(Path(root) / "shards"), root, config, rank=rank, world_size=world_size,
-                                quiet=True, run_id=run_id(), cancer=cancer)
+        cache = embed.run_embed(
+            str(Path(root) / "shards"),
+            root,
+            config,
+            rank=rank,
+            world_size=world_size,
+            quiet=True,
+            run_id=run_id(),
+            cancer=cancer,
+        )
         return storage.join(artifact_root, relative_to_root(cache, root))
 
 
 def seal_cache(*, config_uri: str, artifact_root: str, teacher: str, cancer: str) -> str:
     """Once every rank is done, a single-worker pass finds every part present and writes index + _COMPLETE."""
-    return embed_rank(config_uri=config_uri, artifact_root=artifact_root, teacher=teacher, rank=0,
-                      world_size=1, cancer=cancer)
+    return embed_rank(
+        config_uri=config_uri,
+        artifact_root=artifact_root,
+        teacher=teacher,
+        rank=0,
+        world_size=1,
+        cancer=cancer,
+    )
 
 
-# --- distillation --------------------------------------------------------------------------------------------
+# --- distillation ---------------------------------------------------------------------------------
 
 
 def relative_to_root(uri: str, artifact_root: str) -> str:
     """`uri`'s path below the artifact root (local paths and gs:// URIs alike)."""
     root = artifact_root.rstrip("/")
     if uri.startswith(root + "/"):
-        return uri[len(root) + 1:]
+        return uri[len(root) + 1 :]
     return os.path.relpath(uri, root)
 
 
-def distill_local(*, cache: str, config_uri: str, config_sha256: str, artifact_root: str, student: str,
-                  gpus: int, max_steps: int, cancer: str) -> str:
-    """Distil with torchrun in this pod (one process per GPU, or one on CPU); returns the student directory."""
+def distill_local(
+    *,
+    cache: str,
+    config_uri: str,
+    config_sha256: str,
+    artifact_root: str,
+    student: str,
+    gpus: int,
+    max_steps: int,
+    cancer: str,
+) -> str:
+    """Distil with torchrun in this pod (a process per GPU, or one on CPU); returns the student directory."""
     from g2l import distill, storage
 
     config = load_stage_config(distill.DistillConfig, config_uri, "distill", student=student or None)
-    run_rel = relative_to_root(distill_dir(artifact_root, cache=cache, config_sha256=config_sha256,
-                                           student=config.student, max_steps=max_steps), artifact_root)
+    run_rel = relative_to_root(
+        distill_dir(
+            artifact_root,
+            cache=cache,
+            config_sha256=config_sha256,
+            student=config.student,
+            max_steps=max_steps,
+        ),
+        artifact_root,
+    )
     cache_rel = relative_to_root(cache, artifact_root)
     # The run directory travels both ways: its checkpoints let a preempted pod's successor resume.
     with local_root(artifact_root, pull=["shards", cache_rel, run_rel], push=[run_rel]) as root:
-        student_dir = distill.run_distill(config, str(Path(root) / "shards"), str(Path(root) / cache_rel),
-                                          str(Path(root) / run_rel), nproc=max(gpus, 1),
-                                          max_steps=max_steps or None, quiet=True, run_id=run_id(),
-                                          cancer=cancer)
+        student_dir = distill.run_distill(
+            config,
+            str(Path(root) / "shards"),
+            str(Path(root) / cache_rel),
+            str(Path(root) / run_rel),
+            nproc=max(gpus, 1),
+            max_steps=max_steps or None,
+            quiet=True,
+            run_id=run_id(),
+            cancer=cancer,
+        )
         return storage.join(artifact_root, run_rel, relative_to_root(student_dir, str(Path(root) / run_rel)))
 
 
-# --- evaluation, gate, promotion -----------------------------------------------------------------------------
+# --- evaluation, gate, promotion ------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,16 +234,27 @@ def use_registry(registry_uri: str, config_uri: str, artifact_root: str) -> str:
     return uri
 
 
-def evaluate_student(*, student: str, config_uri: str, teacher: str, benchmarks: str, cancer: str,
-                     registry_uri: str, artifact_root: str, html_out: str | None = None) -> EvaluateResult:
+def evaluate_student(
+    *,
+    student: str,
+    config_uri: str,
+    teacher: str,
+    benchmarks: str,
+    cancer: str,
+    registry_uri: str,
+    artifact_root: str,
+    html_out: str | None = None,
+) -> EvaluateResult:
     """Evaluate student, teacher and the current champion; report.json/html in the run's eval/ directory."""
     from g2l import evaluate, registry, storage
 
     config = load_stage_config(evaluate.EvaluateConfig, config_uri, "evaluate")
     bench_list = parse_list(benchmarks)
     if not bench_list:
-        raise ValueError("no benchmarks to evaluate on: set the pipeline parameter `benchmarks` "
-                         "(comma-separated benchmark YAML files, e.g. configs/benchmarks/synthetic.yaml)")
+        raise ValueError(
+            "no benchmarks to evaluate on: set the pipeline parameter `benchmarks` "
+            "(comma-separated benchmark YAML files, e.g. configs/benchmarks/synthetic.yaml)"
+        )
     use_registry(registry_uri, config_uri, artifact_root)
     resolver = getattr(registry, "resolve_spec", None)
     models = {"student": student, config.teacher_model: teacher or _embed_config(config_uri, "").teacher}
@@ -203,19 +264,38 @@ def evaluate_student(*, student: str, config_uri: str, teacher: str, benchmarks:
     with local_root(run_dir, pull=["student", "eval"], push=["eval"]) as root:
         local_models = {**models, "student": str(Path(root) / "student")}
         out = str(Path(root) / "eval")
-        report = evaluate.run_evaluate(config, local_models, [str(stage_file(b)) for b in bench_list], out,
-                                       quiet=True, registry_resolver=resolver, run_id=run_id(), cancer=cancer)
+        report = evaluate.run_evaluate(
+            config,
+            local_models,
+            [str(stage_file(b)) for b in bench_list],
+            out,
+            quiet=True,
+            registry_resolver=resolver,
+            run_id=run_id(),
+            cancer=cancer,
+        )
         if html_out:
             shutil.copyfile(Path(out) / "report.html", html_out)
-    return EvaluateResult(report_uri=storage.join(run_dir, "eval", "report.json"), metrics=flatten_report(report))
+    return EvaluateResult(
+        report_uri=storage.join(run_dir, "eval", "report.json"), metrics=flatten_report(report)
+    )
 
 
-def gate_report(report: str, gate_policy: str, candidate: str) -> bool:
+def gate_report(report: str, gate_policy: str, candidate: str, *, cancer: str = "none") -> bool:
     """Apply the policy (YAML text or URI) to report.json; writes decision.json beside it; True = passed."""
     from g2l import gate, storage
+    from g2l.metrics import StageMetrics
 
-    decision = gate.decide(json.loads(storage.read_text(report)), gate.load_policy(stage_file(gate_policy)),
-                           candidate)
+    with StageMetrics("gate", run_id=run_id(), cancer=cancer) as metrics:
+        decision = gate.decide(
+            json.loads(storage.read_text(report)), gate.load_policy(stage_file(gate_policy)), candidate
+        )
+        metrics.gauge("gate_passed", "1 when the candidate passed every rule of the policy").set(
+            int(decision.passed)
+        )
+        metrics.counter("gate_rules_failed_total", "Policy rules the candidate failed").inc(
+            sum(not r.passed for r in decision.rules)
+        )
     target = storage.join(report.rstrip("/").rsplit("/", 1)[0], "decision.json")
     storage.put_text(target, json.dumps(decision.to_dict(), indent=2) + "\n")
     from g2l.progress import console
@@ -225,18 +305,43 @@ def gate_report(report: str, gate_policy: str, candidate: str) -> bool:
     return bool(decision.passed)
 
 
-def promote_student(*, student: str, report: str, gate_policy: str, cancer: str, registry_uri: str,
-                    config_uri: str, artifact_root: str, manifest_rev: str) -> str:
-    """Register the student with its lineage; `champion` moves only if it still wins; returns the summary line."""
+def promote_student(
+    *,
+    student: str,
+    report: str,
+    gate_policy: str,
+    cancer: str,
+    registry_uri: str,
+    config_uri: str,
+    artifact_root: str,
+    manifest_rev: str,
+) -> str:
+    """Register the student with its lineage; `champion` moves only if it still wins; returns a summary."""
     from g2l import registry
 
     uri = use_registry(registry_uri, config_uri, artifact_root)
     decision = report.rstrip("/").rsplit("/", 1)[0] + "/decision.json"
-    lineage = registry.LineageOverrides(manifest_rev=manifest_rev or None, pipeline_run_id=run_id(),
-                                        shards_index=f"{artifact_root.rstrip('/')}/shards/index.json")
-    result = registry.promote(student=student, report=report, decision=decision, cancer=cancer,
-                              policy=str(stage_file(gate_policy)), registry_uri=uri, artifact_root=artifact_root,
-                              overrides=lineage, quiet=True)
+    lineage = registry.LineageOverrides(
+        manifest_rev=manifest_rev or None,
+        pipeline_run_id=run_id(),
+        shards_index=f"{artifact_root.rstrip('/')}/shards/index.json",
+    )
+    from g2l.metrics import StageMetrics
+
+    with StageMetrics("promote", run_id=run_id(), cancer=cancer) as metrics:
+        result = registry.promote(
+            student=student,
+            report=report,
+            decision=decision,
+            cancer=cancer,
+            policy=str(stage_file(gate_policy)),
+            registry_uri=uri,
+            artifact_root=artifact_root,
+            overrides=lineage,
+            quiet=True,
+        )
+        metrics.counter("promotions_total", "Students that became champion").inc(int(result.promoted))
+        metrics.gauge("registered_version", "Model version this run registered").set(float(result.version))
     return result.summary_line()
 
 

@@ -1,4 +1,4 @@
-"""The distillation step: torchrun in this pod, or a multi-node Kubeflow TrainJob created, watched and awaited."""
+"""The distillation step: torchrun in this pod, or a multi-node Kubeflow TrainJob created and awaited."""
 
 from __future__ import annotations
 
@@ -35,8 +35,14 @@ def _custom_objects_api() -> Any:
     return client.CustomObjectsApi()
 
 
-def run_job(manifest: dict[str, Any], *, api: Any = None, poll_s: float = 30.0, timeout_s: float = 7 * 24 * 3600,
-            log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_job(
+    manifest: dict[str, Any],
+    *,
+    api: Any = None,
+    poll_s: float = 30.0,
+    timeout_s: float = 7 * 24 * 3600,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Create the job (or adopt it when a retried pod finds it already there) and wait for it to finish.
 
     Every change of the job's conditions is logged as it happens, so the kfp task's log shows the
@@ -65,27 +71,51 @@ def run_job(manifest: dict[str, Any], *, api: Any = None, poll_s: float = 30.0, 
             key = (cond.get("type", ""), cond.get("status", ""), cond.get("reason", ""))
             if key not in seen:
                 seen.add(key)
-                say(f"{manifest['kind']} {name}: {key[0]}={key[1]} {key[2]} {cond.get('message', '')}".rstrip())
+                say(
+                    f"{manifest['kind']} {name}: {key[0]}={key[1]} {key[2]} {cond.get('message', '')}".rstrip()
+                )
             if cond.get("status") == "True" and cond.get("type") in DONE:
                 return obj
             if cond.get("status") == "True" and cond.get("type") in FAILED:
-                raise TrainJobFailed(f"{manifest['kind']} {ns}/{name} failed: {cond.get('reason', '')} "
-                                     f"{cond.get('message', '')}".rstrip())
+                raise TrainJobFailed(
+                    f"{manifest['kind']} {ns}/{name} failed: {cond.get('reason', '')} "
+                    f"{cond.get('message', '')}".rstrip()
+                )
         if time.monotonic() > deadline:
             raise TrainJobFailed(f"{manifest['kind']} {ns}/{name} did not finish within {timeout_s:.0f}s")
         time.sleep(poll_s)
 
 
-def distill(*, shards: str, cache: str, config_uri: str, config_sha256: str, artifact_root: str, student: str,
-            gpus: int, nodes: int, max_steps: int, image: str, cancer: str, api: Any = None,
-            poll_s: float = 30.0) -> str:
+def distill(
+    *,
+    shards: str,
+    cache: str,
+    config_uri: str,
+    config_sha256: str,
+    artifact_root: str,
+    student: str,
+    gpus: int,
+    nodes: int,
+    max_steps: int,
+    image: str,
+    cancer: str,
+    api: Any = None,
+    poll_s: float = 30.0,
+) -> str:
     """Distil the student: in this pod for one node, else as a TrainJob over `nodes` x `gpus` GPUs."""
     from g2l.pipeline_steps import distill_local
 
     if nodes <= 1:
-        return distill_local(cache=cache, config_uri=config_uri, config_sha256=config_sha256,
-                             artifact_root=artifact_root, student=student, gpus=gpus, max_steps=max_steps,
-                             cancer=cancer)
+        return distill_local(
+            cache=cache,
+            config_uri=config_uri,
+            config_sha256=config_sha256,
+            artifact_root=artifact_root,
+            student=student,
+            gpus=gpus,
+            max_steps=max_steps,
+            cancer=cancer,
+        )
     from g2l import distill as distill_stage
     from g2l import storage
     from g2l.distill.emit import JobSpec, render_trainjob
@@ -93,14 +123,29 @@ def distill(*, shards: str, cache: str, config_uri: str, config_sha256: str, art
     from g2l.pipeline_io import load_stage_config
 
     config = load_stage_config(distill_stage.DistillConfig, config_uri, "distill", student=student or None)
-    run_dir = distill_dir(artifact_root, cache=cache, config_sha256=config_sha256, student=config.student,
-                          max_steps=max_steps)
+    run_dir = distill_dir(
+        artifact_root, cache=cache, config_sha256=config_sha256, student=config.student, max_steps=max_steps
+    )
     # Every node reads the same paths: the artifact root must be a filesystem all pods mount (GCS FUSE,
     # Filestore), which is how multi-node training reads its data anyway.
-    args = distill_args(config_uri, shards, cache, run_dir, max_steps=max_steps or None, quiet=True,
-                        run_id=run_id(), cancer=cancer)
-    job = JobSpec(name=f"g2l-{cancer}-{run_dir.rstrip('/').rsplit('/', 1)[-1]}", image=image, nodes=nodes,
-                  gpus_per_node=gpus, namespace=os.environ.get(NAMESPACE_ENV) or "kubeflow",
-                  service_account=os.environ.get(SERVICE_ACCOUNT_ENV) or "g2l-pipeline", runtime=RUNTIME)
+    args = distill_args(
+        config_uri,
+        shards,
+        cache,
+        run_dir,
+        max_steps=max_steps or None,
+        quiet=True,
+        run_id=run_id(),
+        cancer=cancer,
+    )
+    job = JobSpec(
+        name=f"g2l-{cancer}-{run_dir.rstrip('/').rsplit('/', 1)[-1]}",
+        image=image,
+        nodes=nodes,
+        gpus_per_node=gpus,
+        namespace=os.environ.get(NAMESPACE_ENV) or "kubeflow",
+        service_account=os.environ.get(SERVICE_ACCOUNT_ENV) or "g2l-pipeline",
+        runtime=RUNTIME,
+    )
     run_job(render_trainjob(job, args), api=api, poll_s=poll_s)
     return storage.join(run_dir, "student")

@@ -210,7 +210,9 @@ def g2l_pipeline(
     _resources(evaluated, "8", "32Gi")
     _gpus(evaluated, 1, require_gpu_node=True)
 
-    gate = gate_decision(report=evaluated.outputs["Output"], gate_policy=gate_policy, candidate="student")
+    gate = gate_decision(
+        report=evaluated.outputs["Output"], gate_policy=gate_policy, candidate="student", cancer=cancer
+    )
     _resources(gate.set_caching_options(False).set_display_name("gate"), "1", "2Gi")
 
     with dsl.If(gate.output == True, name="gate-passed"):  # noqa: E712 (kfp builds a condition from ==)

@@ -1,10 +1,11 @@
-"""Run the whole pipeline on this machine under kfp.local (SubprocessRunner in this interpreter), no cluster."""
+"""Run the whole pipeline here under kfp.local (SubprocessRunner in this interpreter): no cluster needed."""
 
 from __future__ import annotations
 
 import json
 import os
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,14 @@ def _absolute(value: str) -> str:
     return str(Path(value).resolve())
 
 
-def run_local(config: str | Path, *, pipeline_root: str | Path | None = None,
-              overrides: dict[str, Any] | None = None, run_id: str | None = None,
-              enable_caching: bool = False) -> dict[str, Any]:
+def run_local(
+    config: str | Path,
+    *,
+    pipeline_root: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    enable_caching: bool = False,
+) -> dict[str, Any]:
     """Run g2l_pipeline with the parameters of `config`; returns a summary (run id, report, decision, ...).
 
     Tasks run as subprocesses of this interpreter, so g2l must be importable here (installed or on
@@ -39,19 +45,34 @@ def run_local(config: str | Path, *, pipeline_root: str | Path | None = None,
         args["manifest_uri"] = _absolute(args["manifest_uri"])
     args["benchmarks"] = ",".join(_absolute(b) for b in args["benchmarks"].split(",") if b)
     root = args["artifact_root"]
-    kfp_root = Path(pipeline_root) if pipeline_root else Path(
-        root if not storage.is_remote(root) else ".") / "kfp-local"
+    kfp_root = (
+        Path(pipeline_root)
+        if pipeline_root
+        else Path(root if not storage.is_remote(root) else ".") / "kfp-local"
+    )
     rid = run_id or f"local-{uuid.uuid4().hex[:12]}"
     # The SubprocessRunner's tasks inherit this environment: that is how the run id reaches their metrics.
     previous = os.environ.get(RUN_ID_ENV)
     os.environ[RUN_ID_ENV] = rid
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(kfp_root.resolve()),
-               raise_on_error=True, enable_caching=enable_caching)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(kfp_root.resolve()),
+        raise_on_error=True,
+        enable_caching=enable_caching,
+    )
     console.print(f"pipeline run {rid}: kfp.local, task outputs under {kfp_root}")
-    summary: dict[str, Any] = {"run_id": rid, "cancer": args["cancer"], "artifact_root": root,
-                               "pipeline_root": str(kfp_root)}
+    summary: dict[str, Any] = {
+        "run_id": rid,
+        "cancer": args["cancer"],
+        "artifact_root": root,
+        "pipeline_root": str(kfp_root),
+    }
     try:
-        task = g2l_pipeline(**args)
+        with warnings.catch_warnings():
+            # Resource requests, node selectors and the image mean nothing to the SubprocessRunner.
+            warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+            warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+            task = g2l_pipeline(**args)
         report = str(task.output)
     except RuntimeError as exc:  # kfp.local raises when a task fails; the task's log is above
         summary.update(succeeded=False, error=str(exc))

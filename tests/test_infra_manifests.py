@@ -146,6 +146,14 @@ def test_grafana_dashboard_charts_the_stage_metrics(objects):
         assert all(re.search(r"\bg2l_\w+", t["expr"]) for t in panel["targets"])
 
 
+def test_dashboard_metrics_are_ones_the_stages_emit(objects):
+    dash = json.loads(objects[("ConfigMap", "g2l-grafana-dashboard")]["data"]["g2l.json"])
+    charted = {m for p in dash["panels"] for t in p["targets"] for m in re.findall(r"\bg2l_(\w+)", t["expr"])}
+    source = "\n".join(p.read_text() for p in (INFRA.parent / "g2l").rglob("*.py"))
+    emitted = set(re.findall(r"(?:gauge|counter)\(\s*\"(\w+)\"", source))
+    assert charted <= emitted, f"dashboard charts metrics nothing emits: {sorted(charted - emitted)}"
+
+
 def test_trainer_runtime_is_a_well_formed_torch_runtime_with_gpu_tolerations(objects):
     rt = objects[("ClusterTrainingRuntime", "g2l-torch-distributed")]
     assert rt["apiVersion"] == "trainer.kubeflow.org/v1alpha1"
