@@ -71,9 +71,8 @@ def run_job(
             key = (cond.get("type", ""), cond.get("status", ""), cond.get("reason", ""))
             if key not in seen:
                 seen.add(key)
-                say(
-                    f"{manifest['kind']} {name}: {key[0]}={key[1]} {key[2]} {cond.get('message', '')}".rstrip()
-                )
+                message = cond.get("message", "")
+                say(f"{manifest['kind']} {name}: {key[0]}={key[1]} {key[2]} {message}".rstrip())
             if cond.get("status") == "True" and cond.get("type") in DONE:
                 return obj
             if cond.get("status") == "True" and cond.get("type") in FAILED:
