@@ -15,7 +15,11 @@ def promote_student(
     registry_uri: str,
     config_uri: str,
     artifact_root: str,
+    manifest_uri: str,
     manifest_rev: str,
+    manifest_repo: str,
+    cache: str,
+    image: str,
 ) -> str:
     """Promote through the registry (re-checking the champion at this moment); returns the summary line."""
     from g2l.pipeline_steps import promote_student as promote
@@ -28,5 +32,9 @@ def promote_student(
         registry_uri=registry_uri,
         config_uri=config_uri,
         artifact_root=artifact_root,
+        manifest_uri=manifest_uri,
         manifest_rev=manifest_rev,
+        manifest_repo=manifest_repo,
+        cache=cache,
+        image=image,
     )

@@ -314,17 +314,27 @@ def promote_student(
     registry_uri: str,
     config_uri: str,
     artifact_root: str,
+    manifest_uri: str,
     manifest_rev: str,
+    manifest_repo: str,
+    cache: str,
+    image: str = "",
 ) -> str:
     """Register the student with its lineage; `champion` moves only if it still wins; returns a summary."""
     from g2l import registry
 
     uri = use_registry(registry_uri, config_uri, artifact_root)
     decision = report.rstrip("/").rsplit("/", 1)[0] + "/decision.json"
+    # The manifest as the run named it (the audit re-reads it at its rev through DVC), the shard index
+    # and the embedding cache the student was trained from, this run's id and image.
     lineage = registry.LineageOverrides(
+        manifest_uri=manifest_uri or None,
         manifest_rev=manifest_rev or None,
+        manifest_repo=manifest_repo or None,
+        cache_dir=cache or None,
         pipeline_run_id=run_id(),
         shards_index=f"{artifact_root.rstrip('/')}/shards/index.json",
+        image_digest=image or None,  # the image reference the pipeline was compiled with (pin a digest)
     )
     from g2l.metrics import StageMetrics
 

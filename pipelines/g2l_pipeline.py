@@ -224,7 +224,11 @@ def g2l_pipeline(
             registry_uri=registry_uri,
             config_uri=pinned.outputs["config_uri"],
             artifact_root=artifact_root,
+            manifest_uri=manifest_uri,
             manifest_rev=manifest_rev,
+            manifest_repo=manifest_repo,
+            cache=cache.output,
+            image=G2L_IMAGE,
         )
         _resources(promoted.set_caching_options(False).set_display_name("promote"), "1", "4Gi")
 
