@@ -32,6 +32,8 @@ def tile(
 ) -> None:
     """Tile the manifest's slides at a target mpp into ROOT/tiles/ and WebDataset shards in ROOT/shards/."""
     from g2l.config import ConfigError, RunConfig, load_section
+    from g2l.manifest import ManifestError
+    from g2l.manifest import load as load_manifest
     from g2l.metrics import StageMetrics
     from g2l.progress import console
     from g2l.tiling import TilingConfig, run_tiling
@@ -51,8 +53,13 @@ def tile(
     except ConfigError as exc:
         console.print(f"[red]config error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    try:
+        loaded = load_manifest(manifest)
+    except (ManifestError, FileNotFoundError) as exc:
+        console.print(f"[red]manifest error:[/red] {exc}")
+        raise typer.Exit(2) from exc
     with StageMetrics("tiling", run_id=run.run_id, cancer=run.cancer, root=out) as metrics:
-        result = run_tiling(manifest, out, cfg, slide_ids=slide_id or None, quiet=quiet, metrics=metrics)
+        result = run_tiling(loaded, out, cfg, slide_ids=slide_id or None, quiet=quiet, metrics=metrics)
     ok = result.acceptable(cfg.max_failed_fraction)
     if not ok:
         console.print(

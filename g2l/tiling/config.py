@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from g2l.config import require
+from g2l.slides import BACKENDS
 
 TISSUE_METHODS = ("otsu_saturation",)
 
@@ -22,7 +23,7 @@ class TilingConfig:
     pen_filter: bool = True
     max_hole_mm2: float = 0.05
     min_tissue_mm2: float = 0.005
-    tissue_mpp: float = 4.0
+    tissue_mpp: float = 8.0
     tissue_level_px: int = 2048
     thumbnail_px: int = 1024
     backend: str = "auto"
@@ -31,6 +32,7 @@ class TilingConfig:
     tiles_per_shard: int = 2000
     jpeg_quality: int = 90
     jpeg_passthrough: bool = True
+    fast_jpeg: bool = True
     max_failed_fraction: float = 0.05
 
     def __post_init__(self) -> None:
@@ -75,9 +77,8 @@ class TilingConfig:
             f"tiling.thumbnail_px must be in 64..8192, got {self.thumbnail_px}",
         )
         require(
-            bool(self.backend) and self.backend.isidentifier(),
-            f"tiling.backend must be 'auto' or a backend name (cucim, openslide, tiffslide), "
-            f"got {self.backend!r}",
+            self.backend == "auto" or self.backend in BACKENDS,
+            f"tiling.backend must be 'auto' or one of {', '.join(sorted(BACKENDS))}, got {self.backend!r}",
         )
         require(self.workers >= 0, f"tiling.workers must be >= 0 (0 = all cores), got {self.workers}")
         require(

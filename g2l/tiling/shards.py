@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import tarfile
 from collections.abc import Iterator
@@ -19,33 +18,60 @@ from g2l.tiling.outputs import OutputRoot, canonical_json
 SHARD_NAME = "shard-{:06d}.tar"
 
 
-def _member(name: str, size: int) -> tarfile.TarInfo:
-    """A tar header that depends only on the name and size (mtime 0, uid/gid 0, mode 0o644)."""
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.type = tarfile.REGTYPE
-    return info
+BLOCK = 512
+RECORD = 20 * BLOCK  # tar's default record size; archives are padded to a multiple of it
+
+
+def _header(name: str, size: int) -> bytes:
+    """Tar header(s) for a regular file that depend only on name and size (mtime 0, uid/gid 0, 0o644).
+
+    Short names get a plain USTAR header built directly (tarfile's generic path costs ~0.2 ms a member,
+    which shows at thousands of tiles per second); long names go through tarfile's PAX encoder.
+    """
+    encoded = name.encode()
+    if len(encoded) > 100 or size >= 8**11:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode, info.uid, info.gid = size, 0, 0o644, 0, 0
+        info.uname = info.gname = ""
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    header = bytearray(BLOCK)
+    header[0 : len(encoded)] = encoded
+    header[100:108] = b"0000644\0"
+    header[108:116] = b"0000000\0"
+    header[116:124] = b"0000000\0"
+    header[124:136] = b"%011o\0" % size
+    header[136:148] = b"00000000000\0"
+    header[148:156] = b"        "  # checksum field counts as spaces while summing
+    header[156:157] = b"0"
+    header[257:265] = b"ustar\x0000"
+    header[148:155] = b"%06o\0" % sum(header)
+    return bytes(header)
 
 
 class DeterministicTar:
     """Append-only tar writer whose bytes depend only on the members' names and contents."""
 
     def __init__(self, fileobj: IO[bytes]) -> None:
-        self._tar = tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT)
+        self._out = fileobj
+        self._written = 0
         self.count = 0
+
+    def _write(self, data: bytes) -> None:
+        self._out.write(data)
+        self._written += len(data)
 
     def add(self, name: str, data: bytes) -> None:
         """Append one member."""
-        self._tar.addfile(_member(name, len(data)), io.BytesIO(data))
+        self._write(_header(name, len(data)))
+        self._write(data)
+        if len(data) % BLOCK:
+            self._write(b"\0" * (BLOCK - len(data) % BLOCK))
         self.count += 1
 
     def close(self) -> None:
-        """Write the end-of-archive blocks."""
-        self._tar.close()
+        """Write the end-of-archive blocks and pad to a whole record."""
+        end = self._written + 2 * BLOCK
+        self._write(b"\0" * (2 * BLOCK + (-end) % RECORD))
 
 
 class HashingWriter:

@@ -6,7 +6,8 @@ import io
 
 import numpy as np
 from PIL import Image, ImageDraw
-from scipy import ndimage
+
+from g2l.tiling.tissue import binary_morph
 
 CONTOUR_RGB = (0, 200, 0)
 TILE_RGB = (30, 80, 255)
@@ -33,8 +34,8 @@ def render_thumbnail(
     if mask_img.size != (out_w, out_h):
         mask_img = mask_img.resize((out_w, out_h), Image.Resampling.NEAREST)
     small = np.asarray(mask_img) > 127
-    edge = small & ~ndimage.binary_erosion(small, border_value=0)
-    edge = ndimage.binary_dilation(edge) if max(out_w, out_h) >= 512 else edge
+    edge = small & ~binary_morph(small, "erode", 1)
+    edge = binary_morph(edge, "dilate", 1) if max(out_w, out_h) >= 512 else edge
     pixels = np.array(canvas)
     pixels[edge] = CONTOUR_RGB
     canvas = Image.fromarray(pixels)
@@ -46,5 +47,5 @@ def render_thumbnail(
             [x * fx, y * fy, (x + size0) * fx - 1, (y + size0) * fy - 1], outline=TILE_RGB, width=1
         )
     buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG", optimize=False)
+    canvas.save(buffer, format="PNG", compress_level=3)  # level 6 costs ~3x the time for ~10% smaller
     return buffer.getvalue()

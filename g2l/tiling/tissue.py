@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -26,20 +27,40 @@ class TissueMask:
     pen_fraction: float
 
 
+def opencv() -> Any:
+    """The cv2 module (OpenCV), with an install hint when it is missing."""
+    try:
+        import cv2
+    except ImportError as exc:  # declared in pyproject; the hint is for hand-made environments
+        raise ImportError("tissue detection needs OpenCV: pip install opencv-python-headless") from exc
+    return cv2
+
+
 def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hue in degrees (0..360), saturation and value on a 0..255 scale, for a uint8 HxWx3 image."""
-    img = rgb.astype(np.float32)
-    r, g, b = img[..., 0], img[..., 1], img[..., 2]
-    vmax = img.max(axis=-1)
-    vmin = img.min(axis=-1)
-    delta = vmax - vmin
-    sat = np.where(vmax > 0, delta / np.maximum(vmax, 1e-6) * 255.0, 0.0)
-    safe = np.maximum(delta, 1e-6)
-    hue = np.where(
-        vmax == r, ((g - b) / safe) % 6.0, np.where(vmax == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
-    )
-    hue = np.where(delta > 0, hue * 60.0, 0.0)
-    return hue.astype(np.float32), sat.astype(np.float32), vmax
+    cv2 = opencv()
+    hsv = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3], dtype=np.uint8), cv2.COLOR_RGB2HSV_FULL)
+    hue = hsv[..., 0].astype(np.float32) * (360.0 / 256.0)
+    return hue, hsv[..., 1].astype(np.float32), hsv[..., 2].astype(np.float32)
+
+
+def _disk(radius: int) -> np.ndarray:
+    return opencv().getStructuringElement(opencv().MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def binary_morph(mask: np.ndarray, op: str, radius: int) -> np.ndarray:
+    """Binary dilate/erode/close/open with a disk; pixels outside the image count as background."""
+    cv2 = opencv()
+    ops = {
+        "dilate": cv2.MORPH_DILATE,
+        "erode": cv2.MORPH_ERODE,
+        "close": cv2.MORPH_CLOSE,
+        "open": cv2.MORPH_OPEN,
+    }
+    pad = 2 * radius + 1
+    padded = np.pad(mask.astype(np.uint8), pad)
+    out = cv2.morphologyEx(padded, ops[op], _disk(radius), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return out[pad:-pad, pad:-pad].astype(bool)
 
 
 def otsu_threshold(values: np.ndarray) -> float:
@@ -59,20 +80,15 @@ def otsu_threshold(values: np.ndarray) -> float:
     return float(edges[int(np.argmax(between)) + 1])
 
 
-def pen_mask(rgb: np.ndarray) -> np.ndarray:
+def pen_mask(rgb: np.ndarray, hsv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Pixels of blue, green or black pen ink (dilated a little to take the stroke edges too)."""
-    hue, sat, val = rgb_to_hsv(rgb)
+    hue, sat, val = hsv if hsv is not None else rgb_to_hsv(rgb)
     coloured = (sat >= PEN_MIN_SATURATION) & (hue >= PEN_HUE_DEG[0]) & (hue < PEN_HUE_DEG[1])
     black = val < PEN_MAX_VALUE
     pen = coloured | black
     if pen.any():
-        pen = ndimage.binary_dilation(pen, structure=_disk(2))
+        pen = binary_morph(pen, "dilate", 2)
     return pen
-
-
-def _disk(radius: int) -> np.ndarray:
-    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    return (xx * xx + yy * yy) <= radius * radius
 
 
 def _remove_small(mask: np.ndarray, max_px: float) -> np.ndarray:
@@ -107,15 +123,15 @@ def detect_tissue(
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise ValueError(f"detect_tissue needs an HxWx3 RGB image, got shape {rgb.shape}")
     rgb = np.ascontiguousarray(rgb[..., :3])
-    _, sat, _ = rgb_to_hsv(rgb)
-    sat = ndimage.gaussian_filter(sat, sigma=1.0)
-    pen = pen_mask(rgb) if pen_filter else np.zeros(sat.shape, dtype=bool)
+    hsv = rgb_to_hsv(rgb)
+    pen = pen_mask(rgb, hsv) if pen_filter else np.zeros(hsv[1].shape, dtype=bool)
+    sat = opencv().GaussianBlur(hsv[1], (0, 0), 1.0)
     if threshold is None:
         candidates = sat[~pen]
         threshold = max(otsu_threshold(candidates), MIN_OTSU_THRESHOLD) if candidates.size else 255.0
     mask = (sat > threshold) & ~pen
-    mask = ndimage.binary_closing(mask, structure=_disk(2), border_value=0)
-    mask = ndimage.binary_opening(mask, structure=_disk(1), border_value=0)
+    mask = binary_morph(mask, "close", 2)
+    mask = binary_morph(mask, "open", 1)
     px_per_mm2 = 1e6 / (mpp * mpp)
     mask = _remove_small(mask, min_tissue_mm2 * px_per_mm2)
     if max_hole_mm2 > 0:
