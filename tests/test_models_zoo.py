@@ -75,6 +75,26 @@ def test_embed_returns_cls_or_cls_plus_mean_patch_token():
     assert build_model("tiny-vit-teacher", embedding="cls_mean").embed_dim == 128
 
 
+def test_cls_mean_excludes_register_tokens(tmp_path):
+    from safetensors.torch import save_file
+
+    d = tmp_path / "regs"
+    d.mkdir()
+    args = {"img_size": 224, "patch_size": 32, "embed_dim": 32, "depth": 1, "num_heads": 2, "reg_tokens": 4,
+            "num_classes": 0}
+    (d / "config.json").write_text(json.dumps({"architecture": "vit_tiny_patch16_224", "model_args": args,
+                                               "embedding": "cls_mean"}))
+    import timm
+
+    save_file(timm.create_model("vit_tiny_patch16_224", **args).state_dict(), str(d / "model.safetensors"))
+    m = build_model(str(d))  # Virchow2-style pooling, from the directory's config
+    x = m.preprocess(torch.randint(0, 255, (2, 224, 224, 3), dtype=torch.uint8))
+    with torch.inference_mode():
+        e, tokens = embed(m, x), m.model.forward_features(x)
+    assert m.embed_dim == 64 and tokens.shape[1] == 1 + 4 + 49
+    torch.testing.assert_close(e[:, 32:], tokens[:, 5:].mean(1))
+
+
 def test_local_directory_checkpoint_round_trips(tmp_path):
     from safetensors.torch import save_file
 

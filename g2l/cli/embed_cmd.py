@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -12,19 +13,19 @@ def register(app: typer.Typer) -> None:
 
     @app.command(name="embed")
     def embed_cmd(
-        shards: str = typer.Option(..., "--shards", help="Tile shards directory (ROOT/shards) with index.json."),
-        out: str = typer.Option(..., "--out", help="Artifact root; the cache goes to OUT/embeddings/<key>/."),
-        config: Path | None = typer.Option(None, "--config", help="YAML config; its `embed:` section is read."),
-        teacher: str | None = typer.Option(None, "--teacher", help="Model name (see g2l.models) or directory."),
-        weights: str | None = typer.Option(None, "--weights", help="Teacher weights file or directory."),
-        views: int | None = typer.Option(None, "--views", help="Augmented views per tile (K)."),
-        seed: int | None = typer.Option(None, "--seed", help="View seed."),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Images per forward."),
-        num_workers: int | None = typer.Option(None, "--num-workers", help="DataLoader decode/augment workers."),
-        device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
-        rank: int = typer.Option(0, "--rank", help="This worker's rank: it computes parts rank, rank+W, ..."),
-        world_size: int = typer.Option(1, "--world-size", help="Number of workers filling the cache (W)."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        shards: Annotated[str, typer.Option("--shards", help="Tile shards directory (ROOT/shards).")],
+        out: Annotated[str, typer.Option("--out", help="Artifact root (cache: OUT/embeddings/<key>/).")],
+        config: Annotated[Path | None, typer.Option("--config", help="YAML config (`embed:`).")] = None,
+        teacher: Annotated[str | None, typer.Option("--teacher", help="Model name or dir.")] = None,
+        weights: Annotated[str | None, typer.Option("--weights", help="Teacher weights file or dir.")] = None,
+        views: Annotated[int | None, typer.Option("--views", help="Augmented views per tile (K).")] = None,
+        seed: Annotated[int | None, typer.Option("--seed", help="View seed.")] = None,
+        batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per forward.")] = None,
+        num_workers: Annotated[int | None, typer.Option("--num-workers", help="Decode workers.")] = None,
+        device: Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = None,
+        rank: Annotated[int, typer.Option("--rank", help="This worker computes parts rank, rank+W, ...")] = 0,
+        world_size: Annotated[int, typer.Option("--world-size", help="Workers filling the cache (W).")] = 1,
+        quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
     ) -> None:
         """Embed every tile's K seeded views with the teacher; prints the cache directory last."""
         from g2l.config import ConfigError, RunConfig, load_section

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from g2l.views import ViewSpec
+
 INDEX = "index.json"
 COMPLETE = "_COMPLETE"
 MATERIAL = "cache.json"
@@ -68,16 +70,37 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def crc32c_b64(data: bytes) -> str:
+    """Base64 crc32c of bytes, as GCS reports it (lets a gs:// part be checked without downloading it)."""
+    import base64
+
+    import google_crc32c
+
+    return base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
+
+
+def part_record(i: int, data: bytes, keys: list[str], shard: dict[str, Any]) -> dict[str, Any]:
+    """The record that marks part i done: its shard, tile keys and the .npy's size, sha256 and crc32c."""
+    return {"part": part_file(i), "shard": shard["name"], "shard_sha256": shard["sha256"],
+            "n_tiles": int(shard["n_tiles"]), "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "crc32c": crc32c_b64(data), "keys": list(keys)}
+
+
 def write_part(cache_dir: Path, i: int, array: np.ndarray, keys: list[str], shard: dict[str, Any],
-               rank: int = 0) -> str:
+               rank: int = 0) -> dict[str, Any]:
     """Write part i atomically: the .npy first, then its record (whose presence marks the part done)."""
     data = npy_bytes(array)
-    digest = hashlib.sha256(data).hexdigest()
+    record = part_record(i, data, keys, shard)
     atomic_write_bytes(cache_dir / part_file(i), data, rank)
-    record = {"part": part_file(i), "shard": shard["name"], "shard_sha256": shard["sha256"],
-              "n_tiles": int(shard["n_tiles"]), "sha256": digest, "keys": list(keys)}
     atomic_write_bytes(cache_dir / keys_file(i), canonical_json(record), rank)
-    return digest
+    return record
+
+
+def record_matches(record: dict[str, Any] | None, shard: dict[str, Any]) -> bool:
+    """Whether a part record belongs to this shard (name and sha256)."""
+    if record is None:
+        return False
+    return record.get("shard") == shard["name"] and record.get("shard_sha256") == shard["sha256"]
 
 
 def read_record(cache_dir: Path, i: int) -> dict[str, Any] | None:
@@ -99,47 +122,47 @@ def sha256_file(path: Path) -> str:
 def part_done(cache_dir: Path, i: int, shard: dict[str, Any]) -> bool:
     """True when part i exists for this shard and its bytes match the recorded sha256."""
     record = read_record(cache_dir, i)
-    same_shard = record is not None and record.get("shard") == shard["name"]
-    if not same_shard or record.get("shard_sha256") != shard["sha256"]:  # type: ignore[union-attr]
+    if record is None or not record_matches(record, shard):
         return False
     path = cache_dir / part_file(i)
     return path.is_file() and sha256_file(path) == record.get("sha256")
 
 
+def compare_material(where: str, existing_bytes: bytes | None, material: dict[str, Any]) -> bool:
+    """True when `where` already records this material, False when it records none; CacheError otherwise."""
+    if existing_bytes is None:
+        return False
+    try:
+        existing = json.loads(existing_bytes)
+    except ValueError as exc:
+        raise CacheError(f"{where}/{MATERIAL} is unreadable; remove {where} and rerun") from exc
+    if existing != material:
+        diff = sorted(k for k in set(existing) | set(material) if existing.get(k) != material.get(k))
+        raise CacheError(
+            f"{where} holds a cache for other inputs (differs in: {', '.join(diff)}; it was written "
+            f"by teacher {existing.get('teacher')!r}, "
+            f"weights {str(existing.get('weights_sha256'))[:12]}); "
+            f"refusing to mix. Use another --out or remove that directory."
+        )
+    return True
+
+
 def check_material(cache_dir: Path, material: dict[str, Any], rank: int = 0) -> None:
     """Record the key material in a new cache dir; refuse one holding another teacher's cache."""
     path = cache_dir / MATERIAL
-    if path.is_file():
-        try:
-            existing = json.loads(path.read_text())
-        except ValueError as exc:
-            raise CacheError(f"{path} is unreadable; remove {cache_dir} and rerun") from exc
-        if existing != material:
-            diff = sorted(k for k in set(existing) | set(material) if existing.get(k) != material.get(k))
-            raise CacheError(
-                f"{cache_dir} holds a cache for other inputs (differs in: {', '.join(diff)}; it was written "
-                f"by teacher {existing.get('teacher')!r}, "
-                f"weights {str(existing.get('weights_sha256'))[:12]}); "
-                f"refusing to mix. Use another --out or remove that directory."
-            )
+    if compare_material(str(cache_dir), path.read_bytes() if path.is_file() else None, material):
         return
     cache_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, canonical_json(material), rank)
 
 
-def finalize(cache_dir: Path, material: dict[str, Any], shard_index: dict[str, Any], dim: int,
-             rank: int = 0) -> bool:
-    """Write index.json and _COMPLETE when every part is present and intact; returns whether it did."""
-    parts = []
-    for i, shard in enumerate(shard_index["shards"]):
-        if not part_done(cache_dir, i, shard):
-            return False
-        record = read_record(cache_dir, i)
-        assert record is not None  # part_done read it
-        parts.append({"file": part_file(i), "keys": keys_file(i), "shard": shard["name"],
-                      "n_tiles": int(shard["n_tiles"]), "sha256": record["sha256"]})
-    index = {
-        "key": cache_dir.name,
+def build_index(key: str, material: dict[str, Any], records: list[dict[str, Any]],
+                dim: int) -> dict[str, Any]:
+    """index.json content from the key material and every part's record (same bytes local or gs://)."""
+    parts = [{"file": part_file(i), "keys": keys_file(i), "shard": r["shard"], "n_tiles": int(r["n_tiles"]),
+              "sha256": r["sha256"]} for i, r in enumerate(records)]
+    return {
+        "key": key,
         "teacher": material["teacher"],
         "weights_sha256": material["weights_sha256"],
         "dim": int(dim),
@@ -153,6 +176,22 @@ def finalize(cache_dir: Path, material: dict[str, Any], shard_index: dict[str, A
         "format": material["format"],
         "parts": parts,
     }
+
+
+def finalize(cache_dir: Path, material: dict[str, Any], shard_index: dict[str, Any], dim: int,
+             rank: int = 0) -> bool:
+    """Write index.json and _COMPLETE when every part is present and intact; returns whether it did.
+
+    Every rank calls this after writing its own parts, so the last rank to finish always sees all
+    parts and finalises; earlier ranks return False on the cheap record check, without hashing.
+    """
+    shards = shard_index["shards"]
+    records = [read_record(cache_dir, i) for i in range(len(shards))]
+    if not all(record_matches(r, s) for r, s in zip(records, shards, strict=True)):
+        return False
+    if not all(part_done(cache_dir, i, s) for i, s in enumerate(shards)):
+        return False
+    index = build_index(cache_dir.name, material, records, dim)  # type: ignore[arg-type]
     atomic_write_bytes(cache_dir / INDEX, canonical_json(index), rank)
     atomic_write_bytes(cache_dir / COMPLETE, b"", rank)
     return True
@@ -202,6 +241,13 @@ class EmbeddingCache:
                            for row, k in enumerate(self._part_keys(i))}
         return self._where
 
+    @property
+    def view_spec(self) -> ViewSpec:
+        """The ViewSpec the cached views were drawn with: the student's dataset regenerates them with it."""
+        from g2l.config import from_dict
+
+        return from_dict(ViewSpec, self.index["view_spec"], where=f"{self.path}/{INDEX}:view_spec")
+
     def __len__(self) -> int:
         return int(self.index["n_tiles"])
 
@@ -242,7 +288,15 @@ class EmbeddingCache:
 
 
 def open_cache(path: str | Path, require_complete: bool = True) -> EmbeddingCache:
-    """Open a cache directory ROOT/embeddings/<key>; it must carry _COMPLETE unless require_complete=False."""
+    """Open a cache ROOT/embeddings/<key>; it must carry _COMPLETE unless require_complete=False.
+
+    A gs:// cache is first downloaded (crc32c- and sha256-checked, reused when already local) into
+    `$G2L_CACHE_DIR/../embeddings/<key>`; the returned cache reads that local copy.
+    """
+    if str(path).startswith("gs://"):
+        from g2l.embed.locations import stage_cache
+
+        path = stage_cache(str(path))
     p = Path(path)
     if not (p / INDEX).is_file():
         raise CacheError(f"{p} has no {INDEX}: it is not a finished embedding cache (run `g2l embed`)")

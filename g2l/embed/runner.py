@@ -10,16 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from g2l.embed.cache import (
-    check_material,
-    finalize,
-    part_done,
-    remove_stale_tmp,
-    write_part,
-)
 from g2l.embed.config import EmbedConfig
 from g2l.embed.key import cache_key, key_material
-from g2l.embed.shards import ShardError, check_shard, decode_tile, iter_shard, load_shard_index
+from g2l.embed.locations import CacheDest, ShardSource, dest_for
+from g2l.embed.shards import ShardError, decode_tile, iter_shard
 from g2l.models import LoadedModel, build_model, embed
 from g2l.views import ViewSpec, make_views
 
@@ -37,20 +31,27 @@ class _ShardViews(torch.utils.data.IterableDataset):
     order and batch boundaries depend only on the part, never on the worker count.
     """
 
-    def __init__(self, shards_dir: Path, tasks: list[tuple[int, str]], spec: ViewSpec, tiles_per_batch: int):
-        self.shards_dir, self.tasks, self.spec = shards_dir, tasks, spec
+    def __init__(self, source: ShardSource, tasks: list[tuple[int, dict[str, Any]]], spec: ViewSpec,
+                 tiles_per_batch: int):
+        self.source, self.tasks, self.spec = source, tasks, spec
         self.tiles_per_batch = tiles_per_batch
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
         tasks = self.tasks[info.id::info.num_workers] if info is not None else self.tasks
-        for part, name in tasks:
+        for part, entry in tasks:
+            name = entry["name"]
             keys: list[str] = []
             views: list[np.ndarray] = []
             start = 0
-            for key, jpg, _meta in iter_shard(self.shards_dir / name):
+            for key, jpg, _meta in iter_shard(self.source.local_path(entry)):
+                try:
+                    tile = decode_tile(jpg)
+                except Exception as exc:  # name the tile: a DataLoader worker's traceback would not
+                    raise ShardError(f"shard {name}: tile {key}: cannot decode its JPEG ({exc}); "
+                                     f"rerun tiling for this slide") from exc
                 keys.append(key)
-                views.append(make_views(decode_tile(jpg), key, self.spec))
+                views.append(make_views(tile, key, self.spec))
                 if len(keys) == self.tiles_per_batch:
                     yield {"part": part, "start": start, "keys": keys, "images": _stack(views)}
                     start += len(keys)
@@ -120,13 +121,6 @@ def compute_key(shard_index: dict[str, Any], config: EmbedConfig, model: LoadedM
     return cache_key(material), material
 
 
-def _local(uri: str, what: str) -> Path:
-    if "://" in str(uri):
-        raise EmbedError(f"{what} {uri}: embed reads and writes local (or mounted) directories; stage gs:// "
-                         f"inputs with `g2l.storage.stage` / gcsfuse and upload the finished cache directory")
-    return Path(uri)
-
-
 def run_embed(
     shards: str | Path,
     out_root: str | Path,
@@ -152,43 +146,41 @@ def run_embed(
 
     if not (world_size >= 1 and 0 <= rank < world_size):
         raise EmbedError(f"--rank {rank} --world-size {world_size}: need 0 <= rank < world_size")
-    shards_dir = _local(str(shards), "--shards")
-    out = _local(str(out_root), "--out")
-    shard_index = load_shard_index(shards_dir)
+    source = ShardSource(shards)
+    shard_index = source.index()
     embedding = None if config.embedding == "auto" else config.embedding
     loaded = model or build_model(config.teacher, config.weights, device="cpu", embedding=embedding)
     key, material = compute_key(shard_index, config, loaded)
-    cache_dir = out / "embeddings" / key
-    check_material(cache_dir, material, rank)
-    remove_stale_tmp(cache_dir, rank)
+    dest = dest_for(out_root, key, rank)
+    dest.prepare(material)
 
     entries = shard_index["shards"]
     mine = list(range(rank, len(entries), world_size))
-    todo = [i for i in mine if not part_done(cache_dir, i, entries[i])]
+    todo = [i for i in mine if not dest.part_done(i, entries[i])]
     problems: list[str] = []
     runnable: list[int] = []
     for i in todo:
-        why = check_shard(shards_dir, entries[i])
+        why = source.problem(entries[i])
         (problems.append(why) if why else runnable.append(i))
 
-    with StageMetrics("embed", run_id=run_id, cancer=cancer, root=str(out)) as metrics:
+    with StageMetrics("embed", run_id=run_id, cancer=cancer, root=str(out_root)) as metrics:
         metrics.gauge("parts_total", "Parts (shards) in the cache").set(len(entries))
         metrics.counter("parts_skipped_total", "Parts already present and intact").inc(len(mine) - len(todo))
         if runnable:
-            _compute(runnable, entries, shards_dir, cache_dir, config, loaded, forward, rank, quiet,
+            _compute(runnable, entries, source, dest, config, loaded, forward, rank, quiet,
                      metrics, console, progress)
         if problems:
             metrics.failures.inc(len(problems))
             raise ShardError("; ".join(problems))
-        complete = finalize(cache_dir, material, shard_index, loaded.embed_dim, rank)
+        complete = dest.finalize(material, shard_index, loaded.embed_dim)
     skipped = len(mine) - len(todo)
     state = "complete" if complete else "waiting for other ranks' parts"
     console.print(f"embed: rank {rank}/{world_size}: {len(runnable)} part(s) computed, {skipped} already "
                   f"present; cache {key[:12]} {state}")
-    return str(cache_dir)
+    return dest.location
 
 
-def _compute(parts: list[int], entries: list[dict[str, Any]], shards_dir: Path, cache_dir: Path,
+def _compute(parts: list[int], entries: list[dict[str, Any]], source: ShardSource, dest: CacheDest,
              config: EmbedConfig, loaded: LoadedModel, forward: Forward | None, rank: int, quiet: bool,
              metrics: Any, console: Any, progress: Any) -> None:
     device = resolve_device(config.device)
@@ -205,7 +197,7 @@ def _compute(parts: list[int], entries: list[dict[str, Any]], shards_dir: Path, 
         fwd = forward
 
     tiles_per_batch = max(1, config.batch_size // k)
-    dataset = _ShardViews(shards_dir, [(i, entries[i]["name"]) for i in parts], spec, tiles_per_batch)
+    dataset = _ShardViews(source, [(i, entries[i]) for i in parts], spec, tiles_per_batch)
     workers = min(config.num_workers, len(parts))
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
@@ -235,11 +227,11 @@ def _compute(parts: list[int], entries: list[dict[str, Any]], shards_dir: Path, 
             part = int(item["part"])
             if item.get("end"):
                 n = int(entries[part]["n_tiles"])
-                if int(item["count"]) != n or part not in buffers and n:
+                if int(item["count"]) != n or (n and part not in buffers):
                     raise ShardError(f"shard {entries[part]['name']} holds {item['count']} tiles but "
                                      f"index.json says {n}; rerun tiling so shards and index agree")
                 array = buffers.pop(part, np.zeros((0, k, loaded.embed_dim), np.float16))
-                write_part(cache_dir, part, array, keys.pop(part, []), entries[part], rank)
+                dest.write_part(part, array, keys.pop(part, []), entries[part])
                 done.inc()
                 continue
             images = item["images"]

@@ -208,12 +208,15 @@ def _hub_snapshot(spec: ModelSpec, offline: bool) -> Path:
         from huggingface_hub import snapshot_download
     except ImportError as exc:  # pragma: no cover - huggingface_hub ships with timm
         raise _unavailable(spec, "huggingface_hub is not installed: pip install huggingface_hub") from exc
+    repo = spec.hub_repo or spec.name
     try:
-        return Path(snapshot_download(
-            spec.hub_repo or spec.name,
-            allow_patterns=["config.json", "*.safetensors", "pytorch_model.bin"],
-            local_files_only=offline,
-        ))
+        # safetensors first; only repos without it (e.g. UNI) fetch pytorch_model.bin - never both
+        path = Path(snapshot_download(repo, allow_patterns=["config.json", "model.safetensors"],
+                                      local_files_only=offline))
+        if not (path / "model.safetensors").is_file():
+            path = Path(snapshot_download(repo, allow_patterns=["config.json", "pytorch_model.bin"],
+                                          local_files_only=offline))
+        return path
     except Exception as exc:  # offline, gated (401/403), missing repo: all mean "bring the weights"
         why = "offline and not in the Hugging Face cache" if offline else f"{type(exc).__name__}: {exc}"
         raise _unavailable(spec, why.splitlines()[0]) from exc
@@ -237,10 +240,11 @@ def build_model(
     offline = _offline_default() if offline is None else offline
     local = Path(name).expanduser()
     if local.is_dir():
-        spec, cfg = _spec_from_dir(local, None, None)
-        model = _create(spec.arch, spec.kwargs, seed=0)
-        _load_weights(model, weights or local, spec.name)
-        return _finish(model, spec, f"file:{weights or local}", device, embedding, cfg.get("pretrained_cfg"))
+        dir_spec, cfg = _spec_from_dir(local, None, None)
+        model = _create(dir_spec.arch, dir_spec.kwargs, seed=0)
+        _load_weights(model, weights or local, dir_spec.name)
+        source = f"file:{weights or local}"
+        return _finish(model, dir_spec, source, device, embedding, cfg.get("pretrained_cfg"))
     if local.is_file() and local.suffix in (".safetensors", ".pt", ".pth", ".bin"):
         raise ModelError(f"{name}: a bare weights file needs a model name: pass --teacher NAME "
                          f"--weights {name} (known: {', '.join(known_models())}) "
