@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.kfp_api",
     "tests.fixtures.shards",
     "tests.fixtures.lineage",
+    "tests.fixtures.distill",
 ]

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from g2l.config import config_hash, to_dict
 from g2l.distill.config import DistillConfig
 
-CONFIG_COPY = "distill_config.json"
+CONFIG_COPY = "distill_config.yaml"
 STATUS_FILE = "status.json"
 
 
@@ -114,7 +116,9 @@ def _launch_torchrun(config: DistillConfig, shards: str, cache: str | None, out:
     out.mkdir(parents=True, exist_ok=True)
     cfg_file = out / CONFIG_COPY
     tmp = cfg_file.with_name(f".{cfg_file.name}.tmp")
-    tmp.write_text(json.dumps({"distill": to_dict(config)}, indent=2, sort_keys=True, default=str))
+    # YAML, not JSON: PyYAML reads JSON's 1e-12 as a string (YAML 1.1 floats need a dot)
+    plain = json.loads(json.dumps({"distill": to_dict(config)}, default=str))
+    tmp.write_text(yaml.safe_dump(plain, sort_keys=True))
     os.replace(tmp, cfg_file)
     (out / STATUS_FILE).unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",

@@ -113,3 +113,27 @@ def param_groups(module: Distiller, weight_decay: float) -> list[dict[str, Any]]
 def trainable(model: nn.Module) -> Iterator[nn.Parameter]:
     """Parameters that get gradients."""
     return (p for p in model.parameters() if p.requires_grad)
+
+
+def clip_gradients(params: list[nn.Parameter], max_norm: float) -> float:
+    """Scale gradients so their global L2 norm is at most `max_norm`; returns the norm before clipping.
+
+    FSDP2 gradients are DTensor shards: their squared norms are summed locally and all-reduced once,
+    so the norm is that of the full gradient (the same number DDP and one process get).
+    """
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor
+
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    locals_ = [g.to_local() if isinstance(g, DTensor) else g for g in grads]
+    total_sq = torch.stack([t.detach().double().pow(2).sum() for t in locals_]).sum()
+    if any(isinstance(g, DTensor) for g in grads):
+        dist.all_reduce(total_sq)  # every FSDP gradient is a shard on the one data-parallel mesh
+    norm = float(total_sq.sqrt())
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1.0:
+        for t in locals_:
+            t.mul_(coef)
+    return norm

@@ -32,7 +32,7 @@ from g2l.distill.checkpoint import (
 from g2l.distill.config import DistillConfig
 from g2l.distill.data import CachedTargets, DataPlan, DistillDataset, StepSampler, TileIndex, TileReader, scan_shards, split_by_slide
 from g2l.distill.losses import build_loss, mean_cosine, patch_loss
-from g2l.distill.model import Distiller, autocast, grad_sync, param_groups, teacher_forward, trainable, unwrap, wrap
+from g2l.distill.model import Distiller, autocast, clip_gradients, grad_sync, param_groups, teacher_forward, trainable, unwrap, wrap
 from g2l.distill.schedule import build_scheduler
 
 
@@ -309,7 +309,7 @@ class Trainer:
                 (loss / len(micro_batches)).backward()
             total += float(loss.detach())
         if self.config.optim.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(list(trainable(self.model)), self.config.optim.grad_clip_norm)
+            clip_gradients(list(trainable(self.model)), self.config.optim.grad_clip_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -432,8 +432,8 @@ class Trainer:
                 task = bar.add_task("distill", total=max_steps)
                 bar.update(task, completed=self.step)
                 if self.step == 0 and path is None and len(self.split.val):
-                    metrics_0 = self.validate()  # the "before" figure
-                    self.val = metrics_0
+                    metrics_0 = self.validate()  # the "before" figure, and the baseline for early stopping
+                    self._after_validation(metrics_0)
                     self._log({"step": 0, **metrics_0})
                 status = self._loop(max_steps, bar, task, metrics)
         finally:
