@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from g2l.config import ConfigError, from_dict, load_yaml, require
+from g2l.config import from_dict, load_yaml, require
 
 COMPARATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -73,18 +73,38 @@ class GateRule:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class PrimaryMetric:
+    """The one metric that ranks a candidate against the champion (read by g2l.registry at promotion)."""
+
+    benchmark: str
+    metric: str = "lp_balanced_accuracy"
+    higher_is_better: bool = True
+
+    def __post_init__(self) -> None:
+        require(
+            bool(self.benchmark) and self.benchmark != "all",
+            "gate policy: primary_metric.benchmark must name one benchmark of the report (not 'all')",
+        )
+        require(bool(self.metric), "gate policy: primary_metric.metric must name a report metric")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class GatePolicy:
     """A promotion policy: rules, the metric the registry ranks candidates by, and reference model names."""
 
     rules: tuple[GateRule, ...]
-    primary_metric: str = "lp_balanced_accuracy"
+    primary_metric: PrimaryMetric | None = None
     teacher: str | None = None
     champion: str | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
         require(len(self.rules) >= 1, "gate policy: `rules` must list at least one rule")
-        require(bool(self.primary_metric), "gate policy: primary_metric must name a report metric")
+        require(
+            self.primary_metric is not None,
+            "gate policy: needs `primary_metric: {benchmark: <name>, metric: <name>, "
+            "higher_is_better: true}` (the metric that decides whether a candidate replaces the champion)",
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -137,7 +157,8 @@ def load_report(path: str | Path) -> dict[str, Any]:
     return report
 
 
-def _metric(report: dict[str, Any], model: str, bench: str, metric: str, role: str) -> float:
+def _value(report: dict[str, Any], model: str, bench: str, metric: str, role: str) -> float | None:
+    """The metric's value; None when the report holds it as undefined (null/NaN); missing is an error."""
     models = report["models"]
     if model not in models:
         raise GateDataError(
@@ -155,33 +176,66 @@ def _metric(report: dict[str, Any], model: str, bench: str, metric: str, role: s
             f"({role} model {model!r}); available: {', '.join(sorted(benches[bench]))}"
         )
     value = benches[bench][metric]
-    if value is None or not isinstance(value, int | float) or not math.isfinite(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise GateDataError(
-            f"metric {metric!r} on benchmark {bench!r} for {role} model {model!r} is undefined "
-            f"({value!r}); check the benchmark's splits and labels"
+            f"metric {metric!r} on benchmark {bench!r} for {role} model {model!r} is {value!r}, not a number"
         )
     return float(value)
+
+
+def _undefined(metric: str, bench: str, model: str, role: str) -> GateDataError:
+    return GateDataError(
+        f"metric {metric!r} on benchmark {bench!r} is undefined (null) for {role} model {model!r}; check the "
+        f"benchmark's splits, labels and sites"
+    )
+
+
+def _metric(report: dict[str, Any], model: str, bench: str, metric: str, role: str) -> float:
+    value = _value(report, model, bench, metric, role)
+    if value is None:
+        raise _undefined(metric, bench, model, role)
+    return value
+
+
+def _result(
+    rule: GateRule,
+    text: str,
+    bench: str,
+    passed: bool,
+    reason: str,
+    candidate: float | None = None,
+    reference: float | None = None,
+    threshold: float | None = None,
+) -> RuleResult:
+    return RuleResult(
+        rule=text,
+        passed=passed,
+        candidate=candidate,
+        reference=reference,
+        threshold=threshold,
+        metric=rule.metric,
+        benchmark=bench,
+        reason=reason,
+    )
 
 
 def _judge(
     rule: GateRule, report: dict[str, Any], policy: GatePolicy, candidate: str, bench: str
 ) -> RuleResult:
     text = rule.describe() if rule.benchmark != "all" else rule.describe().replace("all benchmarks", bench)
-    cand = _metric(report, candidate, bench, rule.metric, "candidate")
-    if rule.reference == "constant":
-        ref = float(rule.value)  # type: ignore[arg-type]
-        ref_text = f"{ref:g}"
-    else:
+    cand = _value(report, candidate, bench, rule.metric, "candidate")
+    ref_name: str | None = None
+    if rule.reference != "constant":
         ref_name = getattr(policy, rule.reference) or report.get(rule.reference)
         if rule.reference == "champion" and (not ref_name or ref_name not in report["models"]):
-            return RuleResult(
-                rule=text,
-                passed=True,
+            return _result(
+                rule,
+                text,
+                bench,
+                True,
                 candidate=cand,
-                reference=None,
-                threshold=None,
-                metric=rule.metric,
-                benchmark=bench,
                 reason=f"no champion yet: nothing to beat, so {candidate} passes this rule",
             )
         if not ref_name:
@@ -189,10 +243,27 @@ def _judge(
                 f"rule {text!r}: the report names no {rule.reference} model; set "
                 f"`{rule.reference}:` in the policy or evaluate.{rule.reference}_model"
             )
+    if cand is None:
+        # Undefined for the candidate: acceptable only where it is undefined for the reference model too
+        # (e.g. PathoROB on a single-site benchmark, where no neighbour can come from another site).
+        if ref_name is not None and _value(report, ref_name, bench, rule.metric, rule.reference) is None:
+            return _result(
+                rule,
+                text,
+                bench,
+                True,
+                reason=f"{rule.metric} is undefined on {bench} for both {candidate} and "
+                f"{rule.reference} ({ref_name}), e.g. a single-site benchmark: not applicable",
+            )
+        raise _undefined(rule.metric, bench, candidate, "candidate")
+    if ref_name is None:
+        ref = float(rule.value)  # type: ignore[arg-type]
+        ref_text = f"{ref:g}"
+    else:
         ref = _metric(report, ref_name, bench, rule.metric, rule.reference)
         ref_text = f"{rule.reference} ({ref_name}) {ref:.4f}"
     threshold = ref + rule.margin
-    ok = COMPARATORS[rule.comparator](cand, threshold)
+    ok = bool(COMPARATORS[rule.comparator](cand, threshold))
     margin_text = (
         f" {'+' if rule.margin >= 0 else '-'} {abs(rule.margin):g} = {threshold:.4f}" if rule.margin else ""
     )
@@ -200,16 +271,7 @@ def _judge(
         f"{candidate} {rule.metric} on {bench} = {cand:.4f} {rule.comparator} {ref_text}{margin_text}: "
         f"{'holds' if ok else 'does not hold'}"
     )
-    return RuleResult(
-        rule=text,
-        passed=bool(ok),
-        candidate=cand,
-        reference=ref,
-        threshold=threshold,
-        metric=rule.metric,
-        benchmark=bench,
-        reason=reason,
-    )
+    return _result(rule, text, bench, ok, reason, candidate=cand, reference=ref, threshold=threshold)
 
 
 def decide(report: dict[str, Any], policy: GatePolicy, candidate: str) -> Decision:
@@ -231,13 +293,11 @@ def decide(report: dict[str, Any], policy: GatePolicy, candidate: str) -> Decisi
 
 
 def primary_score(report: dict[str, Any], policy: GatePolicy, model: str) -> float:
-    """The policy's primary metric for `model`, averaged over the report's benchmarks (ranks candidates)."""
-    benches = list(report.get("benchmarks") or report["models"].get(model, {}).get("benchmarks", {}))
-    if not benches:
-        raise GateDataError("the report has no benchmarks")
-    return float(
-        sum(_metric(report, model, b, policy.primary_metric, "ranked") for b in benches) / len(benches)
-    )
+    """The policy's primary metric (`benchmark`, `metric`) for `model`; a missing one is a GateDataError."""
+    pm = policy.primary_metric
+    if pm is None:  # unreachable for a validated policy; keeps the type narrow
+        raise GateDataError("the gate policy names no primary_metric")
+    return _metric(report, model, pm.benchmark, pm.metric, "ranked")
 
 
 def write_decision(path: str | Path, decision: Decision) -> None:
@@ -249,11 +309,11 @@ def write_decision(path: str | Path, decision: Decision) -> None:
 
 __all__ = [
     "COMPARATORS",
-    "ConfigError",
     "Decision",
     "GateDataError",
     "GatePolicy",
     "GateRule",
+    "PrimaryMetric",
     "RuleResult",
     "decide",
     "load_policy",

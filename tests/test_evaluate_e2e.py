@@ -136,3 +136,23 @@ def test_registry_alias_with_no_version_is_skipped_and_recorded(tmp_path):
     assert seen == ["registry:brca@champion"]
     assert set(report["models"]) == {"student"} and report["champion"] is None
     assert "champion" in report["skipped_models"]
+
+
+def test_cli_evaluate_usage_errors_exit_2_with_the_reason(tmp_path):
+    base = [sys.executable, "-m", "g2l", "evaluate", "--out", str(tmp_path / "o"), "--quiet"]
+    proc = subprocess.run(
+        base + ["--model", "t=tiny-vit-teacher", "--benchmark", str(tmp_path / "none.yaml")],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        cwd=REPO,
+    )
+    assert proc.returncode == 2 and "none.yaml" in proc.stderr
+    proc = subprocess.run(
+        base + ["--model", "tiny-vit-teacher", "--benchmark", str(synthetic_yaml(tmp_path))],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        cwd=REPO,
+    )
+    assert proc.returncode == 2 and "NAME=SPEC" in proc.stderr

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from g2l.config import ConfigError
-from g2l.gate import GateDataError, GatePolicy, GateRule, decide, load_policy, primary_score
+from g2l.gate import GateDataError, GatePolicy, GateRule, PrimaryMetric, decide, load_policy, primary_score
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,8 +39,11 @@ def report(student=0.80, teacher=0.80, champion=None, extra_bench=False):
     }
 
 
+PRIMARY = PrimaryMetric(benchmark="b1", metric="lp_balanced_accuracy")
+
+
 def one_rule(**kw):
-    return GatePolicy(rules=(GateRule(metric="lp_balanced_accuracy", **kw),))
+    return GatePolicy(rules=(GateRule(metric="lp_balanced_accuracy", **kw),), primary_metric=PRIMARY)
 
 
 # candidate vs teacher + margin for each comparator: (student, teacher, comparator, margin, expected)
@@ -117,29 +120,48 @@ def test_missing_metric_is_a_data_error_naming_metric_and_benchmark():
 
 def test_policy_validation_names_the_bad_key(tmp_path):
     bad = tmp_path / "p.yaml"
-    bad.write_text(yaml.safe_dump({"rules": [{"metric": "x", "comparator": "=>"}]}))
+    primary = {"benchmark": "b1"}
+    bad.write_text(
+        yaml.safe_dump({"primary_metric": primary, "rules": [{"metric": "x", "comparator": "=>"}]})
+    )
     with pytest.raises(ConfigError, match="comparator"):
         load_policy(bad)
-    bad.write_text(yaml.safe_dump({"rules": [{"metric": "x", "reference": "constant"}]}))
+    bad.write_text(
+        yaml.safe_dump({"primary_metric": primary, "rules": [{"metric": "x", "reference": "constant"}]})
+    )
     with pytest.raises(ConfigError, match="value"):
+        load_policy(bad)
+    bad.write_text(yaml.safe_dump({"rules": [{"metric": "x"}]}))
+    with pytest.raises(ConfigError, match="primary_metric"):
         load_policy(bad)
 
 
-def test_shipped_policy_loads_and_ranks_by_its_primary_metric():
-    policy = load_policy(REPO / "configs" / "gate.yaml")
+@pytest.mark.parametrize("name", ["gate", "gate_brca", "gate_prad"])
+def test_shipped_policies_load_and_name_their_primary_metric(name):
+    policy = load_policy(REPO / "configs" / f"{name}.yaml")
     refs = {r.reference for r in policy.rules}
     assert {"teacher", "champion"} <= refs
     assert any(r.metric.startswith("pathorob_ri") for r in policy.rules)
-    assert primary_score(
-        report(0.7, 0.9), GatePolicy(rules=policy.rules, primary_metric="lp_balanced_accuracy"), "teacher"
-    ) == pytest.approx(0.9)
+    raw = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())["primary_metric"]
+    assert set(raw) == {"benchmark", "metric", "higher_is_better"}  # the form g2l.registry reads
+    assert policy.primary_metric.benchmark == raw["benchmark"] != "all"
+
+
+def test_primary_score_reads_the_primary_benchmark_metric():
+    policy = one_rule()
+    assert primary_score(report(0.7, 0.9), policy, "teacher") == pytest.approx(0.9)
+    assert primary_score(report(0.7, 0.9), policy, "student") == pytest.approx(0.7)
+    missing = GatePolicy(rules=policy.rules, primary_metric=PrimaryMetric(benchmark="b9"))
+    with pytest.raises(GateDataError, match="b9"):
+        primary_score(report(), missing, "student")
 
 
 def _gate_cli(tmp_path, rep, policy_rules):
     rp = tmp_path / "report.json"
     rp.write_text(json.dumps(rep))
     pp = tmp_path / "gate.yaml"
-    pp.write_text(yaml.safe_dump({"primary_metric": "lp_balanced_accuracy", "rules": policy_rules}))
+    primary = {"benchmark": "b1", "metric": "lp_balanced_accuracy", "higher_is_better": True}
+    pp.write_text(yaml.safe_dump({"primary_metric": primary, "rules": policy_rules}))
     out = tmp_path / "decision.json"
     proc = subprocess.run(
         [
@@ -183,3 +205,17 @@ def test_cli_exit_codes_pass_fail_and_data_error(tmp_path):
     assert proc.returncode == 2
     assert "knn_balanced_accuracy" in proc.stderr and "b1" in proc.stderr
     assert not out.exists()
+
+
+def test_metric_undefined_for_candidate_and_reference_is_not_applicable():
+    rep = report()
+    for model in ("student", "teacher"):
+        rep["models"][model]["benchmarks"]["b1"]["pathorob_ri@k=10"] = None  # e.g. single-site benchmark
+    rule = GatePolicy(
+        rules=(GateRule(metric="pathorob_ri@k=10", reference="teacher"),), primary_metric=PRIMARY
+    )
+    d = decide(rep, rule, "student")
+    assert d.passed and "not applicable" in d.rules[0].reason
+    rep["models"]["teacher"]["benchmarks"]["b1"]["pathorob_ri@k=10"] = 0.4  # defined for the teacher only
+    with pytest.raises(GateDataError, match=r"undefined.*candidate"):
+        decide(rep, rule, "student")

@@ -18,7 +18,8 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -220,21 +221,30 @@ class Benchmark:
         return f"{row['slide']}@({row['x']},{row['y']})"
 
     def iter_batches(
-        self, batch_size: int, num_workers: int = 4
+        self, batch_size: int, num_workers: int = 4, open_slide: Callable[[str], Any] | None = None
     ) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
-        """Yield `(row_indices, [uint8 HxWx3 tiles])` in table order, decoding with a thread pool."""
+        """Yield `(row_indices, [uint8 HxWx3 tiles])` in table order, decoding with a thread pool.
+
+        Slide + coords tables read through `open_slide(path)` (default: `g2l.slides.open_slide`).
+        """
         n = len(self.table)
+        slide_reader: _SlideTileReader | None = None
         if "path" in self.table.columns:
             paths = [self._abs(p) for p in self.table["path"]]
 
             def load(i: int) -> np.ndarray:
                 return _read_image(paths[i])
         else:
-            load = _SlideTileReader(self).read
-        with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
-            for lo in range(0, n, batch_size):
-                idx = np.arange(lo, min(n, lo + batch_size))
-                yield idx, list(pool.map(load, idx.tolist()))
+            slide_reader = _SlideTileReader(self, open_slide)
+            load = slide_reader.read
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
+                for lo in range(0, n, batch_size):
+                    idx = np.arange(lo, min(n, lo + batch_size))
+                    yield idx, list(pool.map(load, idx.tolist()))
+        finally:
+            if slide_reader is not None:
+                slide_reader.close()
 
     def _abs(self, p: str) -> Path:
         q = Path(p)
@@ -254,20 +264,30 @@ def _read_image(path: Path) -> np.ndarray:
 class _SlideTileReader:
     """Reads `tile_px` squares at the benchmark's mpp from slides (one open reader per slide)."""
 
-    def __init__(self, bench: Benchmark) -> None:
+    def __init__(self, bench: Benchmark, open_slide: Callable[[str], Any] | None = None) -> None:
         self.bench = bench
+        self.open_slide = open_slide
         self.readers: dict[str, Any] = {}
-        import threading
-
         self.lock = threading.Lock()
 
     def _reader(self, slide: str) -> Any:
         with self.lock:
             if slide not in self.readers:
-                from g2l.slides import open_slide  # the slides helper's reader (cuCIM/openslide/tiffslide)
+                opener: Any = self.open_slide
+                if opener is None:
+                    import g2l.slides  # cuCIM / openslide / tiffslide, in the slides helper's auto order
 
-                self.readers[slide] = open_slide(str(self.bench._abs(slide)))
+                    opener = g2l.slides.open_slide  # type: ignore[attr-defined]
+                self.readers[slide] = opener(str(self.bench._abs(slide)))
             return self.readers[slide]
+
+    def close(self) -> None:
+        """Close every slide opened so far."""
+        for reader in self.readers.values():
+            close = getattr(reader, "close", None)
+            if close is not None:
+                close()
+        self.readers.clear()
 
     def read(self, i: int) -> np.ndarray:
         from PIL import Image
@@ -287,7 +307,9 @@ class _SlideTileReader:
         with self.lock:  # slide readers are not all thread-safe
             region = reader.read_region((int(row["x"]), int(row["y"])), level, (read_px, read_px))
         if read_px != d.tile_px:
-            region = np.asarray(Image.fromarray(region).resize((d.tile_px, d.tile_px), Image.Resampling.BILINEAR))
+            region = np.asarray(
+                Image.fromarray(region).resize((d.tile_px, d.tile_px), Image.Resampling.BILINEAR)
+            )
         return region
 
 

@@ -42,8 +42,7 @@ class EvalModel:
         """float32 embeddings [B, dim] of uint8 HxWx3 tiles (any size: the model's preprocessing resizes)."""
         import torch
 
-        zoo = _zoo()
-        embed = zoo.embed
+        from g2l.models import embed
 
         pre = self.loaded.preprocess
         shapes = {t.shape for t in tiles}
@@ -93,15 +92,6 @@ def model_digest(loaded: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _zoo() -> Any:
-    """The model zoo (g2l.models), or the interim stand-in until the embed helper's work merges."""
-    try:
-        import g2l.models as zoo
-    except ImportError:
-        from g2l.evaluate import _interim_models as zoo
-    return zoo
-
-
 def resolve_spec(spec: str, registry_resolver: RegistryResolver | None = None) -> str | None:
     """Turn a `registry:` spec into a concrete one (None: nothing registered under that alias)."""
     if not spec.startswith(REGISTRY_PREFIX):
@@ -127,8 +117,13 @@ def load_model(
     resolved = resolve_spec(spec, registry_resolver)
     if resolved is None:
         return None
-    zoo = _zoo()
+    import g2l.models as zoo
+
     path = Path(resolved).expanduser()
+    run_export = path / "student" / "config.json"
+    if path.is_dir() and not (path / "config.json").is_file() and run_export.is_file():
+        path = path / "student"  # a distillation RUN_DIR: its exported student lives in student/
+        resolved = str(path)
     try:
         if path.is_dir() and (path / "config.json").is_file() and hasattr(zoo, "load_student"):
             loaded = zoo.load_student(str(path))

@@ -105,6 +105,7 @@ def _ri_curves(report: dict[str, Any], bench: str) -> str:
     fig.suptitle(
         f"Robustness index vs k: {bench} (higher = neighbours share biology across sites)", fontsize=10
     )
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -136,7 +137,7 @@ def _bars(report: dict[str, Any], bench: str) -> str:
     ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"{bench}: mean and spread over seeds (dots: individual seeds)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
@@ -162,6 +163,7 @@ def _projection(bench: str, proj: dict[str, dict[str, np.ndarray]]) -> str:
             ax.set_yticks([])
             ax.legend(fontsize=7, markerscale=2, loc="best")
     fig.suptitle(f"{bench}: PCA of embeddings", fontsize=10)
+    fig.tight_layout()
     return _png(fig)
 
 
