@@ -138,7 +138,7 @@ def _manifest_checks(lin: Mapping[str, str]) -> Iterator[Check]:
         except ValueError as exc:
             yield Check(check="slide", item=slide_id, expected=str(recorded), found=f"error: {exc}", ok=False)
             continue
-        expected = f"{kind}:{blobs.split_checksum(str(recorded))[1]}"
+        expected = f"{kind}:{blobs.split_checksum(str(recorded))[1]}"  # md5 lower-cased as storage reports it
         yield _compare("slide", slide_id, expected, lambda u=str(slide_uri), k=kind: blobs.checksum_uri(u, k))
 
 
@@ -159,7 +159,7 @@ def _shard_checks(lin: Mapping[str, str]) -> Iterator[Check]:
         yield _compare(
             "shard set", "index.json sha256", lin["shards_sha256"], lambda: str(index.get("sha256"))
         )
-    base = index_uri.rsplit("/", 1)[0] if "://" in index_uri else str(Path(index_uri).parent)
+    base = blobs.parent(index_uri)
     for entry in index.get("shards") or []:
         uri = blobs.join(base, entry["name"])
         yield _compare("shard", entry["name"], entry.get("sha256"), lambda u=uri: blobs.sha256_uri(u))

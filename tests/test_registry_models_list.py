@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 
+from typer.testing import CliRunner
+
+from g2l.cli import app
 from g2l.registry import promote
 from tests.fixtures.lineage import Candidate, World
 
@@ -24,13 +25,8 @@ def test_models_list_shows_versions_aliases_metrics_and_gate(
             registry_uri=registry_uri,
             quiet=True,
         )
-    out = subprocess.run(
-        [sys.executable, "-m", "g2l", "models", "list", "--cancer", cancer, "--registry", registry_uri],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    out = CliRunner().invoke(app, ["models", "list", "--cancer", cancer, "--registry", registry_uri])
+    assert out.exit_code == 0, out.output
     lines = {
         line.split("│")[1].strip(): line
         for line in out.stdout.splitlines()

@@ -1,42 +1,25 @@
-"""Byte access and hashing for local paths and gs:// URIs (through g2l.storage when it is installed)."""
+"""Byte access and hashing of local paths and gs:// URIs for lineage, all through g2l.storage."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-import google_crc32c
+from g2l import storage
 
 _CHUNK = 8 * 1024 * 1024
 
 
-def _remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
-
-
-def _strip_file(uri: str) -> str:
-    return uri[len("file://") :] if uri.startswith("file://") else uri
-
-
 def local_path(uri: str) -> Path:
-    """A local path holding `uri`'s bytes (gs:// objects are staged by g2l.storage)."""
-    if _remote(uri):
-        from g2l import storage
-
-        return Path(storage.stage(uri))
-    return Path(_strip_file(uri))
+    """A local path holding `uri`'s bytes (gs:// objects are staged and crc32c-verified by g2l.storage)."""
+    return Path(storage.stage(uri))
 
 
 def read_bytes(uri: str) -> bytes:
     """The bytes of a local file or remote object."""
-    if _remote(uri):
-        from g2l import storage
-
-        return storage.read_bytes(uri)
-    return Path(_strip_file(uri)).read_bytes()
+    return storage.read_bytes(uri)
 
 
 def read_json(uri: str) -> Any:
@@ -46,18 +29,17 @@ def read_json(uri: str) -> Any:
 
 def exists(uri: str) -> bool:
     """Whether a local file or remote object exists."""
-    if _remote(uri):
-        from g2l import storage
-
-        return bool(storage.exists(uri))
-    return Path(_strip_file(uri)).exists()
+    return bool(storage.exists(uri))
 
 
 def join(uri: str, *parts: str) -> str:
     """Join path parts onto a local path or URI."""
-    if _remote(uri):
-        return "/".join([uri.rstrip("/"), *parts])
-    return str(Path(_strip_file(uri)).joinpath(*parts))
+    return storage.join(uri, *parts)
+
+
+def parent(uri: str) -> str:
+    """The directory (prefix) holding a file or object."""
+    return uri.rstrip("/").rsplit("/", 1)[0] if storage.is_remote(uri) else str(Path(uri).parent)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -74,48 +56,22 @@ def sha256_uri(uri: str) -> str:
     return digest.hexdigest()
 
 
-def checksum_uri(uri: str, kind: str) -> str:
-    """The file's checksum in manifest form: `crc32c:<base64>` or `md5:<hex>`.
-
-    Remote objects use the bucket's own metadata (no download); local files are hashed.
-    """
-    if kind not in ("crc32c", "md5"):
-        raise ValueError(f"unknown checksum kind {kind!r}; use crc32c or md5")
-    if _remote(uri):
-        from g2l import storage
-
-        info = storage.stat(uri)
-        value = getattr(info, kind)
-        if value:
-            return f"{kind}:{_normalise(kind, str(value))}"
-    path = local_path(uri)
-    if kind == "md5":
-        md5 = hashlib.md5(usedforsecurity=False)
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                md5.update(chunk)
-        return f"md5:{md5.hexdigest()}"
-    crc = google_crc32c.Checksum()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            crc.update(chunk)
-    return f"crc32c:{base64.b64encode(crc.digest()).decode()}"
-
-
-def _normalise(kind: str, value: str) -> str:
-    """Bucket metadata gives crc32c as base64 and md5 as base64 too; manifests use base64 / hex."""
-    value = value.split(":", 1)[1] if value.startswith(f"{kind}:") else value
-    if kind == "md5" and len(value) != 32:
-        try:
-            return base64.b64decode(value).hex()
-        except ValueError:
-            return value
-    return value
-
-
 def split_checksum(value: str) -> tuple[str, str]:
-    """('crc32c'|'md5', normalised value) of a manifest checksum such as `crc32c:AAAAAA==`."""
-    kind, sep, rest = value.partition(":")
-    if not sep or kind not in ("crc32c", "md5"):
-        raise ValueError(f"checksum {value!r} is not `crc32c:<base64>` or `md5:<hex>`")
-    return kind, _normalise(kind, rest)
+    """('crc32c'|'md5', value) of a manifest checksum such as `crc32c:AAAAAA==` (ValueError otherwise)."""
+    return storage.parse_checksum(value)
+
+
+def checksum_uri(uri: str, kind: str) -> str:
+    """The file's checksum now, in manifest form (`crc32c:<base64>` / `md5:<hex>`).
+
+    Buckets answer from object metadata (no download); local files are hashed.
+    """
+    info = storage.stat(uri, checksum=True)
+    if kind == "crc32c" and info.crc32c:
+        return f"crc32c:{info.crc32c}"
+    if kind == "md5":
+        if info.md5:
+            return f"md5:{info.md5}"
+        if not storage.is_remote(uri):
+            return f"md5:{storage.md5_of_file(local_path(uri))}"
+    raise ValueError(f"{uri}: its storage reports no {kind} checksum")

@@ -52,13 +52,21 @@ class LineageOverrides:
     image_digest: str | None = None
 
 
+def _normalise(source: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten nested forms upstream stages use, e.g. distill's `teacher: {name, weights_sha256}`."""
+    out = dict(source)
+    teacher = source.get("teacher")
+    if isinstance(teacher, Mapping):
+        out["teacher"] = teacher.get("name")
+        out.setdefault("teacher_weights_sha256", teacher.get("weights_sha256"))
+    return out
+
+
 def _lookup(sources: list[Mapping[str, Any]], key: str) -> Any:
     for source in sources:
         for name in _ALIASES[key]:
             value = source.get(name)
-            if isinstance(value, Mapping) and key == "teacher":
-                value = value.get("name")
-            if value not in (None, ""):
+            if value not in (None, "") and not isinstance(value, Mapping | list):
                 return value
     return None
 
@@ -72,32 +80,21 @@ def config_block(student_config: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def load_manifest(uri: str, rev: str | None = None, repo: str | None = None) -> Any:
+    """The manifest at its revision (through DVC/git when `rev` or `repo` is given), via g2l.manifest."""
+    from g2l import manifest as manifest_mod
+
+    return manifest_mod.load(uri, rev=rev, repo=repo)
+
+
 def manifest_hash(uri: str, rev: str | None = None, repo: str | None = None) -> str:
-    """Content hash of a manifest (at a DVC/git revision through g2l.manifest); a plain file's sha256 else."""
-    try:
-        from g2l import manifest as manifest_mod
-    except ImportError:
-        manifest_mod = None  # type: ignore[assignment]
-    if manifest_mod is not None:
-        return str(manifest_mod.load(uri, rev=rev, repo=repo).content_hash)
-    if rev:
-        raise RuntimeError(f"reading manifest {uri} at rev {rev} needs g2l.manifest (DVC), which is missing")
-    return blobs.sha256_uri(uri)
+    """Content hash (sha256 of the canonical CSV) of a manifest at its revision."""
+    return str(load_manifest(uri, rev, repo).content_hash)
 
 
 def manifest_rows(uri: str, rev: str | None = None, repo: str | None = None) -> list[dict[str, Any]]:
-    """The manifest's rows as dicts (slide_id, uri, checksum, ...)."""
-    try:
-        from g2l import manifest as manifest_mod
-    except ImportError:
-        manifest_mod = None  # type: ignore[assignment]
-    if manifest_mod is not None:
-        df = manifest_mod.load(uri, rev=rev, repo=repo).df
-    else:
-        import pandas as pd
-
-        path = blobs.local_path(uri)
-        df = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path, dtype=str)
+    """The manifest's rows as dicts (slide_id, uri, checksum, ...); empty cells are None."""
+    df = load_manifest(uri, rev, repo).df
     return [{k: (None if _isna(v) else v) for k, v in row.items()} for row in df.to_dict(orient="records")]
 
 
@@ -127,8 +124,8 @@ def collect(
     block = student_config.get("lineage")
     sources: list[Mapping[str, Any]] = [
         {k: v for k, v in dataclasses.asdict(overrides).items() if v is not None},
-        block if isinstance(block, Mapping) else {},
-        student_config,
+        _normalise(block) if isinstance(block, Mapping) else {},
+        _normalise(student_config),
     ]
     out: dict[str, Any] = {key: _lookup(sources, key) for key in _ALIASES}
     out["image_digest"] = out["image_digest"] or os.environ.get(IMAGE_DIGEST_ENV)
@@ -138,13 +135,10 @@ def collect(
     out["student_uri"] = student_dir
     out["student_weights_sha256"] = blobs.sha256_uri(blobs.join(student_dir, WEIGHTS_FILE))
     out["student_config_sha256"] = blobs.sha256_uri(blobs.join(student_dir, CONFIG_FILE))
-    recorded_weights = student_config.get("weights_sha256") or student_config.get("student_weights_sha256")
-    if recorded_weights and recorded_weights != out["student_weights_sha256"]:
-        raise ValueError(
-            f"{blobs.join(student_dir, WEIGHTS_FILE)}: sha256 {out['student_weights_sha256']} differs from "
-            f"the weights_sha256 {recorded_weights} in its config.json; the weights were changed after "
-            "distillation; fix: re-export the student"
-        )
+    # distill's own digest of the state dict (tensor bytes, not the file): kept as recorded
+    digest = student_config.get("weights_sha256") or student_config.get("student_weights_sha256")
+    if digest:
+        out["student_state_dict_sha256"] = digest
     block_cfg = config_block(student_config)
     if out["config_sha256"] is None and block_cfg is not None:
         from g2l.config import config_hash
@@ -177,10 +171,11 @@ def collect(
 
     # Manifest: the content hash at its revision (what the audit recomputes).
     if out["manifest_uri"] is not None:
-        now = manifest_hash(str(out["manifest_uri"]), out["manifest_rev"], out["manifest_repo"])
-        if out["manifest_sha256"] and out["manifest_sha256"] != now:
+        loaded = load_manifest(str(out["manifest_uri"]), out["manifest_rev"], out["manifest_repo"])
+        if out["manifest_sha256"] and out["manifest_sha256"] != loaded.content_hash:
             out["manifest_sha256_at_training"] = out["manifest_sha256"]
-        out["manifest_sha256"] = now
+        out["manifest_sha256"] = loaded.content_hash
+        out["manifest_rev"] = loaded.rev or out["manifest_rev"]  # the resolved commit, not a moving branch
 
     # Anything else the distill stage put in its lineage block is kept as is.
     if isinstance(block, Mapping):

@@ -6,9 +6,8 @@ import dataclasses
 import datetime as dt
 
 from g2l.registry.config import RegistryConfig
+from g2l.registry.promote import recorded_benchmarks
 from g2l.registry.store import model_name, open_client, resolve_uri
-
-_METRIC_TAG = "g2l.metric."
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -61,9 +60,7 @@ def list_versions(
                 decision=tags.get("g2l.decision", "?"),
                 primary_metric=tags.get("g2l.primary_metric", ""),
                 primary_value=float(primary) if primary else None,
-                metrics={
-                    k[len(_METRIC_TAG) :]: float(v) for k, v in tags.items() if k.startswith(_METRIC_TAG)
-                },
+                metrics={f"{b}.{m}": v for b, ms in recorded_benchmarks(tags).items() for m, v in ms.items()},
                 created=dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.UTC),
                 student_sha256=tags.get("lineage.student_weights_sha256", ""),
                 run_id=mv.run_id or "",

@@ -16,7 +16,14 @@ from typing import Any
 from g2l.registry import blobs, lineage
 from g2l.registry.config import RegistryConfig
 from g2l.registry.lock import file_lock, registry_mutex
-from g2l.registry.policy import PrimaryMetric, candidate_name, flatten_metrics, load_primary_metric
+from g2l.registry.policy import (
+    PrimaryMetric,
+    candidate_name,
+    flatten_metrics,
+    load_primary_metric,
+    model_benchmarks,
+    report_benchmarks,
+)
 from g2l.registry.store import (
     RegistryError,
     alias_version,
@@ -143,14 +150,17 @@ def promote(
     overrides = overrides or lineage.LineageOverrides()
     primary = load_primary_metric(policy or config.policy)
     inputs = _load_inputs(student, report, decision)
-    cand = candidate_name(inputs.report, inputs.decision, inputs.weights_sha256, candidate)
-    cand_metrics = flatten_metrics(inputs.report, [cand])
-    value = cand_metrics.get(f"{cand}.{primary.key}")
+    digests = {inputs.weights_sha256, str(inputs.student_config.get("weights_sha256", ""))} - {""}
+    cand = candidate_name(inputs.report, inputs.decision, digests, candidate)
+    cand_benches = model_benchmarks(inputs.report, cand)
+    over = report_benchmarks(inputs.report, cand)
+    value = primary.score(cand_benches, over)
     if value is None:
+        where = primary.benchmark if primary.benchmark != "all" else ", ".join(over) or "(no benchmarks)"
+        have = ", ".join(sorted(f"{b}.{m}" for b, ms in cand_benches.items() for m in ms)) or "no metrics"
         raise ValueError(
-            f"report {report} has no {primary.key} for candidate {cand!r} (the policy's primary metric); "
-            f"it has {sorted(k.split('.', 1)[1] for k in cand_metrics) or 'no metrics'}; fix: evaluate on "
-            f"benchmark {primary.benchmark!r} or change primary_metric in the policy"
+            f"report {report} lacks {primary.metric} on {where} for candidate {cand!r} (the policy's primary "
+            f"metric); it has {have}; fix: evaluate those benchmarks or change the policy's primary_metric"
         )
     lin = lineage.collect(student, inputs.student_config, overrides)
     uri = resolve_uri(registry_uri, config, artifact_root)
@@ -186,11 +196,11 @@ def promote(
             created = version is None
             if version is None:
                 version = _create_version(
-                    client, name, run_id, inputs, cand, cand_metrics, lin, primary, value
+                    client, name, run_id, inputs, cand, cand_benches, lin, primary, value
                 )
             elif existing is None and version.run_id != run_id:
                 client.delete_run(run_id)  # a concurrent twin registered the same student first
-            status, reasons = _decide(client, name, version, inputs, primary, value)
+            status, reasons = _decide(client, name, version, inputs, primary, value, over)
         aliases = tuple(sorted(client.get_model_version(name, str(version.version)).aliases))
     result = PromotionResult(
         model=name,
@@ -265,7 +275,7 @@ def _log_run(
                 "lineage.json": json.dumps(dict(lin), indent=2, sort_keys=True).encode(),
                 "model_card.md": _model_card(inputs, cand, lin, primary, value).encode(),
             }
-            html = blobs.join(os.path.dirname(inputs.report_uri) or ".", "report.html")
+            html = blobs.join(blobs.parent(inputs.report_uri), "report.html")
             if blobs.exists(html):
                 files["report.html"] = blobs.read_bytes(html)
             for fname, data in files.items():
@@ -284,7 +294,7 @@ def _create_version(
     run_id: str,
     inputs: _Inputs,
     cand: str,
-    cand_metrics: Mapping[str, float],
+    cand_benches: Mapping[str, Mapping[str, float]],
     lin: Mapping[str, str],
     primary: PrimaryMetric,
     value: float,
@@ -298,7 +308,8 @@ def _create_version(
         "g2l.gate_rules": json.dumps(inputs.decision.get("rules") or [], sort_keys=True)[:90000],
         "g2l.primary_metric": primary.key,
         "g2l.primary_value": repr(value),
-        **{METRIC_TAG + k.split(".", 1)[1]: repr(v) for k, v in cand_metrics.items()},
+        "g2l.benchmarks": json.dumps(sorted(cand_benches)),
+        **{f"{METRIC_TAG}{b}.{m}": repr(v) for b, ms in cand_benches.items() for m, v in ms.items()},
         **lineage.as_tags(lin),
     }
     source = f"{client.get_run(run_id).info.artifact_uri}/student"
@@ -321,7 +332,13 @@ def _create_version(
 
 
 def _decide(
-    client: Any, name: str, version: Any, inputs: _Inputs, primary: PrimaryMetric, value: float
+    client: Any,
+    name: str,
+    version: Any,
+    inputs: _Inputs,
+    primary: PrimaryMetric,
+    value: float,
+    over: list[str],
 ) -> tuple[str, list[str]]:
     """Read the champion, compare, set the alias; the caller holds the promotion lock."""
     mine = str(version.version)
@@ -338,12 +355,11 @@ def _decide(
         return "rejected", ["gate failed: " + "; ".join(reasons)]
     champ_value = None
     if champion is not None:
-        raw = champion.tags.get(METRIC_TAG + primary.key)
-        champ_value = float(raw) if raw not in (None, "") else None
+        champ_value = primary.score(recorded_benchmarks(champion.tags or {}), over)
     if champion is None:
         reason = "no champion yet"
     elif champ_value is None:
-        reason = f"champion v{champion.version} has no recorded {primary.key}"
+        reason = f"champion v{champion.version} has no recorded {primary.key} on {over}"
     elif primary.beats(value, champ_value):
         reason = f"{primary.key} {value:.6g} beats champion v{champion.version} ({champ_value:.6g})"
     else:
@@ -367,19 +383,39 @@ def _decide(
     return "promoted", [reason]
 
 
+def recorded_benchmarks(tags: Mapping[str, str]) -> dict[str, dict[str, float]]:
+    """{benchmark: {metric: value}} a version recorded in its `g2l.metric.<bench>.<metric>` tags."""
+    try:
+        benches = json.loads(tags.get("g2l.benchmarks", "[]"))
+    except json.JSONDecodeError:
+        benches = []
+    out: dict[str, dict[str, float]] = {}
+    for key, raw in tags.items():
+        if not key.startswith(METRIC_TAG):
+            continue
+        rest = key[len(METRIC_TAG) :]
+        # benchmark names may hold dots: match the recorded names first, longest first
+        bench = next((b for b in sorted(benches, key=len, reverse=True) if rest.startswith(f"{b}.")), None)
+        bench, metric = (bench, rest[len(bench) + 1 :]) if bench else tuple(rest.rsplit(".", 1))  # type: ignore[assignment]
+        try:
+            out.setdefault(bench, {})[metric] = float(raw)
+        except ValueError:
+            continue
+    return out
+
+
 @contextlib.contextmanager
 def _local_dir(uri: str) -> Iterator[Path]:
-    """A local directory with the files of `uri` (gs:// prefixes are staged)."""
-    if "://" not in uri or uri.startswith("file://"):
-        yield blobs.local_path(uri)
-        return
+    """A local directory with the files of `uri` (gs:// prefixes are staged through g2l.storage)."""
     from g2l import storage
 
+    if not storage.is_remote(uri):
+        yield Path(uri)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         prefix = uri.rstrip("/") + "/"
         for info in storage.list_files(prefix):
-            rel = info.uri[len(prefix) :]
-            target = Path(tmp) / rel
+            target = Path(tmp) / info.uri[len(prefix) :]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(Path(storage.stage(info.uri)).read_bytes())
         yield Path(tmp)
