@@ -15,7 +15,7 @@ def pin_inputs(
     manifest_rev: str,
     manifest_repo: str,
     artifact_root: str,
-) -> NamedTuple(
+) -> NamedTuple(  # type: ignore[valid-type]  # kfp reads the fields of this call form
     "PinnedInputs", [("config_uri", str), ("config_sha256", str), ("manifest", str), ("manifest_sha256", str)]
 ):
     """Freeze the config and the manifest at its DVC rev under the artifact root; return URIs and hashes."""

@@ -40,7 +40,7 @@ def write_shards(
     config_uri: str,
     artifact_root: str,
     tiled_groups: list,
-) -> NamedTuple("Shards", [("shards", str), ("shards_sha256", str)]):
+) -> NamedTuple("Shards", [("shards", str), ("shards_sha256", str)]):  # type: ignore[valid-type]
     """Write ROOT/shards/ from every tiled slide; returns the shard directory and its index sha256."""
     from g2l.pipeline_steps import pack_shards
 
