@@ -26,23 +26,29 @@ WORK_DIR_ENV = "G2L_WORK_DIR"
 # --- artifact roots on GCS: the embed/distill/evaluate stages read and write local directories ----
 
 
-def _download_prefix(uri: str, dest: Path) -> None:
+def _download(uri: str, dest: Path) -> None:
+    """Copy one object, or every object under a prefix, to `dest` (skipping files already there)."""
     from g2l import storage
 
-    for info in storage.list_files(uri):
-        rel = info.uri[len(uri.rstrip("/")) + 1 :]
-        target = dest / rel
-        if target.exists() and target.stat().st_size == info.size:
+    base = uri.rstrip("/")
+    try:  # one object
+        files = [(base, dest, storage.stat(base, checksum=False).size)]
+    except FileNotFoundError:  # a directory: every object under it (none when it does not exist yet)
+        found = storage.list_files(base, checksum=False) if storage.exists(base) else []
+        files = [(f.uri, dest / f.uri[len(base) + 1 :], f.size) for f in found]
+    for src, target, size in files:
+        if target.exists() and target.stat().st_size == size:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(storage.stage(info.uri), target)
+        shutil.copyfile(storage.stage(src), target)
 
 
 @contextlib.contextmanager
 def local_root(artifact_root: str, pull: list[str], push: list[str]) -> Iterator[str]:
     """A local directory standing for the artifact root: the root itself when local; for gs:// a work
-    directory with the `pull` sub-paths downloaded, whose `push` sub-paths are uploaded afterwards, also
-    after a failure, so that checkpoints and finished parts survive a preempted pod."""
+    directory with the `pull` sub-paths (files or directories) downloaded, whose `push` sub-paths are
+    uploaded afterwards, also after a failure, so that checkpoints and finished parts survive a
+    preempted pod."""
     from g2l import storage
 
     if not storage.is_remote(artifact_root):
@@ -50,10 +56,7 @@ def local_root(artifact_root: str, pull: list[str], push: list[str]) -> Iterator
         return
     work = Path(os.environ.get(WORK_DIR_ENV) or tempfile.mkdtemp(prefix="g2l-work-"))
     for sub in pull:
-        if storage.exists(storage.join(artifact_root, sub)) or storage.list_files(
-            storage.join(artifact_root, sub)
-        ):
-            _download_prefix(storage.join(artifact_root, sub), work / sub)
+        _download(storage.join(artifact_root, sub), work / sub)
     try:
         yield str(work)
     finally:
@@ -112,14 +115,36 @@ def embed_rank(
 ) -> str:
     """Fill this rank's parts of the teacher embedding cache; returns the cache directory (under ROOT).
 
-    `gpus` is the pod's GPU request: 0 pins the teacher to the CPU, -1 keeps the config's device.
+    `gpus` is the pod's GPU request: 0 pins the teacher to the CPU, -1 keeps the config's device. With a
+    gs:// root only this rank's shards and this cache's finished parts are downloaded.
     """
     from g2l import embed, storage
+    from g2l.models import build_model
 
     config = _embed_config(config_uri, teacher)
     if gpus == 0:
         config = dataclasses.replace(config, device="cpu")
-    with local_root(artifact_root, pull=["shards", "embeddings"], push=["embeddings"]) as root:
+    pull, push, model = ["shards"], ["embeddings"], None
+    if storage.is_remote(artifact_root):
+        index = json.loads(storage.read_text(storage.join(artifact_root, "shards", "index.json")))
+        embedding = None if config.embedding == "auto" else config.embedding
+        model = build_model(config.teacher, config.weights, device="cpu", embedding=embedding)
+        key, _ = embed.compute_key(index, config, model)
+        cache_uri = storage.join(artifact_root, "embeddings", key)
+        done = (
+            {f.uri.rsplit("/", 1)[-1] for f in storage.list_files(cache_uri, checksum=False)}
+            if storage.exists(cache_uri)
+            else set()
+        )
+        # Only the shards of this rank's parts that are not in the cache yet travel to the pod.
+        todo = [
+            f"shards/{e['name']}"
+            for i, e in enumerate(index["shards"])
+            if i % world_size == rank and f"part-{i:06d}.npy" not in done
+        ]
+        pull = ["shards/index.json", *todo, f"embeddings/{key}"]
+        push = [f"embeddings/{key}"]
+    with local_root(artifact_root, pull=pull, push=push) as root:
         cache = embed.run_embed(
             str(Path(root) / "shards"),
             root,
@@ -127,6 +152,7 @@ def embed_rank(
             rank=rank,
             world_size=world_size,
             quiet=True,
+            model=model,
             run_id=run_id(),
             cancer=cancer,
         )

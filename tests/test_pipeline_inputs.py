@@ -1,5 +1,8 @@
 """Pipeline input plumbing: pinned config and manifest, fan-out groups, and gs:// roots mirrored to disk."""
 
+import shutil
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -146,3 +149,38 @@ def test_gcs_root_is_mirrored_locally_and_pushed_back_even_after_a_failure(gcs_b
 def test_local_root_is_used_in_place(tmp_path):
     with local_root(str(tmp_path), pull=["shards"], push=["x"]) as local:
         assert local == str(tmp_path)
+
+
+def test_embedding_steps_on_a_gcs_root_fill_one_cache_equal_to_a_local_run(
+    gcs_bucket, make_shards, tmp_path, monkeypatch
+):
+    from g2l.pipeline_steps import embed_rank, seal_cache
+    from tests.fixtures.shards import dir_bytes
+
+    shards = make_shards("data")  # 10 tiles in three shards
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "embed: {teacher: tiny-vit-teacher, views: 1, batch_size: 8, num_workers: 0, device: cpu}\n"
+    )
+    root = f"gs://{gcs_bucket}/g2l"
+    storage.sync_dir(shards, f"{root}/shards")
+    for rank in (0, 1):  # two pods, each with its own disk
+        monkeypatch.setenv("G2L_WORK_DIR", str(tmp_path / f"pod{rank}"))
+        embed_rank(
+            config_uri=str(config), artifact_root=root, teacher="", rank=rank, world_size=2, cancer="t"
+        )
+    # Each pod fetched only its own shards.
+    assert sorted(p.name for p in (tmp_path / "pod1" / "shards").glob("*.tar")) == ["shard-000001.tar"]
+    monkeypatch.setenv("G2L_WORK_DIR", str(tmp_path / "seal"))
+    cache = seal_cache(config_uri=str(config), artifact_root=root, teacher="", cancer="t")
+    assert cache.startswith(f"{root}/embeddings/") and storage.exists(f"{cache}/_COMPLETE")
+    assert not list((tmp_path / "seal" / "shards").glob("*.tar"))  # sealing reads parts, not shards
+
+    local_root_dir = tmp_path / "local"
+    shutil.copytree(shards, local_root_dir / "shards")
+    local_cache = seal_cache(
+        config_uri=str(config), artifact_root=str(local_root_dir), teacher="", cancer="t"
+    )
+    assert local_cache.rsplit("/", 1)[-1] == cache.rsplit("/", 1)[-1]  # same key
+    remote = {f.uri[len(cache) + 1 :]: storage.read_bytes(f.uri) for f in storage.list_files(cache)}
+    assert remote == dir_bytes(Path(local_cache))
