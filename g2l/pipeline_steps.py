@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -142,7 +143,14 @@ def embed_rank(
             for i, e in enumerate(index["shards"])
             if i % world_size == rank and f"part-{i:06d}.npy" not in done
         ]
-        pull = ["shards/index.json", *todo, f"embeddings/{key}"]
+        # Of the cache, its metadata and this rank's parts (a rank never reads the others' parts).
+        part = re.compile(r"part-(\d+)\.")
+        cached = [
+            f"embeddings/{key}/{name}"
+            for name in sorted(done)
+            if not (m := part.match(name)) or int(m[1]) % world_size == rank
+        ]
+        pull = ["shards/index.json", *todo, *cached]
         push = [f"embeddings/{key}"]
     with local_root(artifact_root, pull=pull, push=push) as root:
         cache = embed.run_embed(

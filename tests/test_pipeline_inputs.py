@@ -175,6 +175,11 @@ def test_embedding_steps_on_a_gcs_root_fill_one_cache_equal_to_a_local_run(
     cache = seal_cache(config_uri=str(config), artifact_root=root, teacher="", cancer="t")
     assert cache.startswith(f"{root}/embeddings/") and storage.exists(f"{cache}/_COMPLETE")
     assert not list((tmp_path / "seal" / "shards").glob("*.tar"))  # sealing reads parts, not shards
+    # A rerun of rank 1 finds its part in the bucket: it fetches no shard and none of rank 0's parts.
+    monkeypatch.setenv("G2L_WORK_DIR", str(tmp_path / "rerun1"))
+    embed_rank(config_uri=str(config), artifact_root=root, teacher="", rank=1, world_size=2, cancer="t")
+    assert not list((tmp_path / "rerun1" / "shards").glob("*.tar"))
+    assert sorted(p.name for p in (tmp_path / "rerun1").rglob("part-*.npy")) == ["part-000001.npy"]
 
     local_root_dir = tmp_path / "local"
     shutil.copytree(shards, local_root_dir / "shards")
