@@ -238,7 +238,11 @@ def _registry_copy_check(client: Any, run_id: str, recorded: str | None) -> Chec
 def _deep_checks(
     tags: Mapping[str, str], lin: Mapping[str, str], tolerance: float, client: Any, run_id: str
 ) -> list[Check]:
-    """Re-run the recorded evaluation of the candidate and compare each metric within `tolerance`."""
+    """Re-run the recorded evaluation of the candidate and compare each metric within `tolerance`.
+
+    The report logged with the version gives the evaluation config, the benchmark files and the
+    teacher's spec; the candidate is the student at its lineage path (its weights are checked above).
+    """
     try:
         from g2l import evaluate as evaluate_mod
 
@@ -247,28 +251,27 @@ def _deep_checks(
         return [
             _skip("deep evaluation", "deep audit unavailable: g2l.evaluate.run_evaluate is not installed")
         ]
-    recorded = {k[len("g2l.metric.") :]: float(v) for k, v in tags.items() if k.startswith("g2l.metric.")}
+    from g2l.registry.promote import recorded_benchmarks
+
     candidate = tags.get("g2l.candidate", "student")
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            report_path = client.download_artifacts(run_id, "report.json", tmp)
-            old_report = json.loads(Path(report_path).read_text())
+            old = json.loads(Path(client.download_artifacts(run_id, "report.json", tmp)).read_text())
             cfg_cls = getattr(evaluate_mod, "EvaluateConfig", None)
-            raw_cfg = old_report.get("config") or {}
+            cfg: Any = old.get("config") or {}
             if cfg_cls is not None:
                 from g2l.config import from_dict
 
-                cfg = from_dict(cfg_cls, raw_cfg, where="report.json:config")
-            else:
-                cfg = raw_cfg
-            new = run_evaluate(
-                cfg,
-                {candidate: lin["student_uri"]},
-                sorted(old_report.get("benchmarks") or {}),
-                str(Path(tmp) / "eval"),
-                quiet=True,
-            )
-        except Exception as exc:
+                cfg = from_dict(cfg_cls, cfg, where="report.json:config")
+            files = [str(b.get("file") or "") for b in (old.get("benchmarks") or {}).values()]
+            if not files or not all(files):
+                raise ValueError("report.json does not record its benchmark files")
+            models = {candidate: lin["student_uri"]}
+            teacher = old.get("teacher")
+            if teacher and (old.get("models") or {}).get(teacher, {}).get("spec"):
+                models[teacher] = old["models"][teacher]["spec"]  # CKA-to-teacher metrics need it
+            new = run_evaluate(cfg, models, files, str(Path(tmp) / "eval"), quiet=True)
+        except Exception as exc:  # a deep audit that cannot run is a failed line, with the reason
             return [
                 Check(
                     check="deep evaluation",
@@ -278,22 +281,33 @@ def _deep_checks(
                     ok=False,
                 )
             ]
-    benches = ((new.get("models") or {}).get(candidate) or {}).get("benchmarks") or {}
     out = []
-    for key, old in sorted(recorded.items()):
-        bench, _, metric = key.partition(".")
-        value = (benches.get(bench) or {}).get(metric)
-        ok = value is not None and abs(float(value) - old) <= tolerance
+    for bench, meta in sorted((old.get("benchmarks") or {}).items()):
+        now = ((new.get("benchmarks") or {}).get(bench) or {}).get("sha256")
         out.append(
             Check(
-                check="metric",
-                item=key,
-                expected=f"{old:.6g}",
-                found="missing" if value is None else f"{float(value):.6g}",
-                ok=ok,
-                detail=f"tolerance ±{tolerance:g}",
+                check="benchmark data",
+                item=bench,
+                expected=str(meta.get("sha256")),
+                found=str(now),
+                ok=now == meta.get("sha256"),
             )
         )
+    benches = ((new.get("models") or {}).get(candidate) or {}).get("benchmarks") or {}
+    for bench, metrics in sorted(recorded_benchmarks(tags).items()):
+        for metric, recorded in sorted(metrics.items()):
+            value = (benches.get(bench) or {}).get(metric)
+            ok = isinstance(value, int | float) and abs(float(value) - recorded) <= tolerance
+            out.append(
+                Check(
+                    check="metric",
+                    item=f"{bench}.{metric}",
+                    expected=f"{recorded:.6g}",
+                    found="missing" if value is None else f"{float(value):.6g}",
+                    ok=ok,
+                    detail=f"tolerance ±{tolerance:g}",
+                )
+            )
     return out
 
 

@@ -65,10 +65,14 @@ def test_cli_lineage_overrides_and_manifest_at_a_git_rev(
             str(lineage_world.cache_dir),
             "--run-id",
             "kfp-run-42",
+            "--artifact-root",
+            str(tmp_path / "artifacts"),
         ],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["aliases"] == ["champion"]
+    prom = (tmp_path / "artifacts" / "metrics" / "promote.prom").read_text()  # no Pushgateway: textfile
+    assert 'g2l_promote_champion{cancer="' in prom and 'run_id="kfp-run-42"' in prom
 
     # The working copy moves on after promotion; the audit reads the manifest at the recorded commit.
     (repo / "manifests" / "brca.csv").write_text("slide_id,uri\n")

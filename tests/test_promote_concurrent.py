@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from g2l.metrics import read_gateway_metrics
 from g2l.registry import list_versions, promote
 from tests.fixtures.lineage import Candidate, World
 
 
-def _cmd(c: Candidate, world: World, cancer: str, uri: str, config: Path) -> list[str]:
+def _cmd(c: Candidate, world: World, cancer: str, uri: str, config: Path, run_id: str) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -35,6 +36,10 @@ def _cmd(c: Candidate, world: World, cancer: str, uri: str, config: Path) -> lis
         uri,
         "--config",
         str(config),
+        "--run-id",
+        run_id,
+        "--artifact-root",
+        str(config.parent / "artifacts"),
     ]
 
 
@@ -47,6 +52,7 @@ def test_concurrent_promoters_end_with_the_better_one_as_champion(
     cancer: str,
     registry_uri: str,
     tmp_path: Path,
+    pushgateway: str,
 ) -> None:
     # A weak champion exists, so both newcomers beat what they read: without a lock each would set the
     # alias and the last writer would win, whichever it is.
@@ -65,16 +71,16 @@ def test_concurrent_promoters_end_with_the_better_one_as_champion(
     config.write_text(f"registry:\n  lock: {lock}\n  lock_timeout_s: 120\n")
     # Each promoter pauses between reading the champion and setting the alias, so that their
     # read-compare-set windows overlap unless the lock serialises them.
-    env = {**os.environ, "G2L_PROMOTE_HOLD_S": "1.5"}
+    env = {**os.environ, "G2L_PROMOTE_HOLD_S": "1.5", "G2L_PUSHGATEWAY": pushgateway}
     procs = [
         subprocess.Popen(
-            _cmd(c, lineage_world, cancer, registry_uri, config),
+            _cmd(c, lineage_world, cancer, registry_uri, config, f"{cancer}-{tag}"),
             env=env,
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        for c in (worse, better)
+        for c, tag in ((worse, "worse"), (better, "better"))
     ]
     outs = [p.communicate(timeout=180) for p in procs]
     codes = [p.returncode for p in procs]
@@ -93,3 +99,12 @@ def test_concurrent_promoters_end_with_the_better_one_as_champion(
     else:  # the better one decided first; the worse one compared against it
         assert w_code == 4 and w_line["aliases"] == ["challenger"]
         assert f"champion v{b_line['version']} " in w_line["reasons"][0]
+    # Each promoter's stage metrics reached the Pushgateway under its own run id.
+    pushed = {
+        tag: read_gateway_metrics(pushgateway, run_id=f"{cancer}-{tag}", stage="promote", cancer=cancer)
+        for tag in ("worse", "better")
+    }
+    assert pushed["better"]["g2l_promote_champion"] == 1
+    assert pushed["better"]["g2l_promote_version"] == b_line["version"]
+    assert pushed["worse"]["g2l_promote_champion"] == (1 if w_code == 0 else 0)
+    assert pushed["worse"]["g2l_promote_versions_created_total"] == 1

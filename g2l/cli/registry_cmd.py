@@ -87,21 +87,35 @@ def promote_cmd(
             cache_dir=cache_dir,
             pipeline_run_id=run_id or (run.run_id if run.run_id != "local" else None),
         )
-        result = promote(
-            student=student,
-            report=report,
-            decision=decision,
+        from g2l.metrics import StageMetrics
+
+        stage_metrics = StageMetrics(
+            "promote",
+            run_id=run.run_id if run_id is None else run_id,
             cancer=cancer or run.cancer,
-            policy=policy,
-            registry_uri=registry,
-            config=reg,
-            artifact_root=run.artifact_root,
-            candidate=candidate,
-            overrides=overrides,
-            quiet=quiet,
+            root=run.artifact_root,
         )
+        with stage_metrics:
+            result = promote(
+                student=student,
+                report=report,
+                decision=decision,
+                cancer=cancer or run.cancer,
+                policy=policy,
+                registry_uri=registry,
+                config=reg,
+                artifact_root=run.artifact_root,
+                candidate=candidate,
+                overrides=overrides,
+                quiet=quiet,
+                metrics=stage_metrics,
+            )
     except (RegistryError, ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
         raise _fail(exc, EXIT_ERROR) from exc
+    except Exception as exc:  # MlflowException and friends: still exit 2 with the message, per the contract
+        if type(exc).__module__.startswith(("mlflow", "sqlalchemy", "requests")):
+            raise _fail(RuntimeError(f"registry operation failed: {exc}"), EXIT_ERROR) from exc
+        raise
     typer.echo(result.summary_line())
     raise typer.Exit(result.exit_code)
 

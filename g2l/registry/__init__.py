@@ -4,6 +4,7 @@ from g2l.registry.config import RegistryConfig
 from g2l.registry.lineage import LineageOverrides
 from g2l.registry.listing import VersionRow, list_versions
 from g2l.registry.promote import EXIT_ERROR, EXIT_NOT_PROMOTED, EXIT_PROMOTED, PromotionResult, promote
+from g2l.registry.resolve import resolve_spec
 from g2l.registry.store import RegistryError, model_name, resolve_uri
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "list_versions",
     "model_name",
     "promote",
+    "resolve_spec",
     "resolve_uri",
 ]

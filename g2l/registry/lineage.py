@@ -132,7 +132,7 @@ def collect(
     out["git_commit"] = out["git_commit"] or os.environ.get(GIT_COMMIT_ENV) or git_commit()
 
     # The student itself.
-    out["student_uri"] = student_dir
+    out["student_uri"] = _absolute(student_dir)
     out["student_weights_sha256"] = blobs.sha256_uri(blobs.join(student_dir, WEIGHTS_FILE))
     out["student_config_sha256"] = blobs.sha256_uri(blobs.join(student_dir, CONFIG_FILE))
     # distill's own digest of the state dict (tensor bytes, not the file): kept as recorded
@@ -177,6 +177,13 @@ def collect(
         out["manifest_sha256"] = loaded.content_hash
         out["manifest_rev"] = loaded.rev or out["manifest_rev"]  # the resolved commit, not a moving branch
 
+    # Local paths are recorded absolute, so the audit works from any directory.
+    for key in ("shards_index", "shards_dir", "cache_dir", "manifest_repo"):
+        if out[key] is not None:
+            out[key] = _absolute(str(out[key]))
+    if out["manifest_uri"] is not None and out["manifest_repo"] is None:
+        out["manifest_uri"] = _absolute(str(out["manifest_uri"]))  # with a repo it stays repo-relative
+
     # Anything else the distill stage put in its lineage block is kept as is.
     if isinstance(block, Mapping):
         known = {name for names in _ALIASES.values() for name in names}
@@ -184,6 +191,12 @@ def collect(
             if key not in known and isinstance(value, str | int | float | bool):
                 out.setdefault(f"extra.{key}", value)
     return {k: str(v) for k, v in out.items() if v is not None}
+
+
+def _absolute(uri: str) -> str:
+    from g2l import storage
+
+    return uri if storage.is_remote(uri) or "://" in uri else os.path.abspath(uri)
 
 
 def as_tags(lineage: Mapping[str, str]) -> dict[str, str]:

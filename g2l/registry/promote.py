@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from g2l.metrics import StageMetrics
 from g2l.registry import blobs, lineage
 from g2l.registry.config import RegistryConfig
 from g2l.registry.lock import file_lock, registry_mutex
@@ -40,7 +41,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 REJECTED_TAG = "rejected"
 KEY_TAG = "g2l.promotion_key"
-METRIC_TAG = "g2l.metric."
+METRICS_TAG = "g2l.metrics"  # JSON {benchmark: {metric: value}}: metric names like ri@k=10 are no tag keys
 HOLD_ENV = "G2L_PROMOTE_HOLD_S"  # fault injection: widen the read-compare-set window (concurrency tests)
 EXIT_PROMOTED = 0
 EXIT_NOT_PROMOTED = 4
@@ -144,8 +145,12 @@ def promote(
     candidate: str | None = None,
     overrides: lineage.LineageOverrides | None = None,
     quiet: bool = False,
+    metrics: StageMetrics | None = None,
 ) -> PromotionResult:
-    """Log a run, register (once) a version with lineage tags, then decide `champion` under a lock."""
+    """Log a run, register (once) a version with lineage tags, then decide `champion` under a lock.
+
+    `metrics` (a StageMetrics the caller publishes) receives lock waits and the outcome.
+    """
     config = config or RegistryConfig()
     overrides = overrides or lineage.LineageOverrides()
     primary = load_primary_metric(policy or config.policy)
@@ -176,7 +181,9 @@ def promote(
     # A file lock covers the whole promotion (including creating a fresh sqlite db); the registry
     # mutex covers only the find-or-create-version and champion decision, so uploads run in parallel.
     outer = file_lock(db, config.lock_timeout_s) if mode == "file" and db else contextlib.nullcontext()
+    waited = time.monotonic()
     with outer:
+        lock_wait_s = time.monotonic() - waited
         client = open_client(uri)
         exp_id = ensure_experiment(client, uri, config, cancer)
         ensure_model(client, name, f"g2l students distilled for {cancer}; alias `champion` is served")
@@ -191,7 +198,9 @@ def promote(
             if mode == "registry"
             else contextlib.nullcontext()
         )
+        waited = time.monotonic()
         with inner:
+            lock_wait_s += time.monotonic() - waited
             version = _version_with_key(client, name, inputs.key)
             created = version is None
             if version is None:
@@ -212,6 +221,16 @@ def promote(
         run_id=run_id,
         registry_uri=uri,
     )
+    if metrics is not None:
+        metrics.gauge("promote_lock_wait_seconds", "Time spent waiting for the promotion lock").set(
+            lock_wait_s
+        )
+        metrics.counter("promote_versions_created_total", "Model versions registered").inc(int(created))
+        metrics.gauge("promote_champion", "1 when the version is the champion afterwards").set(
+            int(result.promoted)
+        )
+        metrics.gauge("promote_version", "The registered version number").set(result.version)
+        metrics.gauge("promote_primary_value", "The candidate's primary metric").set(value)
     if not quiet:
         from g2l.progress import console
 
@@ -308,8 +327,7 @@ def _create_version(
         "g2l.gate_rules": json.dumps(inputs.decision.get("rules") or [], sort_keys=True)[:90000],
         "g2l.primary_metric": primary.key,
         "g2l.primary_value": repr(value),
-        "g2l.benchmarks": json.dumps(sorted(cand_benches)),
-        **{f"{METRIC_TAG}{b}.{m}": repr(v) for b, ms in cand_benches.items() for m, v in ms.items()},
+        METRICS_TAG: json.dumps(cand_benches, sort_keys=True)[:90000],
         **lineage.as_tags(lin),
     }
     source = f"{client.get_run(run_id).info.artifact_uri}/student"
@@ -384,23 +402,19 @@ def _decide(
 
 
 def recorded_benchmarks(tags: Mapping[str, str]) -> dict[str, dict[str, float]]:
-    """{benchmark: {metric: value}} a version recorded in its `g2l.metric.<bench>.<metric>` tags."""
+    """{benchmark: {metric: value}} a version recorded in its `g2l.metrics` tag (empty when absent)."""
     try:
-        benches = json.loads(tags.get("g2l.benchmarks", "[]"))
+        raw = json.loads(tags.get(METRICS_TAG) or "{}")
     except json.JSONDecodeError:
-        benches = []
+        return {}
     out: dict[str, dict[str, float]] = {}
-    for key, raw in tags.items():
-        if not key.startswith(METRIC_TAG):
-            continue
-        rest = key[len(METRIC_TAG) :]
-        # benchmark names may hold dots: match the recorded names first, longest first
-        bench = next((b for b in sorted(benches, key=len, reverse=True) if rest.startswith(f"{b}.")), None)
-        bench, metric = (bench, rest[len(bench) + 1 :]) if bench else tuple(rest.rsplit(".", 1))  # type: ignore[assignment]
-        try:
-            out.setdefault(bench, {})[metric] = float(raw)
-        except ValueError:
-            continue
+    for bench, metrics in raw.items() if isinstance(raw, dict) else ():
+        if isinstance(metrics, dict):
+            out[str(bench)] = {
+                str(k): float(v)
+                for k, v in metrics.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
     return out
 
 
