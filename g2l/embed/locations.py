@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from g2l.embed import cache as c
-from g2l.embed.shards import ShardError, check_shard, file_sha256, load_shard_index
+from g2l.embed.shards import ShardError, check_shard, file_sha256, load_shard_index, parse_shard_index
 
 
 def is_remote(uri: str | Path) -> bool:
@@ -55,9 +55,7 @@ class ShardSource:
         uri = join(self.root, "index.json")
         if not st.exists(uri):
             raise ShardError(f"{uri} not found: point --shards at the tiling stage's shards prefix")
-        local = Path(tempfile.mkdtemp(prefix="g2l-shard-index-"))
-        (local / "index.json").write_bytes(st.read_bytes(uri))
-        return load_shard_index(local)
+        return parse_shard_index(st.read_bytes(uri), uri)
 
     def problem(self, entry: dict[str, Any]) -> str | None:
         """A message naming the shard when it is missing (or, locally, changed); None when usable."""

@@ -31,7 +31,15 @@ def load_shard_index(shards_dir: str | Path) -> dict[str, Any]:
     path = Path(shards_dir) / "index.json"
     if not path.is_file():
         raise ShardError(f"{path} not found: point --shards at the tiling stage's shards directory")
-    index = json.loads(path.read_text())
+    return parse_shard_index(path.read_bytes(), str(path))
+
+
+def parse_shard_index(data: bytes, path: str) -> dict[str, Any]:
+    """Parse and check the bytes of a shard index.json read from `path` (named in errors)."""
+    try:
+        index = json.loads(data)
+    except ValueError as exc:
+        raise ShardError(f"{path} is not valid JSON ({exc}); rerun tiling's shard step") from exc
     if not isinstance(index, dict) or not isinstance(index.get("shards"), list) or "sha256" not in index:
         raise ShardError(f"{path}: expected {{'shards': [{{'name', 'n_tiles', 'sha256'}}], 'sha256': ...}}")
     for i, entry in enumerate(index["shards"]):
