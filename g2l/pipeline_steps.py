@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from g2l.pipeline_io import distill_dir, load_stage_config, parse_list, read_text_or_uri, run_id, stage_file
+from g2l.pipeline_io import distill_dir, load_stage_config, parse_list, run_id, stage_file
 
 WORK_DIR_ENV = "G2L_WORK_DIR"
 
@@ -383,12 +383,8 @@ def promote_student(
             artifact_root=artifact_root,
             overrides=lineage,
             quiet=True,
+            metrics=metrics,  # lock wait, version, champion: the registry's own promotion metrics
         )
+        # Counted here too, so the dashboard's promotions panel can sum over runs.
         metrics.counter("promotions_total", "Students that became champion").inc(int(result.promoted))
-        metrics.gauge("registered_version", "Model version this run registered").set(float(result.version))
     return result.summary_line()
-
-
-def policy_text(gate_policy: str) -> str:
-    """The policy's YAML text (for logs and lineage)."""
-    return read_text_or_uri(gate_policy)
