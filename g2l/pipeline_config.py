@@ -55,7 +55,9 @@ def _text_or_path(value: str, base: Path) -> str:
     """Inline a local file (resolved against the config's directory or the CWD); URIs and text pass as is."""
     if not value or "\n" in value or "://" in value:
         return value
-    for candidate in (Path(value), base / value):
+    # Paths in a config are read from the current directory, the config's directory or the checkout
+    # holding configs/ (`configs/gate.yaml` from configs/brca.yaml).
+    for candidate in (Path(value), base / value, base.parent / value):
         if candidate.is_file():
             return candidate.read_text()
     return value

@@ -137,6 +137,26 @@ def plan_cmd(
     typer.echo(json.dumps(plan.as_dict(), sort_keys=True) if as_json else format_plan(plan))
 
 
+def demo_cmd(
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for the demo's bucket, workspace and outputs.")
+    ] = Path("demo-output"),
+) -> None:
+    """The whole job on an embedded default: generated slides -> DVC manifest -> pipeline -> audit."""
+    from pipelines.demo import run_demo
+
+    summary = run_demo(out)
+    if summary["succeeded"]:
+        for thumb in summary["thumbnails"]:
+            typer.echo(f"thumbnail: {thumb}")
+        typer.echo(f"report:    {summary['report_html']}")
+        typer.echo(f"gate:      {'passed' if summary['gate_passed'] else 'failed'} ({summary['decision']})")
+        typer.echo(f"champion:  {summary.get('champion') or 'none (the gate kept the student out)'}")
+    typer.echo(json.dumps(summary, sort_keys=True))
+    ok = summary["succeeded"] and summary.get("audit_ok", True)
+    raise typer.Exit(0 if ok else 1)
+
+
 def _parse_sets(values: list[str]) -> dict[str, object]:
     """NAME=VALUE overrides; integers stay integers so kfp's typed parameters accept them."""
     out: dict[str, object] = {}
@@ -151,3 +171,4 @@ def _parse_sets(values: list[str]) -> dict[str, object]:
 def register(app: typer.Typer) -> None:
     """Add `g2l pipeline ...` to the main app."""
     app.add_typer(pipeline_app, name="pipeline")
+    app.command(name="demo")(demo_cmd)
