@@ -20,14 +20,16 @@ def distill_student(
     image: str,
     cancer: str,
 ) -> str:
-    """Train the student on the cached teacher embeddings; returns the exported student directory."""
+    """Train the student on the cached teacher embeddings; returns the exported student directory.
+
+    `config_sha256` is here for kfp's cache key only (the config file's identity).
+    """
     from g2l.trainjobs import distill
 
     return distill(
         shards=shards,
         cache=cache,
         config_uri=config_uri,
-        config_sha256=config_sha256,
         artifact_root=artifact_root,
         student=student,
         gpus=gpus,

@@ -24,7 +24,7 @@ class PipelineConfig:
     namespace: str = ""
     service_account: str = "g2l-pipeline"
     benchmarks: tuple[str, ...] = ()
-    gate_policy: str = "configs/gate.yaml"
+    gate_policy: str = ""
     registry_uri: str = ""
     tile_groups: int = 4
     embed_groups: int = 2
@@ -63,6 +63,11 @@ def _text_or_path(value: str, base: Path) -> str:
     return value
 
 
+def _registry_policy(path: Path) -> str:
+    registry = load_yaml(path).get("registry") or {}
+    return str(registry.get("policy") or "configs/gate.yaml")
+
+
 def pipeline_arguments(config_path: str | Path, **overrides: Any) -> dict[str, Any]:
     """The pipeline's run parameters for one cancer config: run + pipeline sections, config inlined.
 
@@ -85,7 +90,8 @@ def pipeline_arguments(config_path: str | Path, **overrides: Any) -> dict[str, A
         "teacher": "",
         "student": "",
         "benchmarks": ",".join(pipe.benchmarks),
-        "gate_policy": _text_or_path(pipe.gate_policy, path.parent),
+        # One policy per cancer: the registry's (it also ranks champions), unless the pipeline overrides it.
+        "gate_policy": _text_or_path(pipe.gate_policy or _registry_policy(path), path.parent),
         "registry_uri": pipe.registry_uri,
         "tile_groups": pipe.tile_groups,
         "embed_groups": pipe.embed_groups,

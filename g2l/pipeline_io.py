@@ -176,22 +176,20 @@ def run_id() -> str:
     return os.environ.get(RUN_ID_ENV) or "local"
 
 
-def distill_dir(artifact_root: str, *, cache: str, config_sha256: str, student: str, max_steps: int) -> str:
-    """Content-addressed run directory of a distillation: the same inputs resume the same run."""
+def distill_dir(artifact_root: str, *, cache: str, distill_config: Any, max_steps: int) -> str:
+    """Content-addressed run directory of a distillation: the same inputs resume the same run.
+
+    Keyed by the embedding cache, the `distill:` section (student included) and the step cap, not by
+    the whole config file: editing the gate policy or the tiling workers must not retrain a student.
+    """
+    from g2l.config import config_hash
+
     key = hashlib.sha256(
-        json.dumps([cache.rstrip("/").rsplit("/", 1)[-1], config_sha256, student, max_steps]).encode()
+        json.dumps([cache.rstrip("/").rsplit("/", 1)[-1], config_hash(distill_config), max_steps]).encode()
     ).hexdigest()[:16]
     from g2l import storage
 
     return storage.join(artifact_root, "distill", key)
-
-
-def eval_dir(student_dir: str) -> str:
-    """Where the evaluation of a student goes: beside its run directory."""
-    parent = student_dir.rstrip("/")
-    if parent.endswith("/student"):
-        parent = parent[: -len("/student")]
-    return f"{parent}/eval"
 
 
 def parse_list(value: str) -> list[str]:

@@ -194,7 +194,6 @@ def distill_local(
     *,
     cache: str,
     config_uri: str,
-    config_sha256: str,
     artifact_root: str,
     student: str,
     gpus: int,
@@ -209,8 +208,7 @@ def distill_local(
         distill_dir(
             artifact_root,
             cache=cache,
-            config_sha256=config_sha256,
-            student=config.student,
+            distill_config=config,
             max_steps=max_steps,
         ),
         artifact_root,

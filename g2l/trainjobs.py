@@ -90,7 +90,6 @@ def distill(
     shards: str,
     cache: str,
     config_uri: str,
-    config_sha256: str,
     artifact_root: str,
     student: str,
     gpus: int,
@@ -108,7 +107,6 @@ def distill(
         return distill_local(
             cache=cache,
             config_uri=config_uri,
-            config_sha256=config_sha256,
             artifact_root=artifact_root,
             student=student,
             gpus=gpus,
@@ -122,9 +120,7 @@ def distill(
     from g2l.pipeline_io import load_stage_config
 
     config = load_stage_config(distill_stage.DistillConfig, config_uri, "distill", student=student or None)
-    run_dir = distill_dir(
-        artifact_root, cache=cache, config_sha256=config_sha256, student=config.student, max_steps=max_steps
-    )
+    run_dir = distill_dir(artifact_root, cache=cache, distill_config=config, max_steps=max_steps)
     # Every node reads the same paths: the artifact root must be a filesystem all pods mount (GCS FUSE,
     # Filestore), which is how multi-node training reads its data anyway.
     args = distill_args(

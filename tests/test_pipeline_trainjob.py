@@ -140,7 +140,6 @@ def test_multi_node_distill_submits_a_trainjob_running_g2l_distill(k8s, tmp_path
         shards=str(root / "shards"),
         cache=cache,
         config_uri=str(config),
-        config_sha256="c" * 64,
         artifact_root=str(root),
         student="",
         gpus=4,
