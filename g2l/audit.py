@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 import json
 import os
 import re
@@ -139,7 +141,9 @@ def _manifest_checks(lin: Mapping[str, str]) -> Iterator[Check]:
             yield Check(check="slide", item=slide_id, expected=str(recorded), found=f"error: {exc}", ok=False)
             continue
         expected = f"{kind}:{blobs.split_checksum(str(recorded))[1]}"  # md5 lower-cased as storage reports it
-        yield _compare("slide", slide_id, expected, lambda u=str(slide_uri), k=kind: blobs.checksum_uri(u, k))
+        yield _compare(
+            "slide", slide_id, expected, functools.partial(blobs.checksum_uri, str(slide_uri), kind)
+        )
 
 
 def _shard_checks(lin: Mapping[str, str]) -> Iterator[Check]:
@@ -162,7 +166,7 @@ def _shard_checks(lin: Mapping[str, str]) -> Iterator[Check]:
     base = blobs.parent(index_uri)
     for entry in index.get("shards") or []:
         uri = blobs.join(base, entry["name"])
-        yield _compare("shard", entry["name"], entry.get("sha256"), lambda u=uri: blobs.sha256_uri(u))
+        yield _compare("shard", entry["name"], entry.get("sha256"), functools.partial(blobs.sha256_uri, uri))
 
 
 def _cache_checks(lin: Mapping[str, str]) -> Iterator[Check]:
@@ -189,7 +193,9 @@ def _cache_checks(lin: Mapping[str, str]) -> Iterator[Check]:
     )
     for part in index.get("parts") or []:
         uri = blobs.join(cache_dir, part["file"])
-        yield _compare("cache part", part["file"], part.get("sha256"), lambda u=uri: blobs.sha256_uri(u))
+        yield _compare(
+            "cache part", part["file"], part.get("sha256"), functools.partial(blobs.sha256_uri, uri)
+        )
 
 
 def _student_checks(lin: Mapping[str, str]) -> Iterator[Check]:
@@ -244,8 +250,7 @@ def _deep_checks(
     teacher's spec; the candidate is the student at its lineage path (its weights are checked above).
     """
     try:
-        from g2l import evaluate as evaluate_mod
-
+        evaluate_mod = importlib.import_module("g2l.evaluate")
         run_evaluate = evaluate_mod.run_evaluate
     except (ImportError, AttributeError):
         return [
@@ -325,8 +330,9 @@ def audit(
     from mlflow.exceptions import MlflowException
 
     config = config or RegistryConfig()
-    client = open_client(resolve_uri(registry_uri, config, artifact_root))
+    client = open_client(resolve_uri(registry_uri, config, artifact_root), create=False)
     name = model_name(cancer)
+    mv: Any
     if version is not None:
         try:
             mv = client.get_model_version(name, str(version))
@@ -347,7 +353,7 @@ def audit(
     if mv.run_id:
         checks.append(_registry_copy_check(client, mv.run_id, lin.get("student_weights_sha256")))
     if deep:
-        checks.extend(_deep_checks(tags, lin, config.deep_tolerance, client, mv.run_id))
+        checks.extend(_deep_checks(tags, lin, config.deep_tolerance, client, str(mv.run_id)))
     full = client.get_model_version(name, str(mv.version))
     return AuditReport(
         model=name, version=int(mv.version), aliases=tuple(sorted(full.aliases or [])), checks=tuple(checks)

@@ -114,9 +114,8 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def config_hash(config: Any) -> str:
     """sha256 of a config's canonical JSON, recorded in lineage."""
-    payload = json.dumps(
-        to_dict(config) if dataclasses.is_dataclass(config) else config, sort_keys=True, default=str
-    )
+    payload = json.dumps(to_dict(config) if dataclasses.is_dataclass(config) else config,
+                         sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -135,8 +134,6 @@ class RunConfig:
     run_id: str = "local"
 
     def __post_init__(self) -> None:
-        require(
-            bool(self.cancer) and self.cancer.replace("-", "").isalnum(),
-            f"run.cancer must be a short alphanumeric name such as 'brca', got {self.cancer!r}",
-        )
+        require(bool(self.cancer) and self.cancer.replace("-", "").isalnum(),
+                f"run.cancer must be a short alphanumeric name such as 'brca', got {self.cancer!r}")
         require(bool(self.artifact_root), "run.artifact_root must be a local directory or gs:// URI")

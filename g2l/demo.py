@@ -56,14 +56,8 @@ def make_demo_slides(bucket: Path, seed: int = 0) -> list[Path]:
         if not path.exists():
             tmp = path.with_name(f".{path.name}.tmp")
             write_synthetic_slide(
-                tmp,
-                width=size,
-                height=size,
-                mpp=mpp,
-                seed=seed + i,
-                blobs=3,
-                stain=_SITE_STAINS[slide_id.split("-")[1]],
-                pen_mark=(i == 0),
+                tmp, width=size, height=size, mpp=mpp, seed=seed + i, blobs=3,
+                stain=_SITE_STAINS[slide_id.split("-")[1]], pen_mark=(i == 0),
             )
             os.replace(tmp, path)  # a slide appears whole or not at all
         paths.append(path)
@@ -104,13 +98,8 @@ def version_manifest(workspace: Path, inventory: pd.DataFrame, project_root: Pat
     if not (workspace / ".dvc").exists():
         _run([sys.executable, "-m", "dvc", "init", "-q"], workspace)
         _run([sys.executable, "-m", "dvc", "config", "core.autostage", "true"], workspace)
-    for rel in (
-        "dvc.yaml",
-        "params.yaml",
-        "g2l/manifest/sample.py",
-        "g2l/manifest/io.py",
-        "g2l/manifest/schema.py",
-    ):
+    for rel in ("dvc.yaml", "params.yaml", "g2l/manifest/sample.py", "g2l/manifest/io.py",
+                "g2l/manifest/schema.py"):
         (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(project_root / rel, workspace / rel)
     inv_path = workspace / "manifests" / "inventory" / "demo.csv"
@@ -137,6 +126,5 @@ def prepare_demo_inputs(out: Path, project_root: Path) -> DemoInputs:
     for problem in inventory.problems:
         console.print(f"[yellow]inventory: {problem}[/yellow]")
     manifest, rev = version_manifest(out / "workspace", inventory.df, project_root)
-    return DemoInputs(
-        bucket=bucket, metadata=metadata, workspace=out / "workspace", manifest=manifest, manifest_rev=rev
-    )
+    return DemoInputs(bucket=bucket, metadata=metadata, workspace=out / "workspace",
+                      manifest=manifest, manifest_rev=rev)

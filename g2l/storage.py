@@ -160,14 +160,14 @@ def is_remote(uri: str | os.PathLike[str]) -> bool:
 
 def _local_path(uri: str | os.PathLike[str]) -> Path:
     text = str(uri)
-    return Path(text[len("file://") :] if text.startswith("file://") else text)
+    return Path(text[len("file://"):] if text.startswith("file://") else text)
 
 
 def split_gs(uri: str) -> tuple[str, str]:
     """Split `gs://bucket/object/name` into ('bucket', 'object/name')."""
     if not is_remote(uri):
         raise ValueError(f"{uri!r} is not a gs:// URI")
-    bucket, _, name = uri[len("gs://") :].partition("/")
+    bucket, _, name = uri[len("gs://"):].partition("/")
     if not bucket:
         raise ValueError(f"{uri!r} has no bucket; write gs://<bucket>/<object>")
     return bucket, name
@@ -531,9 +531,8 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _check_expected(
-    uri: str, expected: tuple[str, str] | None, crc32c: str | None, md5: str | None, what: str
-) -> None:
+def _check_expected(uri: str, expected: tuple[str, str] | None, crc32c: str | None, md5: str | None,
+                    what: str) -> None:
     if expected is None:
         return
     algo, want = expected
@@ -566,13 +565,8 @@ def stage_file(
             info = LocalStorage().stat(uri, checksum=False)
         else:
             hasher = _hash_file(path, md5=expected[0] == "md5")
-            info = FileInfo(
-                uri=uri,
-                size=hasher.size,
-                crc32c=hasher.crc32c,
-                md5=hasher.md5,
-                generation=path.stat().st_mtime_ns,
-            )
+            info = FileInfo(uri=uri, size=hasher.size, crc32c=hasher.crc32c, md5=hasher.md5,
+                            generation=path.stat().st_mtime_ns)
             _check_expected(uri, expected, info.crc32c, info.md5, "the file's")
         return StageResult(path=path, info=info, downloaded=False)
 

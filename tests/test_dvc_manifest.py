@@ -43,15 +43,8 @@ def _inventory(n: int = 60) -> pd.DataFrame:
     for i in range(n):
         site = ("A1", "E2", "BH")[i % 3]
         pid = f"TCGA-{site}-{i // 2:04d}"  # two slides per patient
-        rows.append(
-            {
-                "slide_id": f"{pid}-01Z-00-DX{i % 2 + 1}",
-                "uri": f"gs://slides/{pid}-{i}.svs",
-                "cancer_type": "DEMO",
-                "site": site,
-                "patient_id": pid,
-            }
-        )
+        rows.append({"slide_id": f"{pid}-01Z-00-DX{i % 2 + 1}", "uri": f"gs://slides/{pid}-{i}.svs",
+                     "cancer_type": "DEMO", "site": site, "patient_id": pid})
     return pd.DataFrame(rows)
 
 

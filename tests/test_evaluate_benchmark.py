@@ -82,6 +82,7 @@ def test_folds_and_holdout_never_share_a_group(tmp_path):
         assert not set(groups[train]) & set(groups[test])
         covered[test] += 1
     assert (covered == 1).all()  # every tile is tested exactly once over the folds
+    assert b.groups_shared_across_split() == 0
     spec = yaml.safe_load((REPO / "configs" / "benchmarks" / "idc.yaml").read_text())
     spec["split"] = {"kind": "holdout", "test_fraction": 0.3, "seed": 1}
     (tmp_path / "h.yaml").write_text(yaml.safe_dump(spec))
@@ -204,3 +205,18 @@ def test_metrics_on_a_k_fold_benchmark_average_folds_per_seed(tmp_path):
     # One site and perfectly separated labels: every neighbour is SS, so SO = OS = 0: PathoROB is
     # undefined (NaN, null in report.json) and de Jong's index is SS / SS = 1.
     assert np.isnan(metrics["pathorob_ri@k=3"]) and metrics["de_jong_ri@k=3"] == 1.0
+
+
+def test_a_column_split_that_puts_one_slide_on_both_sides_is_reported(tmp_path):
+    root = tmp_path / "t"
+    rows = ["path,label,site,group,split"]
+    for i, (label, group, split) in enumerate(
+        [("a", "s1", "train"), ("b", "s1", "test"), ("a", "s2", "train"), ("b", "s3", "test")]
+    ):
+        _png(root / f"{i}.png", i)
+        rows.append(f"{i}.png,{label},x,{group},{split}")
+    (root / "tiles.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "b.yaml").write_text(
+        yaml.safe_dump({"name": "t", "root": str(root), "table": {"csv": "tiles.csv"}})
+    )
+    assert load_benchmark(tmp_path / "b.yaml").groups_shared_across_split() == 1

@@ -11,6 +11,8 @@ import yaml
 
 from g2l.evaluate import EvaluateConfig, run_evaluate
 from g2l.evaluate.models import RegistryNotConfiguredError
+from g2l.metrics import read_textfile_metrics
+from tests.test_report_html import CHROMIUM, browser_check
 
 REPO = Path(__file__).resolve().parents[1]
 # A small C grid keeps the probe quick on a busy 2-core CI runner; the shipped configs use the full grid.
@@ -84,25 +86,35 @@ def test_cli_evaluate_writes_report_json_and_html_and_reuses_embeddings(tmp_path
     assert report["models"]["teacher"]["benchmarks"]["synthetic"]["cka_teacher"] == pytest.approx(1.0)
     html = (out / "report.html").read_text()
     assert html.count('<img src="data:image/png;base64,') == 3
+    if CHROMIUM:  # the real report, not only the hand-built one of test_report_html, renders in a browser
+        shown = browser_check(html, tmp_path)
+        assert shown["images"] == 3 and shown["broken"] == [] and shown["tables"] == 1
     cache = sorted((out / "embeddings").glob("*.npy"))
     assert [p.name for p in cache] == sorted(
         f"{m['digest']}-{report['benchmarks']['synthetic']['sha256']}.npy" for m in report["models"].values()
     )
     assert (out / "metrics" / "evaluate.prom").exists()
 
-    # Rerun in-process: every embedding comes from the cache (files untouched), the numbers are identical.
-    mtimes = [p.stat().st_mtime_ns for p in cache]
-    again = run_evaluate(
-        EvaluateConfig(**FAST),
-        {"teacher": "tiny-vit-teacher", "student": "tiny-vit-student"},
-        [str(bench)],
-        str(out),
-        quiet=True,
+    # Rerun with the same inputs: a no-op that returns the finished report and rewrites nothing.
+    models = {"teacher": "tiny-vit-teacher", "student": "tiny-vit-student"}
+    mtimes = [p.stat().st_mtime_ns for p in [*cache, out / "report.json", out / "report.html"]]
+    again = run_evaluate(EvaluateConfig(**FAST), models, [str(bench)], str(out), quiet=True)
+    assert again == report
+    assert [p.stat().st_mtime_ns for p in [*cache, out / "report.json", out / "report.html"]] == mtimes
+    # Other seeds: the report is recomputed, every embedding comes from the cache (files untouched), and
+    # the embedding-only metrics (kNN, robustness, CKA) are identical.
+    other = run_evaluate(
+        EvaluateConfig(**FAST, seeds=(5, 6, 7, 8, 9)), models, [str(bench)], str(out), quiet=True
     )
-    assert [p.stat().st_mtime_ns for p in cache] == mtimes
-    assert again["models"]["student"]["benchmarks"] == report["models"]["student"]["benchmarks"]
-    prom = (out / "metrics" / "evaluate.prom").read_text()
-    assert "g2l_evaluate_cache_hits_total 2.0" in prom
+    assert [p.stat().st_mtime_ns for p in cache] == mtimes[: len(cache)]
+    assert other["seeds"] == [5, 6, 7, 8, 9] and json.loads((out / "report.json").read_text()) == other
+    for key in ("knn_balanced_accuracy", "pathorob_ri@k=10", "de_jong_ri@k=3", "cka_teacher"):
+        assert (
+            other["models"]["student"]["benchmarks"]["synthetic"][key]
+            == report["models"]["student"]["benchmarks"]["synthetic"][key]
+        )
+    prom = read_textfile_metrics((out / "metrics" / "evaluate.prom").read_text(), stage="evaluate")
+    assert prom["g2l_evaluate_cache_hits_total"] == 2.0 and prom["g2l_evaluate_tiles_embedded_total"] == 0.0
 
 
 def test_registry_spec_without_a_registry_is_a_clear_error(tmp_path):
@@ -138,21 +150,20 @@ def test_registry_alias_with_no_version_is_skipped_and_recorded(tmp_path):
     assert "champion" in report["skipped_models"]
 
 
-def test_cli_evaluate_usage_errors_exit_2_with_the_reason(tmp_path):
-    base = [sys.executable, "-m", "g2l", "evaluate", "--out", str(tmp_path / "o"), "--quiet"]
-    proc = subprocess.run(
-        base + ["--model", "t=tiny-vit-teacher", "--benchmark", str(tmp_path / "none.yaml")],
-        capture_output=True,
-        text=True,
-        env=os.environ,
-        cwd=REPO,
-    )
+def test_cli_evaluate_usage_error_exits_2_with_the_reason(tmp_path):
+    # (Malformed --model values are rejected by parse_model_args: tests/test_evaluate_models.py.)
+    cmd = [
+        sys.executable,
+        "-m",
+        "g2l",
+        "evaluate",
+        "--out",
+        str(tmp_path / "o"),
+        "--quiet",
+        "--model",
+        "t=tiny-vit-teacher",
+        "--benchmark",
+        str(tmp_path / "none.yaml"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, cwd=REPO)
     assert proc.returncode == 2 and "none.yaml" in proc.stderr
-    proc = subprocess.run(
-        base + ["--model", "tiny-vit-teacher", "--benchmark", str(synthetic_yaml(tmp_path))],
-        capture_output=True,
-        text=True,
-        env=os.environ,
-        cwd=REPO,
-    )
-    assert proc.returncode == 2 and "NAME=SPEC" in proc.stderr

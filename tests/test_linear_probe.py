@@ -66,3 +66,11 @@ def test_probe_on_label_free_features_is_at_chance():
         c_grid=GRID,
     )
     assert abs(res.balanced_accuracy_mean - 0.5) < 0.12
+
+
+def test_probe_runs_on_a_tiny_training_set():
+    y = np.array([0, 0, 1, 1, 2, 2, 3, 3, 0, 1])
+    x = np.random.default_rng(0).standard_normal((10, 4)) + 3 * y[:, None]
+    res = linear_probe(x, y, x, y, seeds=range(5), c_grid=GRID)
+    assert len(res.balanced_accuracy) == 5 and all(0 <= b <= 1 for b in res.balanced_accuracy)
+    assert set(res.chosen_c) <= set(GRID)

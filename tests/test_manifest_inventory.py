@@ -48,21 +48,13 @@ def test_tcga_barcode_parsing():
 
 def _check(inv: pd.DataFrame, prefix: str) -> None:
     rows = {r["slide_id"]: r for r in inv.to_dict("records")}
-    assert sorted(rows) == [
-        "TCGA-A1-A0SB-01Z-00-DX1",
-        "TCGA-A1-A0SB-01Z-00-DX2",
-        "TCGA-E2-A14N-01Z-00-DX1",
-        "case-7",
-    ]
+    assert sorted(rows) == ["TCGA-A1-A0SB-01Z-00-DX1", "TCGA-A1-A0SB-01Z-00-DX2", "TCGA-E2-A14N-01Z-00-DX1",
+                            "case-7"]
     one = rows["TCGA-A1-A0SB-01Z-00-DX1"]
     assert one["uri"] == st.join(prefix, "A1", f"TCGA-A1-A0SB-01Z-00-DX1.{UUID}.svs")
     assert one["checksum"] == _crc(FILES[f"brca/A1/TCGA-A1-A0SB-01Z-00-DX1.{UUID}.svs"])
     assert (one["site"], one["patient_id"], str(one["label"]), one["cancer_type"]) == (
-        "A1",
-        "TCGA-A1-A0SB",
-        "1",
-        "BRCA",
-    )
+        "A1", "TCGA-A1-A0SB", "1", "BRCA")
     two = rows["TCGA-A1-A0SB-01Z-00-DX2"]  # not in the metadata: barcode still gives site and patient
     assert (two["site"], two["patient_id"], two["label"]) == ("A1", "TCGA-A1-A0SB", "")
     assert rows["TCGA-E2-A14N-01Z-00-DX1"]["site"] == "E2"
@@ -78,33 +70,12 @@ def test_inventory_from_a_gs_prefix_via_the_cli(gcs_bucket, tmp_path):
     (tmp_path / "meta.csv").write_text(META)
     out = tmp_path / "inventory.csv"
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "g2l",
-            "manifest",
-            "inventory",
-            "--source",
-            f"gs://{gcs_bucket}/brca",
-            "--metadata",
-            str(tmp_path / "meta.csv"),
-            "--out",
-            str(out),
-            "--cancer-type",
-            "BRCA",
-        ],
-        capture_output=True,
-        text=True,
-        env=os.environ,
-        timeout=120,
-    )
+        [sys.executable, "-m", "g2l", "manifest", "inventory", "--source", f"gs://{gcs_bucket}/brca",
+         "--metadata", str(tmp_path / "meta.csv"), "--out", str(out), "--cancer-type", "BRCA"],
+        capture_output=True, text=True, env=os.environ, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {
-        "out": str(out),
-        "slides": 4,
-        "sites": 3,
-        "warnings": 0,
-    }
+        "out": str(out), "slides": 4, "sites": 3, "warnings": 0}
     assert "TCGA-ZZ-9999-01Z-00-DX1" in proc.stderr  # metadata row with no slide is named
     inv = mf.read_table(out)
     _check(inv, f"gs://{gcs_bucket}/brca")

@@ -27,15 +27,8 @@ def _inventory(seed: int = 123) -> pd.DataFrame:
             k = min(int(rng.choice([1, 1, 1, 2, 3])), n_slides - made)
             pid = f"TCGA-{site}-{p:04d}"
             for j in range(k):
-                rows.append(
-                    {
-                        "slide_id": f"{pid}-01Z-00-DX{j + 1}",
-                        "uri": f"gs://b/{pid}-DX{j + 1}.svs",
-                        "cancer_type": "BRCA",
-                        "site": site,
-                        "patient_id": pid,
-                    }
-                )
+                rows.append({"slide_id": f"{pid}-01Z-00-DX{j + 1}", "uri": f"gs://b/{pid}-DX{j + 1}.svs",
+                             "cancer_type": "BRCA", "site": site, "patient_id": pid})
             made += k
             p += 1
     return pd.DataFrame(rows)
@@ -108,30 +101,9 @@ def test_cli_sample_writes_the_same_bytes_for_the_same_seed(tmp_path):
 
     def run(out, seed):
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "g2l",
-                "manifest",
-                "sample",
-                "--inventory",
-                str(inv_path),
-                "--n",
-                "100",
-                "--stratify",
-                "site",
-                "--seed",
-                str(seed),
-                "--val-fraction",
-                "0.1",
-                "--out",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            env=os.environ,
-            timeout=120,
-        )
+            [sys.executable, "-m", "g2l", "manifest", "sample", "--inventory", str(inv_path), "--n", "100",
+             "--stratify", "site", "--seed", str(seed), "--val-fraction", "0.1", "--out", str(out)],
+            capture_output=True, text=True, env=os.environ, timeout=120)
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -47,15 +47,15 @@ def test_every_bad_row_is_reported_with_row_column_value_and_fix(tmp_path):
     errors = mf.validate(df)
     got = {(e.row, e.column) for e in errors}
     assert got == {
-        (3, "slide_id"),  # duplicate of row 2
-        (4, "slide_id"),  # a dot in the id
-        (4, "uri"),  # missing
-        (5, "mpp"),  # negative
-        (5, "split"),  # unknown split
-        (6, "site"),  # empty
-        (6, "mpp"),  # not a number
-        (6, "checksum"),  # malformed
-        (7, "split"),  # patient p1 is in train on row 2
+        (3, "slide_id"),   # duplicate of row 2
+        (4, "slide_id"),   # a dot in the id
+        (4, "uri"),        # missing
+        (5, "mpp"),        # negative
+        (5, "split"),      # unknown split
+        (6, "site"),       # empty
+        (6, "mpp"),        # not a number
+        (6, "checksum"),   # malformed
+        (7, "split"),      # patient p1 is in train on row 2
     }
     by = {(e.row, e.column): e for e in errors}
     assert "first seen on row 2" in by[3, "slide_id"].message
@@ -99,18 +99,12 @@ def test_content_hash_is_canonical(tmp_path):
     assert mf.content_hash(changed) != h
     mf.write_table(df, tmp_path / "w.csv")
     import hashlib
-
     assert hashlib.sha256((tmp_path / "w.csv").read_bytes()).hexdigest() == h
 
 
 def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "g2l", "manifest", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ,
-        timeout=120,
-    )
+    return subprocess.run([sys.executable, "-m", "g2l", "manifest", *args], capture_output=True, text=True,
+                          env=os.environ, timeout=120)
 
 
 def test_cli_validate_prints_every_error_and_exits_non_zero(tmp_path):
@@ -163,15 +157,12 @@ def test_check_files_finds_missing_and_changed_slides(gcs_bucket, tmp_path):
     st.put_bytes(changed, b"overwritten later")
     local = tmp_path / "local.svs"
     local.write_bytes(b"local slide")
-    df = pd.DataFrame(
-        {
-            "slide_id": ["a", "b", "c", "d", "e"],
-            "uri": [ok, f"gs://{gcs_bucket}/missing.svs", changed, str(local), str(tmp_path / "gone.svs")],
-            "cancer_type": "BRCA",
-            "site": "A1",
-            "checksum": [st.stat(ok).checksum, "", original, "md5:" + "0" * 32, ""],
-        }
-    )
+    df = pd.DataFrame({
+        "slide_id": ["a", "b", "c", "d", "e"],
+        "uri": [ok, f"gs://{gcs_bucket}/missing.svs", changed, str(local), str(tmp_path / "gone.svs")],
+        "cancer_type": "BRCA", "site": "A1",
+        "checksum": [st.stat(ok).checksum, "", original, "md5:" + "0" * 32, ""],
+    })
     errors = mf.check_files(df)
     assert [(e.row, e.column) for e in errors] == [(3, "uri"), (4, "checksum"), (6, "uri")]
     assert errors[0].value == f"gs://{gcs_bucket}/missing.svs" and errors[1].fix
@@ -185,7 +176,4 @@ def test_check_files_finds_missing_and_changed_slides(gcs_bucket, tmp_path):
     proc = _cli("validate", str(path), "--check-files")
     assert proc.returncode == 1
     assert [ln.split(",")[0] for ln in proc.stdout.splitlines() if ln.startswith("row ")] == [
-        "row 3",
-        "row 4",
-        "row 6",
-    ]
+        "row 3", "row 4", "row 6"]

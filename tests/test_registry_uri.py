@@ -97,3 +97,19 @@ def test_registry_uri_resolution_order(monkeypatch: pytest.MonkeyPatch, tmp_path
         resolve_uri("http://cli:5000", RegistryConfig(tracking_uri="http://cfg:5000"), "x")
         == "http://cli:5000"
     )
+
+
+def test_audit_and_listing_of_a_missing_embedded_registry_name_it_and_create_nothing(tmp_path: Path) -> None:
+    from g2l.audit import audit
+    from g2l.registry import list_versions
+
+    missing = tmp_path / "nowhere" / "mlflow.db"
+    for call in (
+        lambda: audit(cancer="brca", registry_uri=f"sqlite:///{missing}"),
+        lambda: list_versions("brca", registry_uri=f"sqlite:///{missing}"),
+    ):
+        with pytest.raises(
+            RegistryError, match=r"no registry database at .*mlflow\.db.*fix: run `g2l promote`"
+        ):
+            call()
+    assert not missing.parent.exists()

@@ -19,21 +19,17 @@ def _crc(data: bytes) -> str:
 
 
 def test_list_files_reports_bucket_checksums_and_filters_suffixes(gcs_bucket):
-    blobs = {
-        "slides/a/TCGA-A1-A0SB-01Z-00-DX1.svs": os.urandom(3000),
-        "slides/b/x.TIFF": os.urandom(1000),
-        "slides/readme.txt": b"not a slide",
-        "other/y.svs": b"outside the prefix",
-    }
+    blobs = {"slides/a/TCGA-A1-A0SB-01Z-00-DX1.svs": os.urandom(3000),
+             "slides/b/x.TIFF": os.urandom(1000),
+             "slides/readme.txt": b"not a slide",
+             "other/y.svs": b"outside the prefix"}
     for name, data in blobs.items():
         st.put_bytes(f"gs://{gcs_bucket}/{name}", data)
 
     files = st.list_files(f"gs://{gcs_bucket}/slides", suffixes=["svs", ".tiff"])
 
-    assert [f.uri for f in files] == [
-        f"gs://{gcs_bucket}/slides/a/TCGA-A1-A0SB-01Z-00-DX1.svs",
-        f"gs://{gcs_bucket}/slides/b/x.TIFF",
-    ]
+    assert [f.uri for f in files] == [f"gs://{gcs_bucket}/slides/a/TCGA-A1-A0SB-01Z-00-DX1.svs",
+                                      f"gs://{gcs_bucket}/slides/b/x.TIFF"]
     for f in files:
         data = blobs[f.uri.split("/", 3)[3]]
         assert f.size == len(data)
@@ -185,10 +181,7 @@ def test_sync_dir_uploads_a_directory_and_skips_unchanged_files(gcs_bucket, tmp_
     assert st.sync_dir(root, dest) == 3
     assert st.read_text(f"{dest}/s1/meta.json") == "{}"
     assert sorted(f.uri for f in st.list_files(dest)) == [
-        f"{dest}/s1/coords.parquet",
-        f"{dest}/s1/meta.json",
-        f"{dest}/summary.json",
-    ]
+        f"{dest}/s1/coords.parquet", f"{dest}/s1/meta.json", f"{dest}/summary.json"]
     assert st.sync_dir(root, dest) == 0
     (root / "s1" / "meta.json").write_text('{"n": 1}')
     assert st.sync_dir(root, dest) == 1

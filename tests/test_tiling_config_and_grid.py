@@ -79,3 +79,15 @@ def test_grid_is_anchored_at_the_origin_with_whole_tiles_only() -> None:
     assert list(zip(xs.tolist(), ys.tolist(), strict=True)) == [(0, 0), (512, 0)]
     xs, ys = grid(1024, 1024, 256)
     assert len(xs) == 16 and np.all(np.diff(ys) >= 0)
+
+
+def test_tissue_is_found_on_a_small_level_of_a_huge_slide() -> None:
+    """Memory stays bounded: a 100k x 80k px 40x slide is never read whole for tissue detection."""
+    from g2l.tiling.slide import tissue_image_px
+
+    dims = (100_000, 80_000)
+    levels = [(100_000 // f, 80_000 // f) for f in (1, 4, 16, 64)]
+    px = tissue_image_px(dims, levels, 0.25, 512, TilingConfig())
+    assert 1000 <= px <= 2048  # ~12 um/px, at most tissue_level_px
+    single_level = tissue_image_px(dims, levels[:1], 0.25, 512, TilingConfig())
+    assert single_level <= 2048

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from g2l.metrics import read_textfile_metrics
 from g2l.tiling import TilingConfig, run_tiling, tile_slides
 from tests.fixtures.tiling import TiledRun, write_manifest
 
@@ -61,7 +62,6 @@ def _tile_cli(manifest, out, *extra: str) -> subprocess.CompletedProcess:
         str(manifest),
         "--out",
         str(out),
-        "--quiet",
         *extra,
     ]
     return subprocess.run(cmd, env=os.environ, capture_output=True, text=True, timeout=300)
@@ -79,10 +79,26 @@ def test_cli_exit_status_honours_max_failed_fraction(tmp_path, slide_050, corrup
     lenient = _tile_cli(manifest, tmp_path / "out", "--max-failed-fraction", "0.5")
     assert lenient.returncode == 0, lenient.stderr
     assert "broken" in lenient.stderr  # named on the console
+    assert str(tmp_path / "out/tiles/good/thumbnail.png") in lenient.stderr.replace("\n", "")
+    prom = read_textfile_metrics((tmp_path / "out/metrics/tiling.prom").read_text(), stage="tiling")
+    assert prom["g2l_slides_failed_total"] == 1.0 and prom["g2l_tiles_written_total"] > 0
     last = json.loads(lenient.stdout.strip().splitlines()[-1])
     assert (last["slides_ok"], last["slides_failed"], last["ok"]) == (1, 1, True)
 
-    strict = _tile_cli(manifest, tmp_path / "out", "--max-failed-fraction", "0.1")
+    strict = _tile_cli(manifest, tmp_path / "out", "--max-failed-fraction", "0.1", "--quiet")
     assert strict.returncode == 1
     assert "broken" in strict.stderr and "max_failed_fraction" in strict.stderr
     assert json.loads(strict.stdout.strip().splitlines()[-1])["ok"] is False
+
+
+def test_blank_slide_is_ok_with_no_tiles(tmp_path, make_slide, slide_050) -> None:
+    blank = make_slide(width=1024, height=768, mpp=0.5, blobs=[], seed=5)
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [{"slide_id": "blank", "uri": str(blank.path)}, {"slide_id": "s050", "uri": str(slide_050.path)}],
+    )
+    result = run_tiling(manifest, tmp_path / "out", TilingConfig(), quiet=True)
+    assert result.slides_ok == ["blank", "s050"] and result.slides_failed == []
+    meta = json.loads((tmp_path / "out/tiles/blank/meta.json").read_text())
+    assert meta["n_tiles"] == 0 and meta["tissue_area_fraction"] == 0.0
+    assert result.index["slides"] == ["s050"] and result.n_tiles > 0

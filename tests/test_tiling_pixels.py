@@ -71,3 +71,19 @@ def test_passthrough_off_gives_the_same_pixels(tmp_path, tiled_run: TiledRun) ->
     assert decoded.keys() == copied.keys()
     for key in decoded:
         assert np.abs(decoded[key].astype(np.int16) - copied[key]).mean() < 1.5
+
+
+@pytest.mark.gpu
+def test_cucim_on_gpu_reads_through_nvjpeg_and_matches(tmp_path, tiled_run: TiledRun) -> None:
+    from g2l.slides.cucim_backend import gpu_available
+    from g2l.tiling import TilingConfig, tile_slides
+
+    if not gpu_available():
+        pytest.skip("no CUDA device")
+    tile_slides(tiled_run.manifest, tmp_path, TilingConfig(backend="cucim"), slide_ids=["s025"], quiet=True)
+    meta = json.loads((tmp_path / "tiles/s025/meta.json").read_text())
+    assert meta["backend"] == "cucim" and meta["read_path"] == "reader"
+    gpu, cpu = _tiles(tmp_path, "s025"), _tiles(tiled_run.root, "s025")
+    assert gpu.keys() == cpu.keys()
+    for key in gpu:
+        assert np.abs(gpu[key].astype(np.int16) - cpu[key]).mean() < 3.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -111,3 +112,39 @@ def test_killed_and_restarted_equals_uninterrupted(
     assert sorted(got) == sorted(want)
     for name in compared:
         assert got[name] == want[name], name
+
+
+@pytest.mark.slow
+def test_a_slide_that_keeps_killing_the_tiler_is_skipped_and_named(tmp_path, slide_025, slide_050) -> None:
+    """A reader crash (segfault, OOM kill) on one slide must not stop the run forever."""
+    manifest = write_manifest(
+        tmp_path / "m.csv",
+        [
+            {"slide_id": "killer", "uri": str(slide_025.path)},
+            {"slide_id": "fine", "uri": str(slide_050.path)},
+        ],
+    )
+    out = tmp_path / "out"
+    meta = out / "tiles/killer/meta.json"
+    (tmp_path / "c.yaml").write_text("tiling:\n  max_attempts: 2\n")
+    cli = [*_cli(manifest, out), "--config", str(tmp_path / "c.yaml")]
+
+    def attempt(n: int):
+        def reached() -> bool:
+            try:
+                record = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                return False
+            return record.get("status") == "running" and record.get("attempts") == n
+
+        return reached
+
+    for n in (1, 2):  # the process dies while it works on "killer", twice
+        assert _run_and_kill_when(cli, attempt(n))
+    done = subprocess.run(cli, env=os.environ, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "tiles/summary.json").read_text())
+    assert summary["slides_ok"] == ["fine"]
+    [failure] = summary["slides_failed"]
+    assert failure["slide_id"] == "killer" and "stopped the tiler 2 times" in failure["error"]
+    assert "delete tiles/killer/meta.json" in failure["error"]

@@ -94,3 +94,18 @@ def test_tile_fractions_follow_the_mask(scale: float) -> None:
     ys = np.zeros(3, dtype=np.int64)
     fractions = tile_tissue_fractions(mask, xs, ys, size0, scale, scale)
     np.testing.assert_allclose(fractions, [1.0, 0.5, 0.0], atol=0.06)
+
+
+def test_dense_haematoxylin_is_tissue_not_pen() -> None:
+    """Bluish-purple nuclei-rich tissue (hue ~247 deg) is kept while a blue marker stroke is not."""
+    rng = np.random.default_rng(2)
+    canvas = Image.new("RGB", (300, 300), (238, 236, 240))
+    draw = ImageDraw.Draw(canvas)
+    draw.ellipse((30, 30, 170, 170), fill=(95, 85, 170))  # haematoxylin-dense section
+    draw.line((200, 20, 200, 280), fill=(30, 60, 190), width=8)  # blue pen on glass
+    rgb = np.clip(np.asarray(canvas).astype(np.int16) + rng.normal(0, 4, (300, 300, 3)), 0, 255).astype(
+        np.uint8
+    )
+    mask = detect_tissue(rgb, mpp=MPP).mask
+    assert mask[60:140, 60:140].mean() > 0.99
+    assert not mask[:, 190:211].any()

@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 
 
+
 @app.callback()
 def _root() -> None:
     """g2l: distil a giga-scale pathology foundation model into a cancer-specific student."""

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-manifest_app = typer.Typer(
-    help="Slide manifests: validate, build an inventory, sample a training manifest.", no_args_is_help=True
-)
+manifest_app = typer.Typer(help="Slide manifests: validate, build an inventory, sample a training manifest.",
+                           no_args_is_help=True)
 
 
 @manifest_app.command("validate")
@@ -17,15 +16,10 @@ def validate_cmd(
     path: Annotated[str, typer.Argument(help="Manifest CSV/Parquet: a local path or gs:// URI.")],
     rev: Annotated[str | None, typer.Option(help="Git revision to read it at (via dvc.api).")] = None,
     repo: Annotated[str | None, typer.Option(help="Git/DVC repository holding it (with --rev).")] = None,
-    check_files: Annotated[
-        bool, typer.Option("--check-files", help="Also check each uri exists and matches its checksum.")
-    ] = False,
-    verify_local_checksums: Annotated[
-        bool,
-        typer.Option(
-            "--verify-local-checksums", help="With --check-files, hash local files too (reads them)."
-        ),
-    ] = False,
+    check_files: Annotated[bool, typer.Option(
+        "--check-files", help="Also check each uri exists and matches its checksum.")] = False,
+    verify_local_checksums: Annotated[bool, typer.Option(
+        "--verify-local-checksums", help="With --check-files, hash local files too (reads them).")] = False,
 ) -> None:
     """Report every bad row (row, column, value, fix); exit status 1 when there is any."""
     from g2l.manifest import ManifestError, is_parquet, load
@@ -43,24 +37,15 @@ def validate_cmd(
         console.print(f"[red]{path}: cannot read the manifest: {exc}[/red]")
         raise typer.Exit(2) from None
     if check_files:
-        errors = check(
-            manifest.df, first_row=1 if is_parquet(path) else 2, verify_local_checksums=verify_local_checksums
-        )
+        errors = check(manifest.df, first_row=1 if is_parquet(path) else 2,
+                       verify_local_checksums=verify_local_checksums)
         for err in errors:
             typer.echo(str(err))
         if errors:
             console.print(f"[red]{manifest.source}: {len(errors)} slide(s) missing or changed[/red]")
             raise typer.Exit(1)
-    typer.echo(
-        json.dumps(
-            {
-                "source": manifest.source,
-                "rows": len(manifest.df),
-                "content_hash": manifest.content_hash,
-                "rev": manifest.rev,
-            }
-        )
-    )
+    typer.echo(json.dumps({"source": manifest.source, "rows": len(manifest.df),
+                           "content_hash": manifest.content_hash, "rev": manifest.rev}))
 
 
 @manifest_app.command("inventory")
@@ -85,10 +70,8 @@ def inventory_cmd(
     for err in issues[:20]:
         console.print(f"[yellow]warning:[/yellow] {err}")
     if len(issues) > 20:
-        console.print(
-            f"[yellow]warning:[/yellow] ... and {len(issues) - 20} more "
-            "(run `g2l manifest validate` on the output)"
-        )
+        console.print(f"[yellow]warning:[/yellow] ... and {len(issues) - 20} more "
+                      "(run `g2l manifest validate` on the output)")
     write_table(inv.df, out)
     sites = inv.df["site"].nunique() if len(inv.df) else 0
     console.print(f"{len(inv.df)} slides from {sites} sites -> {out}")
@@ -111,9 +94,8 @@ def sample_cmd(
     from g2l.progress import console
 
     try:
-        config = SampleConfig(
-            n=n, seed=seed, stratify=stratify, val_fraction=val_fraction, test_fraction=test_fraction
-        )
+        config = SampleConfig(n=n, seed=seed, stratify=stratify, val_fraction=val_fraction,
+                              test_fraction=test_fraction)
         result = sample_manifest(read_table(inventory), config)
     except (ConfigError, FileNotFoundError) as exc:
         console.print(f"[red]{exc}[/red]")
@@ -124,19 +106,14 @@ def sample_cmd(
     if errors:
         for err in errors:
             typer.echo(str(err))
-        console.print(
-            f"[red]the sampled manifest has {len(errors)} problem(s) (from the inventory "
-            f"{inventory}); fix the inventory or its metadata[/red]"
-        )
+        console.print(f"[red]the sampled manifest has {len(errors)} problem(s) (from the inventory "
+                      f"{inventory}); fix the inventory or its metadata[/red]")
         raise typer.Exit(1)
     write_table(result.df, out)
     counts = result.df["split"].value_counts().to_dict()
     console.print(f"{len(result.df)} slides ({counts}) over {len(result.quotas)} {stratify} strata -> {out}")
-    typer.echo(
-        json.dumps(
-            {"out": out, "slides": len(result.df), "splits": counts, "content_hash": content_hash(result.df)}
-        )
-    )
+    typer.echo(json.dumps({"out": out, "slides": len(result.df), "splits": counts,
+                           "content_hash": content_hash(result.df)}))
 
 
 def register(app: typer.Typer) -> None:

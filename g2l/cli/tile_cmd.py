@@ -28,6 +28,14 @@ def tile(
         float | None, typer.Option(help="Exit non-zero when more than this fraction of slides fail")
     ] = None,
     slide_id: Annotated[list[str] | None, typer.Option(help="Tile only these slides (repeatable)")] = None,
+    shards: Annotated[
+        bool,
+        typer.Option(
+            "--shards/--no-shards",
+            help="Pack shards and write summary.json after tiling; --no-shards for one group of a fan-out "
+            "(a final `g2l tile` run without --slide-id then only packs)",
+        ),
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
 ) -> None:
     """Tile the manifest's slides at a target mpp into ROOT/tiles/ and WebDataset shards in ROOT/shards/."""
@@ -36,7 +44,7 @@ def tile(
     from g2l.manifest import load as load_manifest
     from g2l.metrics import StageMetrics
     from g2l.progress import console
-    from g2l.tiling import TilingConfig, run_tiling
+    from g2l.tiling import TilingConfig, run_tiling, tile_slides
 
     try:
         cfg = load_section(
@@ -59,25 +67,32 @@ def tile(
         console.print(f"[red]manifest error:[/red] {exc}")
         raise typer.Exit(2) from exc
     with StageMetrics("tiling", run_id=run.run_id, cancer=run.cancer, root=out) as metrics:
-        result = run_tiling(loaded, out, cfg, slide_ids=slide_id or None, quiet=quiet, metrics=metrics)
-    ok = result.acceptable(cfg.max_failed_fraction)
+        if shards:
+            result = run_tiling(loaded, out, cfg, slide_ids=slide_id or None, quiet=quiet, metrics=metrics)
+            n_ok, failed, n_tiles = len(result.slides_ok), result.slides_failed, result.n_tiles
+            extra = {"shards_sha256": result.index["sha256"]}
+        else:
+            outcomes = tile_slides(loaded, out, cfg, slide_id or None, quiet=quiet, metrics=metrics)
+            n_ok = sum(o.status == "ok" for o in outcomes)
+            failed = [{"slide_id": o.slide_id, "error": o.error or ""} for o in outcomes if o.status != "ok"]
+            n_tiles = sum(o.n_tiles for o in outcomes)
+            extra = {}
+    total = n_ok + len(failed)
+    fraction = len(failed) / total if total else 0.0
+    ok = fraction <= cfg.max_failed_fraction
     if not ok:
         console.print(
-            f"[red]{len(result.slides_failed)} of {len(result.slides_ok) + len(result.slides_failed)} slides "
-            f"failed ({result.failed_fraction:.1%}), "
+            f"[red]{len(failed)} of {total} slides failed ({fraction:.1%}), "
             f"more than max_failed_fraction {cfg.max_failed_fraction:.1%}"
         )
-    typer.echo(
-        json.dumps(
-            {
-                "out": out,
-                "slides_ok": len(result.slides_ok),
-                "slides_failed": len(result.slides_failed),
-                "n_tiles": result.n_tiles,
-                "shards_sha256": result.index["sha256"],
-                "ok": ok,
-            }
-        )
-    )
+    summary = {
+        "out": out,
+        "slides_ok": n_ok,
+        "slides_failed": len(failed),
+        "n_tiles": n_tiles,
+        **extra,
+        "ok": ok,
+    }
+    typer.echo(json.dumps(summary))
     if not ok:
         raise typer.Exit(1)

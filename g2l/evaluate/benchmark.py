@@ -206,6 +206,11 @@ class Benchmark:
         """Integer label per tile (index into `classes`)."""
         return np.searchsorted(np.array(self.classes), self.table["label"].to_numpy())
 
+    def groups_shared_across_split(self) -> int:
+        """Groups with tiles on both sides of a split (a `column` split may leak slides; others never do)."""
+        groups = self.column("group")
+        return sum(len(set(groups[tr]) & set(groups[te])) for tr, te in self.splits)
+
     def column(self, name: str) -> np.ndarray:
         """A column of the tile table as a numpy array of strings."""
         return self.table[name].astype(str).to_numpy()

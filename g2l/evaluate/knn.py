@@ -24,7 +24,7 @@ def knn_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k:
     te = unit_rows(test_x)
     classes, y = np.unique(np.asarray(train_y), return_inverse=True)
     kk = min(int(k), tr.shape[0])
-    rows = max(1, _BLOCK_BYTES // max(1, 4 * tr.shape[0]))
+    rows = min(4096, max(1, _BLOCK_BYTES // max(1, 4 * tr.shape[0])))  # also bounds the vote arrays
     out = np.empty(te.shape[0], dtype=np.int64)
     for lo in range(0, te.shape[0], rows):
         sims = te[lo : lo + rows] @ tr.T

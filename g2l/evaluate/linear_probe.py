@@ -75,7 +75,9 @@ def fit_probe(
 ) -> tuple[Pipeline, float]:
     """Choose C on a seeded stratified validation split of the training set, then refit on all of it."""
     counts = np.unique(train_y, return_counts=True)[1]
-    stratify = train_y if counts.min() >= 2 else None
+    n_val = int(np.ceil(val_fraction * len(train_y)))
+    # Stratify when every class can appear on both sides; tiny sets fall back to a plain seeded split.
+    stratify = train_y if counts.min() >= 2 and counts.size <= min(n_val, len(train_y) - n_val) else None
     fit_idx, val_idx = train_test_split(
         np.arange(len(train_y)), test_size=val_fraction, random_state=seed, stratify=stratify
     )
@@ -84,7 +86,7 @@ def fit_probe(
     with warnings.catch_warnings(), threadpool_limits(limits=limits):
         # Small C grids on tiny sets may not fully converge; the validation score judges the result.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for c in c_grid:
+        for c in c_grid if np.unique(train_y[fit_idx]).size >= 2 else ():  # else: keep the first C
             model = _model(float(c), seed, max_iter).fit(train_x[fit_idx], train_y[fit_idx])
             score = balanced_accuracy_score(train_y[val_idx], model.predict(train_x[val_idx]))
             if score > best_score:  # strict: ties keep the smaller C (stronger regularisation)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from g2l.evaluate.embed import embed_benchmark
 from g2l.evaluate.knn import knn_balanced_accuracy
 from g2l.evaluate.linear_probe import linear_probe
 from g2l.evaluate.models import EvalModel, RegistryResolver, load_model, resolve_device
-from g2l.evaluate.report import pca_2d, write_html, write_json
+from g2l.evaluate.report import clean_json, pca_2d, write_html, write_json
 from g2l.evaluate.robustness import robustness_index
 
 
@@ -73,6 +75,30 @@ def benchmark_metrics(
         "lp_c": np.array(per_fold_c).T.tolist(),
     }
     return metrics, per_seed
+
+
+def _inputs_hash(report: dict[str, Any], benches: list[Benchmark]) -> str:
+    """sha256 of everything that determines the report: model names + digests, benchmark hashes, config."""
+    payload = {
+        "models": {name: m["digest"] for name, m in report["models"].items()},
+        "roles": [report["teacher"], report["champion"], sorted(report["skipped_models"])],
+        "benchmarks": {b.name: b.sha256 for b in benches},
+        "config_sha256": report["config_sha256"],
+        "g2l_version": report["g2l_version"],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _finished_report(out_dir: Path, inputs_sha256: str) -> dict[str, Any] | None:
+    """The report already in `out_dir` when it was made from the same inputs (rerun = no-op), else None."""
+    path = out_dir / "report.json"
+    if not (path.is_file() and (out_dir / "report.html").is_file()):
+        return None
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return previous if previous.get("inputs_sha256") == inputs_sha256 else None
 
 
 def _projection(features: np.ndarray, bench: Benchmark, max_points: int) -> dict[str, np.ndarray]:
@@ -158,6 +184,17 @@ def run_evaluate(
             "config_sha256": config_hash(config),
             "g2l_version": __version__,
         }
+        report["inputs_sha256"] = _inputs_hash(report, benches)
+        previous = _finished_report(out_dir, report["inputs_sha256"])
+        if previous is not None:
+            console.print(
+                f"evaluate: {out_dir / 'report.json'} already covers these models, benchmarks and "
+                f"settings; nothing to do"
+            )
+            sm.gauge("evaluate_reused_report", "1 when a finished report for the same inputs was reused").set(
+                1
+            )
+            return previous
         projections: dict[str, dict[str, dict[str, np.ndarray]]] = {}
         tiles_embedded = sm.counter("evaluate_tiles_embedded_total", "Tiles embedded (per model) by evaluate")
         cache_hits = sm.counter(
@@ -191,7 +228,13 @@ def run_evaluate(
                     "n_groups": int(len(set(b.column("group")))),
                     "split": b.definition.split.kind,
                     "n_splits": len(b.splits),
+                    "groups_shared_across_split": b.groups_shared_across_split(),
                 }
+                if report["benchmarks"][b.name]["groups_shared_across_split"]:
+                    console.print(
+                        f"[yellow]{b.name}: some slides/patients have tiles in both train and test; "
+                        f"probe and kNN scores are optimistic (use split.kind: holdout or folds)[/yellow]"
+                    )
                 projections[b.name] = {}
                 started = time.monotonic()
                 for m in loaded:
@@ -205,6 +248,7 @@ def run_evaluate(
         metric_seconds.set(t_metrics)
         sm.gauge("evaluate_models", "Models evaluated").set(len(loaded))
         sm.gauge("evaluate_benchmarks", "Benchmarks evaluated").set(len(benches))
-        write_json(out_dir / "report.json", report)
+        # HTML first: report.json is the completion marker a rerun checks.
         write_html(out_dir / "report.html", report, projections)
-    return report
+        write_json(out_dir / "report.json", report)
+    return clean_json(report)  # the same values as report.json (undefined metrics are None)

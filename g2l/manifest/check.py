@@ -17,13 +17,8 @@ def _check_row(row: int, uri: str, checksum: str | None, verify_local: bool) -> 
         want_crc = verify_local and checksum is not None and checksum.lower().startswith("crc32c:")
         info = storage.stat(uri, checksum=remote or want_crc)
     except FileNotFoundError:
-        return RowError(
-            row=row,
-            column="uri",
-            value=uri,
-            message="no such file or object",
-            fix="upload the slide there or correct the uri",
-        )
+        return RowError(row=row, column="uri", value=uri, message="no such file or object",
+                        fix="upload the slide there or correct the uri")
     if checksum is None:
         return None
     try:
@@ -34,19 +29,14 @@ def _check_row(row: int, uri: str, checksum: str | None, verify_local: bool) -> 
     if have is None and algo == "md5" and not remote and verify_local:
         have = storage.md5_of_file(uri)
     if have is not None and have != want:
-        return RowError(
-            row=row,
-            column="checksum",
-            value=checksum,
-            message=f"the file's {algo} is {have}: it changed since the manifest was made",
-            fix="restore the original slide, or rebuild the inventory and re-sample the manifest",
-        )
+        return RowError(row=row, column="checksum", value=checksum,
+                        message=f"the file's {algo} is {have}: it changed since the manifest was made",
+                        fix="restore the original slide, or rebuild the inventory and re-sample the manifest")
     return None
 
 
-def check_files(
-    df: pd.DataFrame, *, first_row: int = 2, verify_local_checksums: bool = False, workers: int = 16
-) -> list[RowError]:
+def check_files(df: pd.DataFrame, *, first_row: int = 2, verify_local_checksums: bool = False,
+                workers: int = 16) -> list[RowError]:
     """Every row whose `uri` is missing or whose bytes no longer match its `checksum`, in file order.
 
     gs:// checksums come from the bucket's metadata (no download); local files are hashed only with

@@ -18,11 +18,9 @@ class ManifestConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.path.strip()), "manifest.path is empty; name the manifest, e.g. manifests/brca.csv")
-        require(
-            not (self.rev and self.path.startswith("gs://")),
-            f"manifest.rev = {self.rev!r} with manifest.path = {self.path!r}: a revision applies to a "
-            "path inside a git/DVC repository; drop rev or give the repo-relative path",
-        )
+        require(not (self.rev and self.path.startswith("gs://")),
+                f"manifest.rev = {self.rev!r} with manifest.path = {self.path!r}: a revision applies to a "
+                "path inside a git/DVC repository; drop rev or give the repo-relative path")
 
     def load(self) -> Manifest:
         """Load (and validate) the manifest this config names."""

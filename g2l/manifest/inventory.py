@@ -29,10 +29,8 @@ def _metadata_key(meta: pd.DataFrame, source: str) -> str:
     for key in ("slide_id", "patient_id"):
         if key in meta.columns:
             return key
-    raise ValueError(
-        f"{source}: metadata needs a 'slide_id' (or 'patient_id') column to join on; it has "
-        f"{', '.join(map(str, meta.columns))}"
-    )
+    raise ValueError(f"{source}: metadata needs a 'slide_id' (or 'patient_id') column to join on; it has "
+                     f"{', '.join(map(str, meta.columns))}")
 
 
 def build_inventory(
@@ -54,10 +52,8 @@ def build_inventory(
     for f in files:
         sid = slide_id_from_name(f.uri.rsplit("/", 1)[-1])
         if sid in rows:
-            problems.append(
-                f"slide id {sid}: {f.uri} duplicates {rows[sid]['uri']}; kept the first, "
-                "rename one file if both are distinct slides"
-            )
+            problems.append(f"slide id {sid}: {f.uri} duplicates {rows[sid]['uri']}; kept the first, "
+                            "rename one file if both are distinct slides")
             continue
         rows[sid] = {"slide_id": sid, "uri": f.uri, "checksum": f.checksum or "", "size_bytes": f.size}
     df = pd.DataFrame(list(rows.values()), columns=["slide_id", "uri", "checksum", "size_bytes"])
@@ -76,15 +72,13 @@ def build_inventory(
             df["patient_id"] = [_patient_of(s) for s in df["slide_id"]]
         dups = meta[meta[key].duplicated()][key].tolist()
         if dups:
-            problems.append(
-                f"{meta_name}: {len(dups)} duplicate {key}(s) (first: {dups[0]}); the first row wins"
-            )
+            problems.append(f"{meta_name}: {len(dups)} duplicate {key}(s) (first: {dups[0]}); "
+                            "the first row wins")
             meta = meta.drop_duplicates(subset=[key], keep="first")
         unmatched = sorted(set(meta[key]) - set(df[key]))
         if unmatched:
-            problems.append(
-                f"{meta_name}: {len(unmatched)} row(s) match no slide file (first: {unmatched[0]})"
-            )
+            problems.append(f"{meta_name}: {len(unmatched)} row(s) match no slide file "
+                            f"(first: {unmatched[0]})")
         meta_cols = [c for c in meta.columns if c != key]
         overlap = [c for c in meta_cols if c in df.columns]
         merged = df.merge(meta, on=key, how="left", suffixes=("", "__meta"))

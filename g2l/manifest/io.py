@@ -76,10 +76,8 @@ def canonical_columns(columns: list[str]) -> list[str]:
 def canonical_csv_bytes(df: pd.DataFrame) -> bytes:
     """The canonical CSV form: canonical column order, file row order, values as plain strings, '\\n' ends."""
     cols = canonical_columns([str(c) for c in df.columns])
-    out = pd.DataFrame(
-        {c: [_canon_value(v, numeric=c in NUMERIC_COLUMNS) for v in df[c].tolist()] for c in cols},
-        columns=cols,
-    )
+    out = pd.DataFrame({c: [_canon_value(v, numeric=c in NUMERIC_COLUMNS) for v in df[c].tolist()]
+                        for c in cols}, columns=cols)
     return out.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
@@ -129,11 +127,8 @@ def read_at_rev(path: str, rev: str | None, repo: str | None) -> bytes:
         where = repo or "."
         if not Path(where).is_dir():
             raise
-        rel = (
-            os.path.relpath(os.path.abspath(os.path.join(where, path)), os.path.abspath(where))
-            if not os.path.isabs(path)
-            else os.path.relpath(path, os.path.abspath(where))
-        )
+        rel = os.path.relpath(os.path.abspath(os.path.join(where, path)), os.path.abspath(where)) \
+            if not os.path.isabs(path) else os.path.relpath(path, os.path.abspath(where))
         try:
             return _git(where, "show", f"{rev or 'HEAD'}:{rel}")
         except FileNotFoundError as git_exc:
@@ -151,13 +146,8 @@ def to_manifest_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load(
-    path_or_uri: str | os.PathLike[str],
-    rev: str | None = None,
-    repo: str | None = None,
-    *,
-    check: bool = True,
-) -> Manifest:
+def load(path_or_uri: str | os.PathLike[str], rev: str | None = None, repo: str | None = None,
+         *, check: bool = True) -> Manifest:
     """Load and validate a manifest from a path, a gs:// URI, or `path` at git revision `rev` of `repo`.
 
     With `rev` (or `repo`) the file is read through `dvc.api` (DVC-tracked outputs come from the
@@ -176,6 +166,5 @@ def load(
         errors = validate(df, first_row=1 if is_parquet(path) else 2)
         if errors:
             raise ManifestError(source, errors)
-    return Manifest(
-        df=to_manifest_frame(df), content_hash=content_hash(df), rev=_resolve_commit(repo, rev), source=source
-    )
+    return Manifest(df=to_manifest_frame(df), content_hash=content_hash(df),
+                    rev=_resolve_commit(repo, rev), source=source)

@@ -26,17 +26,13 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         require(self.n > 0, f"sample.n = {self.n}: must be a positive number of slides")
-        require(
-            0.0 <= self.val_fraction < 1.0, f"sample.val_fraction = {self.val_fraction}: must be in [0, 1)"
-        )
-        require(
-            0.0 <= self.test_fraction < 1.0, f"sample.test_fraction = {self.test_fraction}: must be in [0, 1)"
-        )
-        require(
-            self.val_fraction + self.test_fraction < 1.0,
-            f"sample.val_fraction + test_fraction = {self.val_fraction + self.test_fraction}: "
-            "must be < 1 so that some slides remain for training",
-        )
+        require(0.0 <= self.val_fraction < 1.0,
+                f"sample.val_fraction = {self.val_fraction}: must be in [0, 1)")
+        require(0.0 <= self.test_fraction < 1.0,
+                f"sample.test_fraction = {self.test_fraction}: must be in [0, 1)")
+        require(self.val_fraction + self.test_fraction < 1.0,
+                f"sample.val_fraction + test_fraction = {self.val_fraction + self.test_fraction}: "
+                "must be < 1 so that some slides remain for training")
         require(bool(self.stratify), "sample.stratify: name a column, e.g. site")
 
 
@@ -83,11 +79,9 @@ def sample_manifest(inventory: pd.DataFrame, config: SampleConfig) -> Sample:
     assigned by patient, again stratified.
     """
     col = config.stratify
-    require(
-        col in inventory.columns,
-        f"sample.stratify = {col!r}: the inventory has no such column; "
-        f"it has {', '.join(map(str, inventory.columns))}",
-    )
+    require(col in inventory.columns,
+            f"sample.stratify = {col!r}: the inventory has no such column; "
+            f"it has {', '.join(map(str, inventory.columns))}")
     require("slide_id" in inventory.columns, "inventory: a 'slide_id' column is required")
     problems: list[str] = []
     inv = inventory.sort_values("slide_id", kind="mergesort").reset_index(drop=True)
@@ -95,10 +89,8 @@ def sample_manifest(inventory: pd.DataFrame, config: SampleConfig) -> Sample:
     if any(s == "" for s in strata_of_slide):
         problems.append(f"{strata_of_slide.count('')} slide(s) have no {col}; they form their own stratum")
     if "patient_id" in inv.columns:
-        patients = [
-            str(s) if is_missing(p) else str(p)
-            for s, p in zip(inv["slide_id"], inv["patient_id"], strict=True)
-        ]
+        patients = [str(s) if is_missing(p) else str(p) for s, p in zip(inv["slide_id"], inv["patient_id"],
+                                                                          strict=True)]
     else:
         patients = [str(s) for s in inv["slide_id"]]
 
@@ -133,9 +125,8 @@ def sample_manifest(inventory: pd.DataFrame, config: SampleConfig) -> Sample:
             got[s] += extra
             short -= extra
     if short > 0:
-        problems.append(
-            f"took {n - short} slides, not {n}: the remaining patients have too many slides to fit"
-        )
+        problems.append(f"took {n - short} slides, not {n}: "
+                        "the remaining patients have too many slides to fit")
 
     keep = [p in taken for p in patients]
     out = inv.loc[np.asarray(keep, dtype=bool)].reset_index(drop=True)
@@ -146,9 +137,8 @@ def sample_manifest(inventory: pd.DataFrame, config: SampleConfig) -> Sample:
     return Sample(df=out[canonical_columns(list(out.columns))], quotas=quotas, problems=problems)
 
 
-def _assign_splits(
-    patients: list[str], sizes: Counter[str], stratum_of: dict[str, str], config: SampleConfig
-) -> list[str]:
+def _assign_splits(patients: list[str], sizes: Counter[str], stratum_of: dict[str, str],
+                   config: SampleConfig) -> list[str]:
     """val/test/train per patient: each stratum gives its share of val and test slides."""
     if config.val_fraction == 0 and config.test_fraction == 0:
         return ["train"] * len(patients)

@@ -46,7 +46,7 @@ def is_missing(value: Any) -> bool:
 
 def _check_uri(value: str) -> str | None:
     if value.startswith("gs://"):
-        bucket, _, name = value[len("gs://") :].partition("/")
+        bucket, _, name = value[len("gs://"):].partition("/")
         if not bucket or not name or name.endswith("/"):
             return "a gs:// URI must name a bucket and an object"
         return None
@@ -63,15 +63,8 @@ def validate(df: pd.DataFrame, *, first_row: int = 2) -> list[RowError]:
     errors: list[RowError] = []
     missing_cols = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     for col in missing_cols:
-        errors.append(
-            RowError(
-                row=None,
-                column=col,
-                value=None,
-                message="required column is missing",
-                fix=f"add a {col!r} column (required: {', '.join(REQUIRED_COLUMNS)})",
-            )
-        )
+        errors.append(RowError(row=None, column=col, value=None, message="required column is missing",
+                               fix=f"add a {col!r} column (required: {', '.join(REQUIRED_COLUMNS)})"))
     seen_ids: dict[str, int] = {}
     patient_split: dict[str, tuple[str, int]] = {}
     records = df.to_dict("records")
@@ -88,18 +81,12 @@ def validate(df: pd.DataFrame, *, first_row: int = 2) -> list[RowError]:
             else:
                 sid = str(sid)
                 if not SLIDE_ID_RE.match(sid):
-                    err(
-                        "slide_id",
-                        f"slide_id must match {SLIDE_ID_RE.pattern} (no dots, spaces or slashes)",
+                    err("slide_id", f"slide_id must match {SLIDE_ID_RE.pattern} (no dots, spaces or slashes)",
                         f"use {re.sub(r'[^A-Za-z0-9_-]', '-', sid).lstrip('_-') or 'an id'!r}-style ids: "
-                        "letters, digits, '-' and '_'",
-                    )
+                        "letters, digits, '-' and '_'")
                 if sid in seen_ids:
-                    err(
-                        "slide_id",
-                        f"duplicate slide_id (first seen on row {seen_ids[sid]})",
-                        "keep one row per slide or give the other slide its own id",
-                    )
+                    err("slide_id", f"duplicate slide_id (first seen on row {seen_ids[sid]})",
+                        "keep one row per slide or give the other slide its own id")
                 else:
                     seen_ids[sid] = row
         if "uri" in df.columns:
@@ -110,11 +97,8 @@ def validate(df: pd.DataFrame, *, first_row: int = 2) -> list[RowError]:
                 err("uri", problem, "write gs://<bucket>/<object> or a local path")
         for col in ("cancer_type", "site"):
             if col in df.columns and is_missing(rec.get(col)):
-                fix = (
-                    "add the tissue source site (for TCGA barcodes `g2l manifest inventory` derives it)"
-                    if col == "site"
-                    else "add the cancer type, e.g. BRCA"
-                )
+                fix = ("add the tissue source site (for TCGA barcodes `g2l manifest inventory` derives it)"
+                       if col == "site" else "add the cancer type, e.g. BRCA")
                 err(col, f"{col} is empty", fix)
         if "mpp" in df.columns and not is_missing(rec.get("mpp")):
             try:
@@ -123,36 +107,24 @@ def validate(df: pd.DataFrame, *, first_row: int = 2) -> list[RowError]:
                 err("mpp", "mpp is not a number", "write microns per pixel, e.g. 0.25, or leave it empty")
             else:
                 if not (mpp > 0 and math.isfinite(mpp)):
-                    err(
-                        "mpp",
-                        "mpp must be a positive number (microns per pixel)",
-                        "write e.g. 0.25 (40x) or 0.5 (20x), or leave it empty to use the slide's metadata",
-                    )
+                    err("mpp", "mpp must be a positive number (microns per pixel)",
+                        "write e.g. 0.25 (40x) or 0.5 (20x), or leave it empty to use the slide's metadata")
         if "checksum" in df.columns and not is_missing(rec.get("checksum")):
             try:
                 parse_checksum(str(rec["checksum"]))
             except ValueError as exc:
-                err(
-                    "checksum",
-                    str(exc),
-                    "write crc32c:<base64> or md5:<hex> as the bucket reports it, or leave it empty",
-                )
+                err("checksum", str(exc), "write crc32c:<base64> or md5:<hex> as the bucket reports it, or "
+                    "leave it empty")
         if "split" in df.columns:
             split = rec.get("split")
             if is_missing(split) or str(split) not in SPLITS:
-                err(
-                    "split",
-                    f"unknown split (expected one of {', '.join(SPLITS)})",
-                    "set split to train, val or test",
-                )
+                err("split", f"unknown split (expected one of {', '.join(SPLITS)})",
+                    "set split to train, val or test")
             elif "patient_id" in df.columns and not is_missing(rec.get("patient_id")):
                 pid = str(rec["patient_id"])
                 first = patient_split.setdefault(pid, (str(split), row))
                 if first[0] != str(split):
-                    err(
-                        "split",
-                        f"patient {pid} is in {first[0]!r} on row {first[1]} but {split!r} here; "
+                    err("split", f"patient {pid} is in {first[0]!r} on row {first[1]} but {split!r} here; "
                         "slides of one patient must share a split (no leakage)",
-                        f"set split to {first[0]!r} for every slide of patient {pid}",
-                    )
+                        f"set split to {first[0]!r} for every slide of patient {pid}")
     return errors

@@ -37,7 +37,7 @@ def list_versions(
     from mlflow.exceptions import MlflowException
 
     config = config or RegistryConfig()
-    client = open_client(resolve_uri(registry_uri, config, artifact_root))
+    client = open_client(resolve_uri(registry_uri, config, artifact_root), create=False)
     name = model_name(cancer)
     try:
         aliases_of = client.get_registered_model(name).aliases or {}

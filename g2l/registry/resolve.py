@@ -6,6 +6,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from g2l.registry import blobs, lineage
 from g2l.registry.config import RegistryConfig
@@ -41,6 +42,7 @@ def resolve_spec(
         return None  # no embedded registry yet, so nothing registered (and none created as a side effect)
     client = open_client(uri)
     name = model_name(cancer)
+    mv: Any
     if re.fullmatch(r"v\d+", ref):
         try:
             mv = client.get_model_version(name, ref[1:])
@@ -53,6 +55,11 @@ def resolve_spec(
             return None
     if mv is None:
         return None
+    if not mv.run_id:
+        raise RegistryError(
+            f"{name} v{mv.version} has no run to download the student from; it was not "
+            "registered by `g2l promote`"
+        )
     root = Path(cache_dir or os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "g2l-registry")
     target = root / name / f"v{mv.version}"
     expected = (mv.tags or {}).get(f"{lineage.PREFIX}student_weights_sha256")

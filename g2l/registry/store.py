@@ -109,8 +109,17 @@ def check_uri(uri: str, timeout_s: float = 5.0) -> None:
     )
 
 
-def open_client(uri: str) -> MlflowClient:
-    """An MlflowClient on `uri` (tracking and registry), verified with one cheap call."""
+def open_client(uri: str, *, create: bool = True) -> MlflowClient:
+    """An MlflowClient on `uri` (tracking and registry), verified with one cheap call.
+
+    With `create=False` a sqlite registry that does not exist yet is an error rather than a new database.
+    """
+    db = sqlite_path(uri)
+    if not create and db is not None and not db.exists():
+        raise RegistryError(
+            f"registry URI {uri!r}: no registry database at {db} (nothing promoted there yet); "
+            f"fix: run `g2l promote` first or point at the right registry. {_FIX}"
+        )
     check_uri(uri)
     import logging
 

@@ -34,6 +34,7 @@ class TilingConfig:
     jpeg_passthrough: bool = True
     fast_jpeg: bool = True
     max_failed_fraction: float = 0.05
+    max_attempts: int = 3
 
     def __post_init__(self) -> None:
         require(
@@ -87,6 +88,11 @@ class TilingConfig:
         require(self.tiles_per_shard >= 1, f"tiling.tiles_per_shard must be >= 1, got {self.tiles_per_shard}")
         require(
             50 <= self.jpeg_quality <= 100, f"tiling.jpeg_quality must be in 50..100, got {self.jpeg_quality}"
+        )
+        require(
+            self.max_attempts >= 1,
+            f"tiling.max_attempts (interrupted tries before a slide is skipped) must be >= 1, "
+            f"got {self.max_attempts}",
         )
         require(
             0 <= self.max_failed_fraction <= 1,

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import re
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -25,36 +23,25 @@ class SlideRow:
     checksum: str | None
 
 
-def _fallback_hash(df: pd.DataFrame) -> str:
-    return hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()
+@dataclasses.dataclass(frozen=True)
+class LoadedManifest:
+    """A manifest already read: its rows and content hash (duck-types g2l.manifest.Manifest)."""
+
+    df: pd.DataFrame
+    content_hash: str
 
 
 def resolve_manifest(manifest: Any) -> tuple[pd.DataFrame, str]:
-    """(DataFrame, content hash) of a Manifest object, a DataFrame, or a manifest path/URI."""
+    """(DataFrame, content hash) of a Manifest object, a DataFrame, or a manifest path/URI (validated)."""
+    from g2l import manifest as manifest_mod
+
     if hasattr(manifest, "df"):
         df = manifest.df
-        return df, str(getattr(manifest, "content_hash", None) or _content_hash(df))
+        return df, str(getattr(manifest, "content_hash", None) or manifest_mod.content_hash(df))
     if isinstance(manifest, pd.DataFrame):
-        return manifest, _content_hash(manifest)
-    try:
-        from g2l import manifest as manifest_mod
-    except ImportError:  # the manifest module lands with the storage work; plain CSV/Parquet until then
-        manifest_mod = None  # type: ignore[assignment]
-    if manifest_mod is not None and hasattr(manifest_mod, "load"):
-        loaded = manifest_mod.load(str(manifest))
-        return loaded.df, str(loaded.content_hash)
-    path = Path(str(manifest))
-    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    return df, _content_hash(df)
-
-
-def _content_hash(df: pd.DataFrame) -> str:
-    try:
-        from g2l import manifest as manifest_mod
-
-        return str(manifest_mod.content_hash(df))
-    except (ImportError, AttributeError):
-        return _fallback_hash(df)
+        return manifest, manifest_mod.content_hash(manifest)
+    loaded = manifest_mod.load(str(manifest))
+    return loaded.df, str(loaded.content_hash)
 
 
 def _optional_float(value: Any) -> float | None:

@@ -125,9 +125,11 @@ class OutputRoot:
             return
         from g2l import storage
 
+        uri = self.join(rel)
         with tempfile.TemporaryDirectory(prefix="g2l-in-") as scratch:
             local = Path(scratch) / Path(rel).name
-            local.write_bytes(storage.read_bytes(self.join(rel)))
+            with open(local, "wb") as handle:  # streamed: a slide's tiles.tar can be hundreds of MB
+                storage.backend_for(uri).download(storage.stat(uri, checksum=False), handle)
             yield local
 
     def remove(self, rel: str) -> None:

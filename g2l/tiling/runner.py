@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from g2l.progress import console, progress
 from g2l.tiling.config import TilingConfig
-from g2l.tiling.manifest_io import SlideRow, resolve_manifest, slide_rows
+from g2l.tiling.manifest_io import LoadedManifest, SlideRow, resolve_manifest, slide_rows
 from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.shards import build_shards
-from g2l.tiling.slide import SlideOutcome, tile_slide
+from g2l.tiling.slide import PreparedSlide, SlideOutcome, prepare_slide, write_slide
+from g2l.tiling.summary import describe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,12 +91,29 @@ def tile_slides(
             rate = tiles_done / max(time.monotonic() - started, 1e-6)
             bar.advance(tiles_task, n, rate=f"{rate:,.0f} tiles/s")
 
-        for row in rows:
-            outcome = tile_slide(row, root, config, threads=threads, cache_dir=cache_dir, on_tiles=on_tiles)
-            outcomes.append(outcome)
-            if outcome.status == "failed":
-                console.print(f"[red]slide {row.slide_id} failed:[/red] {outcome.error}")
-            bar.advance(slides_task)
+        # One slide is prepared (staged, opened, tissue found) on a side thread while the previous one's
+        # tiles are read and encoded, so downloads and tissue detection overlap with the tile work.
+        with ThreadPoolExecutor(1, thread_name_prefix="g2l-prepare") as planner:
+            ahead: deque[Future[PreparedSlide | SlideOutcome]] = deque()
+            pending = iter(rows)
+
+            def prepare_next() -> None:
+                row = next(pending, None)
+                if row is not None:
+                    ahead.append(planner.submit(prepare_slide, row, root, config, cache_dir=cache_dir))
+
+            prepare_next()
+            while ahead:
+                prepared = ahead.popleft().result()
+                prepare_next()
+                if isinstance(prepared, SlideOutcome):
+                    outcome = prepared
+                else:
+                    outcome = write_slide(prepared, root, config, threads=threads, on_tiles=on_tiles)
+                outcomes.append(outcome)
+                if outcome.status == "failed":
+                    console.print(f"[red]slide {outcome.slide_id} failed:[/red] {outcome.error}")
+                bar.advance(slides_task)
     elapsed = time.monotonic() - started
     if metrics is not None:
         written = sum(o.n_tiles for o in outcomes if not o.skipped and o.status == "ok")
@@ -134,6 +154,13 @@ def write_shards(out_root: str | Path, manifest: Any, config: TilingConfig) -> d
             ok.append((row.slide_id, row.site, meta))
         elif isinstance(meta, dict) and meta.get("status") == "failed":
             failed.append({"slide_id": row.slide_id, "error": str(meta.get("error"))})
+        elif isinstance(meta, dict) and meta.get("status") == "running":
+            failed.append(
+                {
+                    "slide_id": row.slide_id,
+                    "error": f"slide {row.slide_id} was interrupted while being tiled; run `g2l tile` again",
+                }
+            )
         else:
             failed.append(
                 {
@@ -167,9 +194,9 @@ def run_tiling(
     cache_dir: str | None = None,
 ) -> TilingResult:
     """Tile every slide, then pack shards and write summary.json (a rerun of a finished run is a no-op)."""
-    resolved = resolve_manifest(manifest)
+    loaded = LoadedManifest(*resolve_manifest(manifest))
     tile_slides(
-        resolved[0],
+        loaded,
         out_root,
         config,
         slide_ids,
@@ -178,11 +205,18 @@ def run_tiling(
         metrics=metrics,
         cache_dir=cache_dir,
     )
-    summary = _write_shards_resolved(out_root, resolved, config)
+    summary = write_shards(out_root, loaded, config)
     if not quiet:
         console.print(
             f"tiling: {len(summary['slides_ok'])} slide(s) ok, {len(summary['slides_failed'])} failed, "
-            f"{summary['n_tiles']} tiles in {summary['n_shards']} shard(s) under {out_root}"
+            f"{summary['n_tiles']} tiles in {summary['n_shards']} shard(s) under {out_root}",
+            highlight=False,
+        )
+        console.print(
+            describe(str(out_root), summary["slides_ok"], summary["slides_failed"]),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
     return TilingResult(
         out_root=str(out_root),
@@ -191,17 +225,3 @@ def run_tiling(
         n_tiles=summary["n_tiles"],
         index=summary["index"],
     )
-
-
-class _Resolved:
-    """A manifest already loaded: its DataFrame and content hash (avoids loading it twice)."""
-
-    def __init__(self, df: Any, content_hash: str) -> None:
-        self.df = df
-        self.content_hash = content_hash
-
-
-def _write_shards_resolved(
-    out_root: str | Path, resolved: tuple[Any, str], config: TilingConfig
-) -> dict[str, Any]:
-    return write_shards(out_root, _Resolved(*resolved), config)

@@ -20,6 +20,7 @@ from g2l.tiling.config import TilingConfig
 from g2l.tiling.grid import TilePlan, grid, plan_tiles
 from g2l.tiling.manifest_io import SlideRow
 from g2l.tiling.outputs import OutputRoot, canonical_json
+from g2l.tiling.reader import SlideError, bounded_thumbnail, open_reader, stage_slide
 from g2l.tiling.shards import DeterministicTar, HashingWriter, tile_key
 from g2l.tiling.stored_tiles import StoredTiles
 from g2l.tiling.thumbnail import render_thumbnail
@@ -27,14 +28,10 @@ from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
 
 # Config keys that change no output byte: they are left out of the hash that decides whether a
 # finished slide can be skipped.
-RUNTIME_ONLY_KEYS = ("workers", "batch_tiles", "max_failed_fraction", "tiles_per_shard")
+RUNTIME_ONLY_KEYS = ("workers", "batch_tiles", "max_failed_fraction", "tiles_per_shard", "max_attempts")
 COORDS_SCHEMA = pa.schema(
     [("x", pa.int64()), ("y", pa.int64()), ("size0", pa.int64()), ("tissue", pa.float32())]
 )
-
-
-class SlideError(RuntimeError):
-    """A slide cannot be tiled; the message names the slide and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,26 +68,6 @@ def is_done(meta: Any, row: SlideRow, config_sha256: str) -> bool:
     )
 
 
-def stage_slide(uri: str, checksum: str | None, cache_dir: str | None) -> Path:
-    """A local path of the slide: gs:// objects are downloaded and verified, local paths used in place."""
-    try:
-        from g2l import storage
-    except ImportError:
-        storage = None  # type: ignore[assignment]
-    if storage is None or not hasattr(storage, "stage"):
-        if uri.startswith("gs://"):
-            raise SlideError(f"{uri}: reading gs:// slides needs g2l.storage (google-cloud-storage)")
-        return Path(uri)
-    return Path(storage.stage(uri, cache_dir=cache_dir, expected_checksum=checksum))
-
-
-def open_reader(path: Path, backend: str, mpp_override: float | None) -> Any:
-    """Open a slide with the g2l.slides backend registry."""
-    from g2l.slides import open_slide
-
-    return open_slide(str(path), backend=backend, mpp_override=mpp_override)
-
-
 def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     import imagecodecs
 
@@ -120,24 +97,23 @@ def tissue_image_px(
 ) -> int:
     """Longest side of the image tissue is detected on.
 
-    About `tissue_mpp` um/px, snapped to the longest side of the coarsest pyramid level that is at most
-    1.5x coarser (the read is then one small level with no resampling), never under 8 px per tile edge
+    About `tissue_mpp` um/px, snapped to the longest side of a pyramid level within 1.5x of it (the read
+    is then one small level with no resampling), never under 8 px per tile edge
     (per-tile tissue fractions stay meaningful) and never over `tissue_level_px` (memory stays bounded).
     """
     longest = max(dimensions)
     wanted = longest * mpp / config.tissue_mpp
     candidates = [max(int(w), int(h)) for w, h in level_dimensions if max(int(w), int(h)) >= wanted / 1.5]
     snapped = min(candidates) if candidates else longest
+    # A level much finer than wanted is read and shrunk (detection cost grows with pixels).
+    target = snapped if snapped <= 1.5 * wanted else int(np.ceil(wanted))
     per_tile = int(np.ceil(8 * longest / size0))
-    return int(min(config.tissue_level_px, longest, max(snapped, per_tile, 64)))
+    return int(min(config.tissue_level_px, longest, max(target, per_tile, 64)))
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
-
-
-READ_PATHS = ("jpeg-copy", "jpeg-tiles", "reader")
 
 
 def _tile_bytes(
@@ -155,9 +131,8 @@ def _tile_bytes(
     ds = plan.downsample
     size = plan.read_px
 
-    def decode_encode(x: int, y: int) -> bytes:
-        assert stored is not None  # noqa: S101 - only called on the jpeg-tiles path
-        return _encode_jpeg(stored.read_resized(x, y, size, plan.tile_px), config.jpeg_quality)
+    def decode_encode(source: StoredTiles, x: int, y: int) -> bytes:
+        return _encode_jpeg(source.read_resized(x, y, size, plan.tile_px), config.jpeg_quality)
 
     for part in _batches(len(xs), config.batch_tiles):
         lx = [int(round(x / ds)) for x in xs[part]]
@@ -166,7 +141,7 @@ def _tile_bytes(
             yield from pool.map(stored.jpeg, lx, ly)
             continue
         if read_path == "jpeg-tiles" and stored is not None:
-            yield from pool.map(decode_encode, lx, ly)
+            yield from pool.map(decode_encode, [stored] * len(lx), lx, ly)
             continue
         locations = [(int(x), int(y)) for x, y in zip(xs[part], ys[part], strict=True)]
         arrays = reader.read_regions(locations, plan.level, (size, size), num_workers=threads)
@@ -209,7 +184,9 @@ def choose_read_path(
     if config.jpeg_passthrough and plan.identity and stored.tile == plan.tile_px:
         if stored.calibrate_copy([(int(xl[i]), int(yl[i]), np.asarray(raw[i])) for i in picks]):
             return "jpeg-copy", stored
-    if config.fast_jpeg:
+    # A reader decoding on the GPU (cuCIM device="cuda", nvJPEG) beats decoding the tiles on the CPU here.
+    on_gpu = str(getattr(reader, "device", "cpu")).startswith("cuda")
+    if config.fast_jpeg and not on_gpu:
         samples = [(int(xl[i]), int(yl[i]), _resize_area(np.asarray(raw[i]), plan.tile_px)) for i in picks]
         if stored.calibrate_decode(samples, plan.read_px, plan.tile_px):
             return "jpeg-tiles", stored
@@ -217,51 +194,97 @@ def choose_read_path(
     return "reader", None
 
 
-def tile_slide(
-    row: SlideRow,
-    root: OutputRoot,
-    config: TilingConfig,
-    *,
-    threads: int = 1,
-    cache_dir: str | None = None,
-    on_tiles: Callable[[int], None] | None = None,
+@dataclasses.dataclass
+class PreparedSlide:
+    """A slide opened and planned, its tissue found and its tiles chosen; ready to read and write."""
+
+    row: SlideRow
+    config_sha256: str
+    reader: Any
+    path: Path
+    mpp: float
+    mpp_source: str
+    plan: TilePlan
+    thumb: np.ndarray
+    mask: np.ndarray
+    tissue_threshold: float
+    pen_fraction: float
+    xs: np.ndarray
+    ys: np.ndarray
+    fractions: np.ndarray
+    n_grid: int
+    bytes_read: int
+    started: float
+    timings: dict[str, float]
+
+
+def _failure(
+    row: SlideRow, root: OutputRoot, config_sha256: str, exc: Exception, started: float
 ) -> SlideOutcome:
-    """Tile one slide into tiles/<slide_id>/ (coords, tiles.tar, thumbnail, meta last); skip if done."""
+    """Record a failed slide (meta.json with status failed) and return its outcome."""
+    error = str(exc) if isinstance(exc, SlideError) else f"slide {row.slide_id}: {type(exc).__name__}: {exc}"
+    failed = {
+        "slide_id": row.slide_id,
+        "status": "failed",
+        "error": error,
+        "source": slide_identity(row),
+        "config_sha256": config_sha256,
+    }
+    root.write_json(f"tiles/{row.slide_id}/meta.json", failed)
+    return SlideOutcome(row.slide_id, "failed", error=error, seconds=time.monotonic() - started)
+
+
+def prepare_slide(
+    row: SlideRow, root: OutputRoot, config: TilingConfig, *, cache_dir: str | None = None
+) -> PreparedSlide | SlideOutcome:
+    """Stage, open, plan, find tissue and choose tiles; an outcome instead when done already or failed."""
     started = time.monotonic()
     rel = f"tiles/{row.slide_id}"
     config_sha256 = output_config_hash(config)
     meta = root.read_json(f"{rel}/meta.json")
-    if is_done(meta, row, config_sha256):
+    if isinstance(meta, dict) and is_done(meta, row, config_sha256):
         return SlideOutcome(row.slide_id, "ok", n_tiles=int(meta["n_tiles"]), skipped=True)
-    root.clean_stale_temps(rel)
-    try:
-        return _tile_slide(row, root, config, config_sha256, threads, cache_dir, on_tiles, started)
-    except Exception as exc:
+    # A reader that segfaults or exhausts memory on a slide takes the process down before any error can
+    # be recorded; the restarted run would hit the same slide forever. A "running" meta.json counts the
+    # attempts, and after `max_attempts` interrupted ones the slide is failed and skipped like any other.
+    same_input = (
+        isinstance(meta, dict)
+        and meta.get("config_sha256") == config_sha256
+        and (meta.get("source") == slide_identity(row))
+    )
+    attempts = 1
+    retry_of_failure = (
+        False  # a slide that failed cleanly is retried, its meta.json left as is unless it changes
+    )
+    if same_input and isinstance(meta, dict):
+        if meta.get("status") == "running":
+            attempts = int(meta.get("attempts", 0)) + 1
+        elif meta.get("status") == "failed" and meta.get("crashed"):
+            return SlideOutcome(row.slide_id, "failed", error=str(meta.get("error")))
+        elif meta.get("status") == "failed":
+            retry_of_failure = True
+    record = {"slide_id": row.slide_id, "source": slide_identity(row), "config_sha256": config_sha256}
+    if attempts > config.max_attempts:
         error = (
-            str(exc) if isinstance(exc, SlideError) else f"slide {row.slide_id}: {type(exc).__name__}: {exc}"
+            f"slide {row.slide_id} stopped the tiler {attempts - 1} times in a row while it was being read "
+            f"(a crash, an out-of-memory kill or an interruption); it is skipped: check the file, "
+            f"then delete tiles/{row.slide_id}/meta.json to try it again"
         )
-        failed = {
-            "slide_id": row.slide_id,
-            "status": "failed",
-            "error": error,
-            "source": slide_identity(row),
-            "config_sha256": config_sha256,
-        }
+        failed = {**record, "status": "failed", "error": error, "crashed": True, "attempts": attempts - 1}
         root.write_json(f"{rel}/meta.json", failed)
-        return SlideOutcome(row.slide_id, "failed", error=error, seconds=time.monotonic() - started)
+        return SlideOutcome(row.slide_id, "failed", error=error)
+    root.clean_stale_temps(rel)
+    if not retry_of_failure:
+        root.write_json(f"{rel}/meta.json", {**record, "status": "running", "attempts": attempts})
+    try:
+        return _prepare(row, config, config_sha256, cache_dir, started)
+    except Exception as exc:
+        return _failure(row, root, config_sha256, exc, started)
 
 
-def _tile_slide(
-    row: SlideRow,
-    root: OutputRoot,
-    config: TilingConfig,
-    config_sha256: str,
-    threads: int,
-    cache_dir: str | None,
-    on_tiles: Callable[[int], None] | None,
-    started: float,
-) -> SlideOutcome:
-    rel = f"tiles/{row.slide_id}"
+def _prepare(
+    row: SlideRow, config: TilingConfig, config_sha256: str, cache_dir: str | None, started: float
+) -> PreparedSlide:
     timings: dict[str, float] = {}
     clock = time.monotonic()
     path = stage_slide(row.uri, row.checksum, cache_dir)
@@ -275,7 +298,6 @@ def _tile_slide(
             raise SlideError(
                 f"slide {row.slide_id} has no mpp in its metadata; add an `mpp` value to its manifest row"
             )
-        mpp_source = "manifest" if row.mpp is not None else "metadata"
         try:
             plan = plan_tiles(
                 float(mpp),
@@ -293,8 +315,7 @@ def _tile_slide(
         tissue_px = tissue_image_px(
             reader.dimensions, reader.level_dimensions, float(mpp), plan.size0, config
         )
-        thumb = np.asarray(reader.thumbnail(tissue_px))
-        thumb = np.ascontiguousarray(thumb[..., :3])
+        thumb = bounded_thumbnail(reader, tissue_px)
         scale_x, scale_y = width0 / thumb.shape[1], height0 / thumb.shape[0]
         tissue = detect_tissue(
             thumb,
@@ -312,91 +333,160 @@ def _tile_slide(
         xs, ys = xs[inside], ys[inside]
         fractions = tile_tissue_fractions(tissue.mask, xs, ys, plan.size0, scale_x, scale_y)
         keep = fractions >= config.min_tissue_fraction
-        xs, ys, fractions = xs[keep], ys[keep], fractions[keep]
-        n_grid = int(inside.sum())
         timings["tissue_s"] = time.monotonic() - clock
-
-        clock = time.monotonic()
-        read_path, stored = choose_read_path(reader, path, plan, xs, ys, config)
-        try:
-            with (
-                root.writer(f"{rel}/tiles.tar") as tar_path,
-                open(tar_path, "wb") as handle,
-                ThreadPoolExecutor(max(1, threads)) as pool,
-            ):
-                hasher = HashingWriter(handle)
-                tar = DeterministicTar(hasher)  # type: ignore[arg-type]
-                done = 0
-                for i, data in enumerate(
-                    _tile_bytes(reader, plan, xs, ys, config, pool, threads, read_path, stored)
-                ):
-                    tar.add(f"{tile_key(row.slide_id, int(xs[i]), int(ys[i]))}.jpg", data)
-                    done += 1
-                    if on_tiles is not None and done % config.batch_tiles == 0:
-                        on_tiles(config.batch_tiles)
-                tar.close()
-                if on_tiles is not None and done % config.batch_tiles:
-                    on_tiles(done % config.batch_tiles)
-                tiles_sha256 = hasher.sha256.hexdigest()
-        finally:
-            if stored is not None:
-                stored.close()
-        timings["tiles_s"] = time.monotonic() - clock
-
-        clock = time.monotonic()
-        table = pa.table(
-            {
-                "x": pa.array(xs, pa.int64()),
-                "y": pa.array(ys, pa.int64()),
-                "size0": pa.array(np.full(len(xs), plan.size0), pa.int64()),
-                "tissue": pa.array(fractions, pa.float32()),
-            },
-            schema=COORDS_SCHEMA,
-        )
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
-        coords_bytes = buffer.getvalue()
-        root.write_bytes(f"{rel}/coords.parquet", coords_bytes)
-        # The tissue image serves as the QC picture unless it is much smaller than thumbnail_px.
-        qc_px = min(config.thumbnail_px, max(width0, height0))
-        qc = thumb if max(thumb.shape[:2]) >= 0.75 * qc_px else np.asarray(reader.thumbnail(qc_px))[..., :3]
-        png = render_thumbnail(qc, tissue.mask, xs, ys, plan.size0, width0, height0, config.thumbnail_px)
-        root.write_bytes(f"{rel}/thumbnail.png", png)
-        timings["write_s"] = time.monotonic() - clock
-        timings["total_s"] = time.monotonic() - started
-        meta = {
-            "slide_id": row.slide_id,
-            "status": "ok",
-            "source": slide_identity(row),
-            "slide_checksum": row.checksum,
-            "backend": getattr(reader, "backend", "unknown"),
-            "backend_reason": getattr(reader, "backend_reason", ""),
-            "mpp": float(mpp),
-            "mpp_source": mpp_source,
-            "dimensions": [width0, height0],
-            "level": plan.level,
-            "level_mpp": plan.level_mpp,
-            "downsample": plan.downsample,
-            "read_px": plan.read_px,
-            "tile_px": plan.tile_px,
-            "size0": plan.size0,
-            "tile_mpp": plan.tile_mpp,
-            "n_grid": n_grid,
-            "n_tiles": int(len(xs)),
-            "tissue_threshold": tissue.threshold,
-            "tissue_area_fraction": float(tissue.mask.mean()),
-            "pen_fraction": tissue.pen_fraction,
-            "read_path": read_path,
-            "jpeg_passthrough": read_path == "jpeg-copy",
-            "tiles_sha256": tiles_sha256,
-            "coords_sha256": hashlib.sha256(coords_bytes).hexdigest(),
-            "config": to_dict(config),
-            "config_sha256": config_sha256,
-            "timings": {k: round(v, 4) for k, v in timings.items()},
-        }
-    finally:
+    except BaseException:
         reader.close()
+        raise
+    return PreparedSlide(
+        row=row,
+        config_sha256=config_sha256,
+        reader=reader,
+        path=path,
+        mpp=float(mpp),
+        mpp_source="manifest" if row.mpp is not None else "metadata",
+        plan=plan,
+        thumb=thumb,
+        mask=tissue.mask,
+        tissue_threshold=tissue.threshold,
+        pen_fraction=tissue.pen_fraction,
+        xs=xs[keep],
+        ys=ys[keep],
+        fractions=fractions[keep],
+        n_grid=int(inside.sum()),
+        bytes_read=bytes_read,
+        started=started,
+        timings=timings,
+    )
+
+
+def write_slide(
+    prepared: PreparedSlide,
+    root: OutputRoot,
+    config: TilingConfig,
+    *,
+    threads: int = 1,
+    on_tiles: Callable[[int], None] | None = None,
+) -> SlideOutcome:
+    """Read, resample and encode the prepared slide's tiles; write tiles.tar, coords, thumbnail, meta last."""
+    try:
+        return _write(prepared, root, config, threads, on_tiles)
+    except Exception as exc:
+        return _failure(prepared.row, root, prepared.config_sha256, exc, prepared.started)
+    finally:
+        prepared.reader.close()
+
+
+def tile_slide(
+    row: SlideRow,
+    root: OutputRoot,
+    config: TilingConfig,
+    *,
+    threads: int = 1,
+    cache_dir: str | None = None,
+    on_tiles: Callable[[int], None] | None = None,
+) -> SlideOutcome:
+    """Tile one slide into tiles/<slide_id>/ (coords, tiles.tar, thumbnail, meta last); skip if done."""
+    prepared = prepare_slide(row, root, config, cache_dir=cache_dir)
+    if isinstance(prepared, SlideOutcome):
+        return prepared
+    return write_slide(prepared, root, config, threads=threads, on_tiles=on_tiles)
+
+
+def _write(
+    p: PreparedSlide,
+    root: OutputRoot,
+    config: TilingConfig,
+    threads: int,
+    on_tiles: Callable[[int], None] | None,
+) -> SlideOutcome:
+    row, plan, reader, xs, ys = p.row, p.plan, p.reader, p.xs, p.ys
+    rel = f"tiles/{row.slide_id}"
+    timings = dict(p.timings)
+    width0, height0 = (int(v) for v in reader.dimensions)
+    clock = time.monotonic()
+    read_path, stored = choose_read_path(reader, p.path, plan, xs, ys, config)
+    try:
+        with (
+            root.writer(f"{rel}/tiles.tar") as tar_path,
+            open(tar_path, "wb") as handle,
+            ThreadPoolExecutor(max(1, threads)) as pool,
+        ):
+            hasher = HashingWriter(handle)
+            tar = DeterministicTar(hasher)  # type: ignore[arg-type]
+            done = 0
+            for i, data in enumerate(
+                _tile_bytes(reader, plan, xs, ys, config, pool, threads, read_path, stored)
+            ):
+                tar.add(f"{tile_key(row.slide_id, int(xs[i]), int(ys[i]))}.jpg", data)
+                done += 1
+                if on_tiles is not None and done % config.batch_tiles == 0:
+                    on_tiles(config.batch_tiles)
+            tar.close()
+            if on_tiles is not None and done % config.batch_tiles:
+                on_tiles(done % config.batch_tiles)
+            tiles_sha256 = hasher.sha256.hexdigest()
+    finally:
+        if stored is not None:
+            stored.close()
+    timings["tiles_s"] = time.monotonic() - clock
+
+    clock = time.monotonic()
+    table = pa.table(
+        {
+            "x": pa.array(xs, pa.int64()),
+            "y": pa.array(ys, pa.int64()),
+            "size0": pa.array(np.full(len(xs), plan.size0), pa.int64()),
+            "tissue": pa.array(p.fractions, pa.float32()),
+        },
+        schema=COORDS_SCHEMA,
+    )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    coords_bytes = buffer.getvalue()
+    root.write_bytes(f"{rel}/coords.parquet", coords_bytes)
+    # The tissue image serves as the QC picture unless it is much smaller than thumbnail_px.
+    qc_px = min(config.thumbnail_px, max(width0, height0))
+    thumb = p.thumb
+    qc = thumb if max(thumb.shape[:2]) >= 0.75 * qc_px else bounded_thumbnail(reader, qc_px)
+    png = render_thumbnail(qc, p.mask, xs, ys, plan.size0, width0, height0, config.thumbnail_px)
+    root.write_bytes(f"{rel}/thumbnail.png", png)
+    timings["write_s"] = time.monotonic() - clock
+    timings["total_s"] = time.monotonic() - p.started
+    meta = {
+        "slide_id": row.slide_id,
+        "status": "ok",
+        "source": slide_identity(row),
+        "slide_checksum": row.checksum,
+        "backend": getattr(reader, "backend", "unknown"),
+        "backend_reason": getattr(reader, "backend_reason", ""),
+        "mpp": p.mpp,
+        "mpp_source": p.mpp_source,
+        "dimensions": [width0, height0],
+        "level": plan.level,
+        "level_mpp": plan.level_mpp,
+        "downsample": plan.downsample,
+        "read_px": plan.read_px,
+        "tile_px": plan.tile_px,
+        "size0": plan.size0,
+        "tile_mpp": plan.tile_mpp,
+        "n_grid": p.n_grid,
+        "n_tiles": int(len(xs)),
+        "tissue_threshold": p.tissue_threshold,
+        "tissue_area_fraction": float(p.mask.mean()),
+        "pen_fraction": p.pen_fraction,
+        "read_path": read_path,
+        "jpeg_passthrough": read_path == "jpeg-copy",
+        "tiles_sha256": tiles_sha256,
+        "coords_sha256": hashlib.sha256(coords_bytes).hexdigest(),
+        "config": to_dict(config),
+        "config_sha256": p.config_sha256,
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+    }
     root.write_json(f"{rel}/meta.json", meta)  # last: its presence with status ok marks the slide done
     return SlideOutcome(
-        row.slide_id, "ok", n_tiles=int(len(xs)), seconds=time.monotonic() - started, bytes_read=bytes_read
+        row.slide_id,
+        "ok",
+        n_tiles=int(len(xs)),
+        seconds=time.monotonic() - p.started,
+        bytes_read=p.bytes_read,
     )
