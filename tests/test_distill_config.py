@@ -15,7 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_defaults_follow_g2l() -> None:
     cfg = DistillConfig()
-    assert (cfg.loss.name, cfg.loss.alpha, cfg.optim.lr, cfg.optim.weight_decay) == ("logsum", 4.0, 1e-4, 0.05)
+    assert (cfg.loss.name, cfg.loss.alpha, cfg.optim.lr, cfg.optim.weight_decay) == (
+        "logsum",
+        4.0,
+        1e-4,
+        0.05,
+    )
     assert cfg.strategy == "ddp" and cfg.teacher_mode == "cached"
 
 

@@ -1,4 +1,4 @@
-"""Multi-process training: 2 gloo processes (torchrun, via the CLI) give the weights of 1 process, DDP and FSDP."""
+"""Multi-process training: 2 gloo processes (torchrun, via the CLI) give 1 process's weights, DDP and FSDP."""
 
 from __future__ import annotations
 
@@ -34,8 +34,14 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_gloo_processes_equal_one(distill_data: DistillData, tmp_path: Path, strategy: str) -> None:
-    cfg = tiny_config(strategy=strategy, per_device_batch=4, global_batch=8, schedule={"max_steps": 3},
-                      validation={"every_steps": 3}, checkpoint={"every_steps": 3})
+    cfg = tiny_config(
+        strategy=strategy,
+        per_device_batch=4,
+        global_batch=8,
+        schedule={"max_steps": 3},
+        validation={"every_steps": 3},
+        checkpoint={"every_steps": 3},
+    )
     assert cfg.grad_accum_steps(1) == 2 and cfg.grad_accum_steps(2) == 1
     one, two = tmp_path / "one", tmp_path / "two"
     threads = torch.get_num_threads()
@@ -47,8 +53,23 @@ def test_two_gloo_processes_equal_one(distill_data: DistillData, tmp_path: Path,
 
     config_file = tmp_path / "distill.yaml"
     config_file.write_text(yaml.safe_dump({"distill": json.loads(json.dumps(to_dict(cfg)))}))
-    cmd = [sys.executable, "-m", "g2l", "distill", "--config", str(config_file), "--shards", distill_data.shards,
-           "--cache", distill_data.cache, "--out", str(two), "--nproc", "2", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "g2l",
+        "distill",
+        "--config",
+        str(config_file),
+        "--shards",
+        distill_data.shards,
+        "--cache",
+        distill_data.cache,
+        "--out",
+        str(two),
+        "--nproc",
+        "2",
+        "--quiet",
+    ]
     done = subprocess.run(cmd, cwd=REPO, env=os.environ, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == str(two / "student")
@@ -67,4 +88,4 @@ def load_init(key: str) -> torch.Tensor:
     from g2l.models import build_model
 
     state = build_model("tiny-vit-student").model.state_dict()
-    return state[key[len("student."):]]
+    return state[key[len("student.") :]]

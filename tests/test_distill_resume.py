@@ -34,8 +34,14 @@ def test_sigterm_then_resume_equals_straight_run(distill_data: DistillData, tmp_
             os.kill(os.getpid(), signal.SIGTERM)
 
     with pytest.raises(Preempted) as stopped:
-        run_distill(cfg, distill_data.shards, distill_data.cache, str(interrupted), quiet=True,
-                    step_callback=preempt_after_10)
+        run_distill(
+            cfg,
+            distill_data.shards,
+            distill_data.cache,
+            str(interrupted),
+            quiet=True,
+            step_callback=preempt_after_10,
+        )
     assert stopped.value.step == 10
     assert [s for s, _ in list_checkpoints(interrupted)] == [8, 10]  # keep_last 2; SIGTERM wrote step 10
     assert json.loads((interrupted / "status.json").read_text())["status"] == "preempted"
@@ -49,11 +55,17 @@ def test_sigterm_then_resume_equals_straight_run(distill_data: DistillData, tmp_
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=0, atol=1e-6, msg=key)
     for pid, st in a["optimizer"]["state"].items():
-        torch.testing.assert_close(b["optimizer"]["state"][pid]["exp_avg_sq"], st["exp_avg_sq"], rtol=0, atol=1e-9)
-    logs = [[json.loads(x) for x in (d / "train_log.jsonl").read_text().splitlines()] for d in (straight, interrupted)]
+        torch.testing.assert_close(
+            b["optimizer"]["state"][pid]["exp_avg_sq"], st["exp_avg_sq"], rtol=0, atol=1e-9
+        )
+    logs = [
+        [json.loads(x) for x in (d / "train_log.jsonl").read_text().splitlines()]
+        for d in (straight, interrupted)
+    ]
     drop = ("tiles_per_s", "step_s")
-    assert [{k: v for k, v in r.items() if k not in drop} for r in logs[0]] == \
-           [{k: v for k, v in r.items() if k not in drop} for r in logs[1]]
+    assert [{k: v for k, v in r.items() if k not in drop} for r in logs[0]] == [
+        {k: v for k, v in r.items() if k not in drop} for r in logs[1]
+    ]
 
 
 def test_resume_refuses_a_different_config(distill_data: DistillData, tmp_path: Path) -> None:
@@ -62,5 +74,10 @@ def test_resume_refuses_a_different_config(distill_data: DistillData, tmp_path: 
     from g2l.config import ConfigError
 
     with pytest.raises(ConfigError, match="another distill config"):
-        run_distill(tiny_config(schedule={"max_steps": 2}, optim={"lr": 5e-3}), distill_data.shards,
-                    distill_data.cache, str(tmp_path), quiet=True)
+        run_distill(
+            tiny_config(schedule={"max_steps": 2}, optim={"lr": 5e-3}),
+            distill_data.shards,
+            distill_data.cache,
+            str(tmp_path),
+            quiet=True,
+        )

@@ -1,8 +1,9 @@
-"""Training on tiny models: the loss falls, val_cosine rises, logs/metrics are written, early stopping, reruns."""
+"""Training on tiny models: loss falls, val_cosine rises, logs and metrics, early stopping, reruns."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,14 @@ def test_training_loss_falls_and_val_cosine_rises(distill_data: DistillData, tmp
     # MSE here: with random-init tiny models the features barely vary between tiles, so the head's
     # BatchNorm running statistics (used at validation) are noisy and log-sum's val_cosine zig-zags
     # (see the test below); MSE's path is smooth enough to assert on.
-    cfg = tiny_config(per_device_batch=8, global_batch=8, loss={"name": "mse"},
-                      schedule={"max_steps": 60, "warmup_steps": 5}, validation={"every_steps": 20},
-                      checkpoint={"every_steps": 100})
+    cfg = tiny_config(
+        per_device_batch=8,
+        global_batch=8,
+        loss={"name": "mse"},
+        schedule={"max_steps": 60, "warmup_steps": 5},
+        validation={"every_steps": 20},
+        checkpoint={"every_steps": 100},
+    )
     student = run_distill(cfg, distill_data.shards, distill_data.cache, str(tmp_path), quiet=True)
     log = _log(tmp_path)
     losses = [r["loss"] for r in log if "loss" in r]
@@ -42,8 +48,13 @@ def test_training_loss_falls_and_val_cosine_rises(distill_data: DistillData, tmp
 
 
 def test_logsum_training_loss_falls(distill_data: DistillData, tmp_path: Path) -> None:
-    cfg = tiny_config(per_device_batch=8, global_batch=8, schedule={"max_steps": 30, "warmup_steps": 5},
-                      validation={"every_steps": 30}, checkpoint={"every_steps": 100})
+    cfg = tiny_config(
+        per_device_batch=8,
+        global_batch=8,
+        schedule={"max_steps": 30, "warmup_steps": 5},
+        validation={"every_steps": 30},
+        checkpoint={"every_steps": 100},
+    )
     assert cfg.loss.name == "logsum"
     run_distill(cfg, distill_data.shards, distill_data.cache, str(tmp_path), quiet=True)
     losses = [r["loss"] for r in _log(tmp_path) if "loss" in r]
@@ -60,15 +71,25 @@ def test_log_lines_and_metrics(distill_data: DistillData, tmp_path: Path) -> Non
     assert all({"val_loss", "val_cosine"} <= set(r) for r in log if r["step"] in (0, 2, 4))
     assert all("val_loss" not in r for r in log if r["step"] in (1, 3))
     prom = (tmp_path / "metrics" / "distill.prom").read_text()
-    for name in ("g2l_distill_loss", "g2l_distill_step_seconds", "g2l_distill_tiles_per_second",
-                 "g2l_distill_gpu_memory_bytes", "g2l_distill_steps_total 4.0"):
+    for name in (
+        "g2l_distill_loss",
+        "g2l_distill_step_seconds",
+        "g2l_distill_tiles_per_second",
+        "g2l_distill_gpu_memory_bytes",
+        "g2l_distill_val_cosine",
+    ):
         assert name in prom
+    assert re.search(r"^g2l_distill_steps_total(\{[^}]*\})? 4\.0$", prom, re.MULTILINE)
 
 
 def test_early_stopping_ends_the_run(distill_data: DistillData, tmp_path: Path) -> None:
     # an improvement of 10 in validation loss never happens: patience 2 stops after two more validations
-    cfg = tiny_config(schedule={"max_steps": 40}, validation={"every_steps": 2},
-                      early_stopping={"enabled": True, "patience": 2, "min_delta": 10.0}, export="best")
+    cfg = tiny_config(
+        schedule={"max_steps": 40},
+        validation={"every_steps": 2},
+        early_stopping={"enabled": True, "patience": 2, "min_delta": 10.0},
+        export="best",
+    )
     student = run_distill(cfg, distill_data.shards, distill_data.cache, str(tmp_path), quiet=True)
     card = json.loads((Path(student) / "config.json").read_text())
     assert card["status"] == "early_stopped" and card["steps"] == 4

@@ -13,8 +13,10 @@ from g2l.distill.losses import build_loss, cosine_loss, logsum_loss, mean_cosine
 
 
 def _hand_logsum(pred: list[list[float]], target: list[list[float]], alpha: float) -> float:
-    per_sample = [math.log(sum(abs(p - t) ** alpha for p, t in zip(ps, ts, strict=True)))
-                  for ps, ts in zip(pred, target, strict=True)]
+    per_sample = [
+        math.log(sum(abs(p - t) ** alpha for p, t in zip(ps, ts, strict=True)))
+        for ps, ts in zip(pred, target, strict=True)
+    ]
     return sum(per_sample) / len(per_sample)
 
 
@@ -22,8 +24,9 @@ def _hand_logsum(pred: list[list[float]], target: list[list[float]], alpha: floa
 def test_logsum_equals_hand_computation(alpha: float) -> None:
     pred = [[0.5, -1.25, 2.0, 0.0], [3.0, 0.1, -0.2, 1.0]]
     target = [[0.1, 0.25, -1.0, 0.5], [-1.0, 0.3, 0.2, 1.5]]
-    got = logsum_loss(torch.tensor(pred, dtype=torch.float64), torch.tensor(target, dtype=torch.float64),
-                      alpha=alpha)
+    got = logsum_loss(
+        torch.tensor(pred, dtype=torch.float64), torch.tensor(target, dtype=torch.float64), alpha=alpha
+    )
     assert got.item() == pytest.approx(_hand_logsum(pred, target, alpha), rel=1e-12)
 
 

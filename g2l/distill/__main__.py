@@ -31,11 +31,24 @@ def main(argv: list[str] | None = None) -> int:
     from g2l.progress import console
 
     config = load_section(DistillConfig, args.config, section=args.section).with_max_steps(args.max_steps)
-    run = load_section(RunConfig, args.config, section="run") if "run" in load_yaml(args.config) else RunConfig()
+    run = (
+        load_section(RunConfig, args.config, section="run")
+        if "run" in load_yaml(args.config)
+        else RunConfig()
+    )
     env = init_distributed()
     try:
-        train_and_export(config, args.shards, args.cache, Path(args.out), env, resume=args.resume,
-                         quiet=args.quiet, run_id=args.run_id or run.run_id, cancer=args.cancer or run.cancer)
+        train_and_export(
+            config,
+            args.shards,
+            args.cache,
+            Path(args.out),
+            env,
+            resume=args.resume,
+            quiet=args.quiet,
+            run_id=args.run_id or run.run_id,
+            cancer=args.cancer or run.cancer,
+        )
     except Preempted as stop:
         if env.rank == 0:
             console.print(f"[yellow]{stop}[/yellow]")

@@ -79,8 +79,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class CheckpointWriter:
     """Writes checkpoints of a (possibly distributed) run; every rank calls `save` together."""
 
-    def __init__(self, run_dir: str | os.PathLike[str], keep_last: int, rank: int = 0, world_size: int = 1,
-                 barrier: Any = None) -> None:
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        keep_last: int,
+        rank: int = 0,
+        world_size: int = 1,
+        barrier: Any = None,
+    ) -> None:
         self.root = checkpoints_root(run_dir)
         self.keep_last = keep_last
         self.rank = rank
@@ -111,7 +117,7 @@ class CheckpointWriter:
         return final
 
     def _prune(self) -> None:
-        for _, path in list_checkpoints(self.root.parent)[:-self.keep_last]:
+        for _, path in list_checkpoints(self.root.parent)[: -self.keep_last]:
             shutil.rmtree(path, ignore_errors=True)
 
 

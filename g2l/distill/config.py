@@ -27,7 +27,9 @@ class LossConfig:
         require(self.name in LOSSES, f"distill.loss.name must be one of {LOSSES}, got {self.name!r}")
         require(self.alpha > 0, f"distill.loss.alpha must be > 0 (G2L uses 4), got {self.alpha}")
         require(self.eps > 0, f"distill.loss.eps must be > 0, got {self.eps}")
-        require(self.smooth_l1_beta > 0, f"distill.loss.smooth_l1_beta must be > 0, got {self.smooth_l1_beta}")
+        require(
+            self.smooth_l1_beta > 0, f"distill.loss.smooth_l1_beta must be > 0, got {self.smooth_l1_beta}"
+        )
         require(self.patch_weight >= 0, f"distill.loss.patch_weight must be >= 0, got {self.patch_weight}")
 
 
@@ -43,9 +45,13 @@ class OptimConfig:
     def __post_init__(self) -> None:
         require(self.lr > 0, f"distill.optim.lr must be > 0, got {self.lr}")
         require(self.weight_decay >= 0, f"distill.optim.weight_decay must be >= 0, got {self.weight_decay}")
-        require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-                f"distill.optim.betas must be two numbers in [0, 1), got {self.betas}")
-        require(self.grad_clip_norm >= 0, f"distill.optim.grad_clip_norm must be >= 0, got {self.grad_clip_norm}")
+        require(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            f"distill.optim.betas must be two numbers in [0, 1), got {self.betas}",
+        )
+        require(
+            self.grad_clip_norm >= 0, f"distill.optim.grad_clip_norm must be >= 0, got {self.grad_clip_norm}"
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -58,9 +64,13 @@ class ScheduleConfig:
 
     def __post_init__(self) -> None:
         require(self.max_steps >= 1, f"distill.schedule.max_steps must be >= 1, got {self.max_steps}")
-        require(0 <= self.warmup_steps, f"distill.schedule.warmup_steps must be >= 0, got {self.warmup_steps}")
-        require(0 <= self.min_lr_ratio <= 1,
-                f"distill.schedule.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        require(
+            0 <= self.warmup_steps, f"distill.schedule.warmup_steps must be >= 0, got {self.warmup_steps}"
+        )
+        require(
+            0 <= self.min_lr_ratio <= 1,
+            f"distill.schedule.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}",
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -121,7 +131,8 @@ class DistillConfig:
     num_workers: int = 2  # data-loading processes per rank
     log_every_steps: int = 10
     export: str = "best"  # export the best-validation weights or the last ones
-    # online mode without a cache: g2l.views.ViewSpec keys (views, seed, crop_px, ...); with a cache its spec rules
+    # online mode without a cache: g2l.views.ViewSpec keys (views, seed, crop_px, ...);
+    # with a cache, the cache's own view spec is used
     view_spec: dict[str, object] = dataclasses.field(default_factory=dict)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
@@ -132,29 +143,46 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.student), "distill.student must name a model, e.g. 'vit_large_patch14_reg4_dinov2'")
-        require(self.teacher_mode in TEACHER_MODES,
-                f"distill.teacher_mode must be one of {TEACHER_MODES}, got {self.teacher_mode!r}")
-        require(self.strategy in STRATEGIES, f"distill.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        require(self.precision in PRECISIONS,
-                f"distill.precision must be one of {PRECISIONS}, got {self.precision!r}")
-        require(self.per_device_batch >= 2,
-                f"distill.per_device_batch must be >= 2 (the head's BatchNorm needs a batch), "
-                f"got {self.per_device_batch}")
-        require(self.global_batch % self.per_device_batch == 0,
-                f"distill.global_batch ({self.global_batch}) must be a multiple of per_device_batch "
-                f"({self.per_device_batch}); global = per_device * world_size * grad_accum_steps")
-        require(self.shuffle_window_shards >= 1,
-                f"distill.shuffle_window_shards must be >= 1, got {self.shuffle_window_shards}")
+        require(
+            self.teacher_mode in TEACHER_MODES,
+            f"distill.teacher_mode must be one of {TEACHER_MODES}, got {self.teacher_mode!r}",
+        )
+        require(
+            self.strategy in STRATEGIES,
+            f"distill.strategy must be one of {STRATEGIES}, got {self.strategy!r}",
+        )
+        require(
+            self.precision in PRECISIONS,
+            f"distill.precision must be one of {PRECISIONS}, got {self.precision!r}",
+        )
+        require(
+            self.per_device_batch >= 2,
+            f"distill.per_device_batch must be >= 2 (the head's BatchNorm needs a batch), "
+            f"got {self.per_device_batch}",
+        )
+        require(
+            self.global_batch % self.per_device_batch == 0,
+            f"distill.global_batch ({self.global_batch}) must be a multiple of per_device_batch "
+            f"({self.per_device_batch}); global = per_device * world_size * grad_accum_steps",
+        )
+        require(
+            self.shuffle_window_shards >= 1,
+            f"distill.shuffle_window_shards must be >= 1, got {self.shuffle_window_shards}",
+        )
         require(self.num_workers >= 0, f"distill.num_workers must be >= 0, got {self.num_workers}")
-        require(self.log_every_steps >= 1, f"distill.log_every_steps must be >= 1, got {self.log_every_steps}")
+        require(
+            self.log_every_steps >= 1, f"distill.log_every_steps must be >= 1, got {self.log_every_steps}"
+        )
         require(self.export in EXPORTS, f"distill.export must be one of {EXPORTS}, got {self.export!r}")
 
     def grad_accum_steps(self, world_size: int) -> int:
         """Micro-batches per optimiser step on each rank so that the global batch is reached."""
         per_step = self.per_device_batch * world_size
-        require(self.global_batch % per_step == 0,
-                f"distill.global_batch ({self.global_batch}) must be a multiple of per_device_batch x world "
-                f"size ({self.per_device_batch} x {world_size}); change global_batch or --nproc")
+        require(
+            self.global_batch % per_step == 0,
+            f"distill.global_batch ({self.global_batch}) must be a multiple of per_device_batch x world "
+            f"size ({self.per_device_batch} x {world_size}); change global_batch or --nproc",
+        )
         return self.global_batch // per_step
 
     def with_max_steps(self, max_steps: int | None) -> DistillConfig:

@@ -22,14 +22,28 @@ import numpy as np
 from g2l.config import require
 
 
-def local_path(uri: str | os.PathLike[str]) -> Path:
-    """A local path for a URI; gs:// objects are staged through g2l.storage."""
-    text = str(uri)
-    if text.startswith("gs://"):
+def _read_index(shards: str) -> dict[str, Any]:
+    """shards/index.json, local or gs://."""
+    if shards.startswith("gs://"):
         from g2l import storage  # lazy: local runs need no cloud client
 
-        return Path(storage.stage(text))
-    return Path(text)
+        uri = storage.join(shards, "index.json")
+        require(storage.exists(uri), f"{uri} not found: --shards must be ROOT/shards written by `g2l tile`")
+        return dict(json.loads(storage.read_text(uri)))
+    index_file = Path(shards) / "index.json"
+    require(
+        index_file.exists(), f"{index_file} not found: --shards must be ROOT/shards written by `g2l tile`"
+    )
+    return dict(json.loads(index_file.read_text()))
+
+
+def _shard_path(shards: str, entry: dict[str, Any]) -> Path:
+    """Local path of one shard; gs:// shards are staged (downloaded once, checksum-verified)."""
+    if shards.startswith("gs://"):
+        from g2l import storage
+
+        return Path(storage.stage(storage.join(shards, entry["name"])))
+    return Path(shards) / entry["name"]
 
 
 def slide_of(tile_key: str) -> str:
@@ -41,7 +55,7 @@ def slide_of(tile_key: str) -> str:
 class TileIndex:
     """Where every tile's JPEG lives inside the shards: (shard, byte offset, size), in shard order."""
 
-    root: Path
+    root: str  # the --shards location as given (local path or gs:// prefix)
     shard_paths: tuple[Path, ...]
     keys: tuple[str, ...]
     shard: np.ndarray  # int32 [n]: index into shard_paths
@@ -62,10 +76,8 @@ class TileIndex:
 
 def scan_shards(shards: str | os.PathLike[str]) -> TileIndex:
     """Index the JPEG members of every shard listed in `shards/index.json` (headers only, no pixels)."""
-    root = local_path(shards)
-    index_file = root / "index.json"
-    require(index_file.exists(), f"{index_file} not found: --shards must be ROOT/shards written by `g2l tile`")
-    meta = json.loads(index_file.read_text())
+    root = str(shards).rstrip("/")
+    meta = _read_index(root)
     paths: list[Path] = []
     keys: list[str] = []
     shard_ids: list[int] = []
@@ -73,8 +85,7 @@ def scan_shards(shards: str | os.PathLike[str]) -> TileIndex:
     offsets: list[int] = []
     sizes: list[int] = []
     for i, entry in enumerate(meta["shards"]):
-        path = local_path(f"{str(shards).rstrip('/')}/{entry['name']}") if str(shards).startswith("gs://") \
-            else root / entry["name"]
+        path = _shard_path(root, entry)
         paths.append(path)
         row = 0
         with tarfile.open(path, "r:") as tar:
@@ -165,9 +176,11 @@ class DataPlan:
     window_shards: int = 4
 
     def __post_init__(self) -> None:
-        require(len(self.train) >= self.global_batch,
-                f"distill.global_batch ({self.global_batch}) exceeds the {len(self.train)} training tiles; "
-                "lower global_batch or tile more slides")
+        require(
+            len(self.train) >= self.global_batch,
+            f"distill.global_batch ({self.global_batch}) exceeds the {len(self.train)} training tiles; "
+            "lower global_batch or tile more slides",
+        )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -185,7 +198,7 @@ class DataPlan:
         shard_order = rng.permutation(shards)
         parts = []
         for w in range(0, len(shard_order), self.window_shards):
-            members = np.flatnonzero(np.isin(self.shard_of, shard_order[w:w + self.window_shards]))
+            members = np.flatnonzero(np.isin(self.shard_of, shard_order[w : w + self.window_shards]))
             parts.append(self.train[rng.permutation(members)])
         tiles = np.concatenate(parts)
         views = rng.integers(0, self.views, size=len(tiles))
@@ -195,7 +208,7 @@ class DataPlan:
         """Tiles and views of global step `step`."""
         epoch, start = self.position(step)
         tiles, views = self._cached_epoch(epoch)
-        return tiles[start:start + self.global_batch], views[start:start + self.global_batch]
+        return tiles[start : start + self.global_batch], views[start : start + self.global_batch]
 
     def _cached_epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         cache = self.__dict__.setdefault("_epoch_cache", {})
@@ -214,7 +227,7 @@ class DataPlan:
 
 def chunk(items: Sequence[tuple[int, int]], size: int) -> list[list[tuple[int, int]]]:
     """Split a rank's share of a global batch into micro-batches of `size`."""
-    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 class StepSampler:
@@ -242,14 +255,19 @@ class CachedTargets:
 
     def __init__(self, cache: Any, index: TileIndex) -> None:
         parts = cache.index["parts"]
-        require(len(parts) == len(index.shard_paths),
-                f"cache {cache.path} has {len(parts)} parts but {index.root} has {len(index.shard_paths)} shards; "
-                "the cache was made from other shards: run `g2l embed` on these")
+        require(
+            len(parts) == len(index.shard_paths),
+            f"cache {cache.path} has {len(parts)} parts but {index.root} has "
+            f"{len(index.shard_paths)} shards; "
+            "the cache was made from other shards: run `g2l embed` on these",
+        )
         for i, part in enumerate(cache.iter_parts()):
             mine = [index.keys[j] for j in np.flatnonzero(index.shard == i)]
-            require(list(part.keys) == mine,
-                    f"cache part {part.file} does not list the tiles of shard {index.shard_paths[i].name} in "
-                    "order; the cache was made from other shards: run `g2l embed` on these")
+            require(
+                list(part.keys) == mine,
+                f"cache part {part.file} does not list the tiles of shard {index.shard_paths[i].name} in "
+                "order; the cache was made from other shards: run `g2l embed` on these",
+            )
         self.files = [Path(cache.path) / p["file"] for p in parts]
         self.shard, self.row = index.shard, index.row
         self._arrays: dict[int, np.ndarray] = {}

@@ -37,15 +37,21 @@ class JobSpec:
     tolerations: tuple[dict[str, str], ...] = (GPU_TOLERATION,)
     runtime: str = "torch-distributed"
     trainer_api: str = "v2.2"
+    gcs_bucket: str | None = None  # mounted with the GKE GCS FUSE CSI driver at `gcs_mount_path`
+    gcs_mount_path: str = "/gcs"
 
     def __post_init__(self) -> None:
-        require(bool(_NAME.match(self.name)) and len(self.name) <= 63,
-                f"--name {self.name!r} must be a DNS label (lower-case letters, digits, '-', <= 63 chars)")
+        require(
+            bool(_NAME.match(self.name)) and len(self.name) <= 63,
+            f"--name {self.name!r} must be a DNS label (lower-case letters, digits, '-', <= 63 chars)",
+        )
         require(bool(self.image), "--image must name the container image that has g2l installed")
         require(self.nodes >= 1, f"--nodes must be >= 1, got {self.nodes}")
         require(self.gpus_per_node >= 1, f"--gpus-per-node must be >= 1, got {self.gpus_per_node}")
-        require(self.trainer_api in TRAINER_APIS,
-                f"trainer_api must be one of {TRAINER_APIS}, got {self.trainer_api!r}")
+        require(
+            self.trainer_api in TRAINER_APIS,
+            f"trainer_api must be one of {TRAINER_APIS}, got {self.trainer_api!r}",
+        )
 
 
 def parse_toleration(text: str) -> dict[str, str]:
@@ -56,8 +62,10 @@ def parse_toleration(text: str) -> dict[str, str]:
     if eq:
         tol["value"] = value
     if effect:
-        require(effect in ("NoSchedule", "PreferNoSchedule", "NoExecute"),
-                f"toleration {text!r}: effect must be NoSchedule, PreferNoSchedule or NoExecute")
+        require(
+            effect in ("NoSchedule", "PreferNoSchedule", "NoExecute"),
+            f"toleration {text!r}: effect must be NoSchedule, PreferNoSchedule or NoExecute",
+        )
         tol["effect"] = effect
     return tol
 
@@ -68,15 +76,44 @@ def torchrun_command(distill_args: list[str]) -> list[str]:
 
 
 def _resources(job: JobSpec) -> dict[str, Any]:
-    amounts = {"cpu": job.cpu_per_node, "memory": job.memory_per_node, "nvidia.com/gpu": str(job.gpus_per_node)}
+    amounts = {
+        "cpu": job.cpu_per_node,
+        "memory": job.memory_per_node,
+        "nvidia.com/gpu": str(job.gpus_per_node),
+    }
     return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _gcs_volume(job: JobSpec) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """(volume, volumeMount, pod annotations) mounting the bucket through the GCS FUSE CSI driver."""
+    volume = {
+        "name": "gcs",
+        "csi": {
+            "driver": "gcsfuse.csi.storage.gke.io",
+            "volumeAttributes": {"bucketName": str(job.gcs_bucket), "mountOptions": "implicit-dirs"},
+        },
+    }
+    return volume, {"name": "gcs", "mountPath": job.gcs_mount_path}, {"gke-gcsfuse/volumes": "true"}
 
 
 def render_trainjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
     """A Kubeflow Trainer v2 TrainJob running the distillation on nodes x gpus_per_node GPUs."""
-    pod_patch = {"serviceAccountName": job.service_account, "tolerations": [dict(t) for t in job.tolerations]}
+    pod_patch: dict[str, Any] = {
+        "serviceAccountName": job.service_account,
+        "tolerations": [dict(t) for t in job.tolerations],
+    }
+    pod_meta: dict[str, Any] = {}
+    if job.gcs_bucket:
+        volume, mount, annotations = _gcs_volume(job)
+        pod_patch["volumes"] = [volume]
+        pod_patch["containers"] = [{"name": "node", "volumeMounts": [mount]}]
+        pod_meta = {"metadata": {"annotations": annotations}}
     spec: dict[str, Any] = {
-        "runtimeRef": {"name": job.runtime, "apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime"},
+        "runtimeRef": {
+            "name": job.runtime,
+            "apiGroup": "trainer.kubeflow.org",
+            "kind": "ClusterTrainingRuntime",
+        },
         "trainer": {
             "image": job.image,
             "command": torchrun_command(distill_args),
@@ -86,60 +123,103 @@ def render_trainjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
         },
     }
     if job.trainer_api == "v2.2":
-        spec["runtimePatches"] = [{
-            "manager": "g2l.distill",
-            "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [{
-                "name": "node", "template": {"spec": {"template": {"spec": pod_patch}}},
-            }]}}},
-        }]
+        spec["runtimePatches"] = [
+            {
+                "manager": "g2l.distill",
+                "trainingRuntimeSpec": {
+                    "template": {
+                        "spec": {
+                            "replicatedJobs": [
+                                {
+                                    "name": "node",
+                                    "template": {"spec": {"template": {**pod_meta, "spec": pod_patch}}},
+                                }
+                            ]
+                        }
+                    }
+                },
+            }
+        ]
     else:
-        spec["podTemplateOverrides"] = [{"targetJobs": [{"name": "node"}], "spec": pod_patch}]
+        spec["podTemplateOverrides"] = [{"targetJobs": [{"name": "node"}], **pod_meta, "spec": pod_patch}]
     return {
         "apiVersion": TRAINJOB_API,
         "kind": "TrainJob",
-        "metadata": {"name": job.name, "namespace": job.namespace, "labels": {"app.kubernetes.io/part-of": "g2l"}},
+        "metadata": {
+            "name": job.name,
+            "namespace": job.namespace,
+            "labels": {"app.kubernetes.io/part-of": "g2l"},
+        },
         "spec": spec,
     }
 
 
 def trainjob_pod_template(trainjob: dict[str, Any]) -> dict[str, Any]:
-    """The pod template a `node` of this TrainJob runs (trainer fields + pod patch), as core/v1 PodTemplateSpec."""
+    """The pod template of a TrainJob `node` (trainer fields + pod patch), as a core/v1 PodTemplateSpec."""
     spec = trainjob["spec"]
     trainer = spec["trainer"]
     if "runtimePatches" in spec:
         rjob = spec["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
-        patch = rjob["template"]["spec"]["template"]["spec"]
+        template = rjob["template"]["spec"]["template"]
+        patch, meta = template["spec"], template.get("metadata", {})
     else:
-        patch = spec["podTemplateOverrides"][0]["spec"]
-    container = {"name": "node", "image": trainer["image"], "command": trainer["command"],
-                 "resources": trainer["resourcesPerNode"]}
-    return {"metadata": {"labels": dict(trainjob["metadata"].get("labels", {}))},
-            "spec": {**patch, "containers": [container], "restartPolicy": "OnFailure"}}
+        override = spec["podTemplateOverrides"][0]
+        patch, meta = override["spec"], override.get("metadata", {})
+    container: dict[str, Any] = {
+        "name": "node",
+        "image": trainer["image"],
+        "command": trainer["command"],
+        "resources": trainer["resourcesPerNode"],
+    }
+    for extra in patch.get("containers", []):
+        if extra["name"] == "node":
+            container.update({k: v for k, v in extra.items() if k != "name"})
+    pod_spec = {k: v for k, v in patch.items() if k != "containers"}
+    labels = dict(trainjob["metadata"].get("labels", {}))
+    return {
+        "metadata": {"labels": labels, **meta},
+        "spec": {**pod_spec, "containers": [container], "restartPolicy": "OnFailure"},
+    }
 
 
 def render_pytorchjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
     """A Training Operator (kubeflow.org/v1) PyTorchJob: one Master plus nodes - 1 Workers."""
 
     def template() -> dict[str, Any]:
-        return {
+        container: dict[str, Any] = {  # the operator requires the container to be named "pytorch"
+            "name": "pytorch",
+            "image": job.image,
+            "command": torchrun_command(distill_args),
+            "resources": _resources(job),
+        }
+        pod: dict[str, Any] = {
             "metadata": {"labels": {"app.kubernetes.io/part-of": "g2l"}},
             "spec": {
                 "serviceAccountName": job.service_account,
                 "tolerations": [dict(t) for t in job.tolerations],
-                "containers": [{  # the operator requires the container to be named "pytorch"
-                    "name": "pytorch", "image": job.image, "command": torchrun_command(distill_args),
-                    "resources": _resources(job),
-                }],
+                "containers": [container],
             },
         }
+        if job.gcs_bucket:
+            volume, mount, annotations = _gcs_volume(job)
+            pod["metadata"]["annotations"] = annotations
+            pod["spec"]["volumes"] = [volume]
+            container["volumeMounts"] = [mount]
+        return pod
 
-    replicas: dict[str, Any] = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template()}}
+    replicas: dict[str, Any] = {
+        "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template()}
+    }
     if job.nodes > 1:
         replicas["Worker"] = {"replicas": job.nodes - 1, "restartPolicy": "OnFailure", "template": template()}
     return {
         "apiVersion": PYTORCHJOB_API,
         "kind": "PyTorchJob",
-        "metadata": {"name": job.name, "namespace": job.namespace, "labels": {"app.kubernetes.io/part-of": "g2l"}},
+        "metadata": {
+            "name": job.name,
+            "namespace": job.namespace,
+            "labels": {"app.kubernetes.io/part-of": "g2l"},
+        },
         "spec": {
             "nprocPerNode": str(job.gpus_per_node),
             "runPolicy": {"cleanPodPolicy": "None", "backoffLimit": 10},

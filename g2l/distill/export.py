@@ -15,8 +15,9 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-def save_student(out_dir: str | os.PathLike[str], state: dict[str, torch.Tensor], student: Any,
-                 card: dict[str, Any]) -> Path:
+def save_student(
+    out_dir: str | os.PathLike[str], state: dict[str, torch.Tensor], student: Any, card: dict[str, Any]
+) -> Path:
     """Write `state` (the student's own weights) and its config/model card to `out_dir`, atomically.
 
     config.json carries the timm `architecture` and `model_args`, so `timm.create_model(architecture,

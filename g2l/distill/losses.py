@@ -12,7 +12,9 @@ from g2l.distill.config import LossConfig
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def logsum_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 4.0, eps: float = 1e-12) -> torch.Tensor:
+def logsum_loss(
+    pred: torch.Tensor, target: torch.Tensor, alpha: float = 4.0, eps: float = 1e-12
+) -> torch.Tensor:
     """G2L's log(sum_d |pred - target|^alpha) per sample, averaged over the batch.
 
     Computed as alpha * log(m) + log(sum((|r| / m)^alpha)) with m = max|r| (detached): every ratio is

@@ -17,8 +17,14 @@ class Distiller(nn.Module):
     projects patch tokens when the loss has a patch-token term.
     """
 
-    def __init__(self, student: nn.Module, student_dim: int, teacher_dim: int, embedding: str = "cls",
-                 patch_tokens: bool = False) -> None:
+    def __init__(
+        self,
+        student: nn.Module,
+        student_dim: int,
+        teacher_dim: int,
+        embedding: str = "cls",
+        patch_tokens: bool = False,
+    ) -> None:
         super().__init__()
         self.student = student
         self.embedding = embedding
@@ -33,8 +39,9 @@ class Distiller(nn.Module):
         return self.head(emb), self.patch_head(patches)
 
 
-def features(model: nn.Module, x: torch.Tensor, embedding: str, patch_tokens: bool
-             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def features(
+    model: nn.Module, x: torch.Tensor, embedding: str, patch_tokens: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(embedding, patch tokens or None): the embedding is g2l.models.embed's, as the cache stores it."""
     from g2l.models import embed
 
@@ -49,8 +56,9 @@ def features(model: nn.Module, x: torch.Tensor, embedding: str, patch_tokens: bo
 
 
 @torch.no_grad()
-def teacher_forward(teacher: nn.Module, x: torch.Tensor, embedding: str, patch_tokens: bool
-                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def teacher_forward(
+    teacher: nn.Module, x: torch.Tensor, embedding: str, patch_tokens: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The online teacher's targets for a batch: the same embedding the cache would hold, in float32."""
     emb, patches = features(teacher, x, embedding, patch_tokens)
     return emb.float(), None if patches is None else patches.float()
@@ -103,7 +111,8 @@ def param_groups(module: Distiller, weight_decay: float) -> list[dict[str, Any]]
     """AdamW groups: no weight decay on biases, norms and what timm lists (position embedding, tokens)."""
     skip_fn = getattr(module.student, "no_weight_decay", None)
     skip = {f"student.{n}" for n in (skip_fn() if callable(skip_fn) else ())}
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in module.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 or name in skip else decay).append(p)

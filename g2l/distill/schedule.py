@@ -19,6 +19,8 @@ def lr_factor(step: int, config: ScheduleConfig) -> float:
     return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: ScheduleConfig) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: ScheduleConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR following `lr_factor`; its state (the step count) goes into checkpoints."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))

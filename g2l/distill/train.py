@@ -30,9 +30,27 @@ from g2l.distill.checkpoint import (
     set_rng_state,
 )
 from g2l.distill.config import DistillConfig
-from g2l.distill.data import CachedTargets, DataPlan, DistillDataset, StepSampler, TileIndex, TileReader, scan_shards, split_by_slide
+from g2l.distill.data import (
+    CachedTargets,
+    DataPlan,
+    DistillDataset,
+    StepSampler,
+    TileIndex,
+    TileReader,
+    scan_shards,
+    split_by_slide,
+)
 from g2l.distill.losses import build_loss, mean_cosine, patch_loss
-from g2l.distill.model import Distiller, autocast, clip_gradients, grad_sync, param_groups, teacher_forward, trainable, unwrap, wrap
+from g2l.distill.model import (
+    Distiller,
+    autocast,
+    clip_gradients,
+    grad_sync,
+    param_groups,
+    teacher_forward,
+    trainable,
+    wrap,
+)
 from g2l.distill.schedule import build_scheduler
 
 
@@ -108,8 +126,10 @@ def resolve_sources(config: DistillConfig, cache_path: str | None, device: torch
         from g2l.embed import open_cache
 
         cache = open_cache(cache_path)
-    require(cache is not None or config.teacher_mode == "online",
-            "distill: teacher_mode 'cached' needs --cache ROOT/embeddings/<key> (written by `g2l embed`)")
+    require(
+        cache is not None or config.teacher_mode == "online",
+        "distill: teacher_mode 'cached' needs --cache ROOT/embeddings/<key> (written by `g2l embed`)",
+    )
     student = build_model(config.student, weights=config.student_weights, device=device)
     teacher = None
     if cache is not None:
@@ -118,7 +138,9 @@ def resolve_sources(config: DistillConfig, cache_path: str | None, device: torch
         teacher_sha = str(cache.index.get("weights_sha256"))
         teacher_dim = int(cache.dim)
     else:
-        require(config.teacher is not None, "distill.teacher must name the teacher model when no cache is given")
+        require(
+            config.teacher is not None, "distill.teacher must name the teacher model when no cache is given"
+        )
         view_spec = _view_spec_from(dict(config.view_spec))
     if config.teacher_mode == "online":
         name = config.teacher or teacher_name
@@ -126,13 +148,22 @@ def resolve_sources(config: DistillConfig, cache_path: str | None, device: torch
         teacher = build_model(name, weights=config.teacher_weights, device=device, embedding=embedding)
         teacher.model.requires_grad_(False).eval()
         if cache is not None and teacher.weights_sha256 != teacher_sha:
-            raise ConfigError(f"distill: the online teacher {name!r} has weight digest {teacher.weights_sha256[:12]} "
-                              f"but the cache was made with {teacher_sha[:12]}; pass the same teacher "
-                              f"(distill.teacher / teacher_weights) or drop --cache")
+            raise ConfigError(
+                f"distill: the online teacher {name!r} has weight digest {teacher.weights_sha256[:12]} "
+                f"but the cache was made with {teacher_sha[:12]}; pass the same teacher "
+                f"(distill.teacher / teacher_weights) or drop --cache"
+            )
         teacher_name, teacher_sha, teacher_dim = teacher.name, teacher.weights_sha256, int(teacher.embed_dim)
-    return Sources(student=student, teacher=teacher, cache=cache, view_spec=view_spec, teacher_dim=teacher_dim,
-                   teacher_name=teacher_name, teacher_sha256=teacher_sha,
-                   cache_key=None if cache is None else str(cache.key))
+    return Sources(
+        student=student,
+        teacher=teacher,
+        cache=cache,
+        view_spec=view_spec,
+        teacher_dim=teacher_dim,
+        teacher_name=teacher_name,
+        teacher_sha256=teacher_sha,
+        cache_key=None if cache is None else str(cache.key),
+    )
 
 
 @dataclasses.dataclass
@@ -143,6 +174,16 @@ class TrainResult:
     step: int
     val: dict[str, float]
     best_step: int | None
+
+
+@dataclasses.dataclass
+class EarlyStopping:
+    """Early-stopping state, checkpointed with the run."""
+
+    best: float = float("inf")
+    bad: int = 0
+    best_step: int | None = None
+    stopped: bool = False
 
 
 class _StopFlag:
@@ -195,38 +236,55 @@ class Trainer:
         self.accum = config.grad_accum_steps(env.world_size)
         self.loss_fn = build_loss(config.loss)
         self.patch = config.loss.patch_weight > 0
-        require(not (self.patch and config.teacher_mode == "cached"),
-                "distill.loss.patch_weight > 0 needs patch tokens, which the embedding cache does not hold; "
-                "use teacher_mode: online or set patch_weight: 0")
+        require(
+            not (self.patch and config.teacher_mode == "cached"),
+            "distill.loss.patch_weight > 0 needs patch tokens, which the embedding cache does not hold; "
+            "use teacher_mode: online or set patch_weight: 0",
+        )
         self.tiles = tiles if tiles is not None else scan_shards(shards)
         if sources.cache is not None and self.tiles.shards_sha256 is not None:
             cached = sources.cache.index.get("shards_sha256")
-            require(cached in (None, self.tiles.shards_sha256),
-                    f"distill: the cache {sources.cache_key} was made from other shards (sha256 {str(cached)[:12]}) "
-                    f"than {shards} ({self.tiles.shards_sha256[:12]}); run `g2l embed` on these shards")
+            require(
+                cached in (None, self.tiles.shards_sha256),
+                f"distill: the cache {sources.cache_key} was made from other shards "
+                f"(sha256 {str(cached)[:12]}) "
+                f"than {shards} ({self.tiles.shards_sha256[:12]}); run `g2l embed` on these shards",
+            )
         vcfg = config.validation
         self.split = split_by_slide(self.tiles, vcfg.fraction, vcfg.seed, vcfg.max_tiles)
-        self.plan = DataPlan(train=self.split.train, shard_of=self.tiles.shard[self.split.train],
-                             views=int(sources.view_spec.views), global_batch=config.global_batch,
-                             seed=config.seed, window_shards=config.shuffle_window_shards)
+        self.plan = DataPlan(
+            train=self.split.train,
+            shard_of=self.tiles.shard[self.split.train],
+            views=int(sources.view_spec.views),
+            global_batch=config.global_batch,
+            seed=config.seed,
+            window_shards=config.shuffle_window_shards,
+        )
         targets = CachedTargets(sources.cache, self.tiles) if config.teacher_mode == "cached" else None
-        self.dataset = DistillDataset(TileReader(self.tiles), _make_view(), sources.view_spec, targets)
+        self.dataset: Any = DistillDataset(TileReader(self.tiles), _make_view(), sources.view_spec, targets)
 
         # Same seed on every rank: identical head init (FSDP does not broadcast), same as one process.
         torch.manual_seed(config.seed)
         student = sources.student
         student.model.train()
-        self.module = Distiller(student.model, int(student.embed_dim), sources.teacher_dim,
-                                embedding=student.embedding, patch_tokens=self.patch)
+        self.module = Distiller(
+            student.model,
+            int(student.embed_dim),
+            sources.teacher_dim,
+            embedding=student.embedding,
+            patch_tokens=self.patch,
+        )
         self.model = wrap(self.module, config.strategy, env.device, env.world_size)
         opt = config.optim
-        self.optimizer = torch.optim.AdamW(param_groups(self.module, opt.weight_decay), lr=opt.lr,
-                                           betas=opt.betas)
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.module, opt.weight_decay), lr=opt.lr, betas=opt.betas
+        )
         self.scheduler = build_scheduler(self.optimizer, config.schedule)
-        self.writer = CheckpointWriter(self.out, config.checkpoint.keep_last, env.rank, env.world_size,
-                                       barrier=env.barrier)
+        self.writer = CheckpointWriter(
+            self.out, config.checkpoint.keep_last, env.rank, env.world_size, barrier=env.barrier
+        )
         self.step = 0
-        self.early = {"best": float("inf"), "bad": 0, "best_step": None}
+        self.early = EarlyStopping()
         self.val: dict[str, float] = {}
         self.stop = _StopFlag()
 
@@ -234,8 +292,9 @@ class Trainer:
     def _full_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-        return get_state_dict(self.model, self.optimizer,
-                              options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return get_state_dict(
+            self.model, self.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
 
     def save_checkpoint(self) -> Path:
         """Checkpoint the current step (every rank calls this)."""
@@ -244,9 +303,13 @@ class Trainer:
         if self.env.rank == 0:
             epoch, consumed = self.plan.position(self.step)
             state = {
-                "model": model_sd, "optimizer": optim_sd, "scheduler": self.scheduler.state_dict(),
-                "step": self.step, "data_position": {"epoch": epoch, "samples_consumed": consumed},
-                "early_stopping": dict(self.early), "val": dict(self.val),
+                "model": model_sd,
+                "optimizer": optim_sd,
+                "scheduler": self.scheduler.state_dict(),
+                "step": self.step,
+                "data_position": {"epoch": epoch, "samples_consumed": consumed},
+                "early_stopping": dataclasses.asdict(self.early),
+                "val": dict(self.val),
             }
         meta = {"config_hash": self.config_hash, "global_batch": self.config.global_batch}
         return self.writer.save(self.step, state, meta)
@@ -257,38 +320,51 @@ class Trainer:
 
         ckpt = load_checkpoint(path, self.env.rank, self.env.world_size)
         if ckpt["meta"].get("config_hash") != self.config_hash:
-            raise ConfigError(f"{path} was written by a run with another distill config (hash "
-                              f"{str(ckpt['meta'].get('config_hash'))[:12]} vs {self.config_hash[:12]}); "
-                              "resume with the same config, or use --resume never / a new --out")
+            raise ConfigError(
+                f"{path} was written by a run with another distill config (hash "
+                f"{str(ckpt['meta'].get('config_hash'))[:12]} vs {self.config_hash[:12]}); "
+                "resume with the same config, or use --resume never / a new --out"
+            )
         state = ckpt["state"]
-        set_state_dict(self.model, self.optimizer, model_state_dict=state["model"],
-                       optim_state_dict=state["optimizer"], options=StateDictOptions(full_state_dict=True))
+        set_state_dict(
+            self.model,
+            self.optimizer,
+            model_state_dict=state["model"],
+            optim_state_dict=state["optimizer"],
+            options=StateDictOptions(full_state_dict=True),
+        )
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         position = state["data_position"]
-        require((position["epoch"], position["samples_consumed"]) == self.plan.position(self.step),
-                f"{path}: its data position {position} does not match step {self.step} of this data plan; "
-                "the shards or the validation split changed since; use --resume never or a new --out")
-        self.early = dict(state["early_stopping"])
+        require(
+            (position["epoch"], position["samples_consumed"]) == self.plan.position(self.step),
+            f"{path}: its data position {position} does not match step {self.step} of this data plan; "
+            "the shards or the validation split changed since; use --resume never or a new --out",
+        )
+        self.early = EarlyStopping(**state["early_stopping"])
         self.val = dict(state.get("val", {}))
         set_rng_state(ckpt["rng"])
         if not ckpt["rng_exact"] and self.env.rank == 0:
             from g2l.progress import console
 
-            console.print(f"[yellow]resuming with {self.env.world_size} ranks from a checkpoint of "
-                          f"{ckpt['meta'].get('world_size')}: RNG states come from rank 0[/yellow]")
+            console.print(
+                f"[yellow]resuming with {self.env.world_size} ranks from a checkpoint of "
+                f"{ckpt['meta'].get('world_size')}: RNG states come from rank 0[/yellow]"
+            )
 
     # ----------------------------------------------------------------- steps
     def _targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.config.teacher_mode == "cached":
             return batch["target"].to(self.env.device, non_blocking=True), None
         teacher = self.sources.teacher
+        assert teacher is not None  # online mode always builds the teacher (resolve_sources)
         x_t = teacher.preprocess(batch["pixels"].to(self.env.device, non_blocking=True))
         with autocast(self.env.device, self.config.precision):
             return teacher_forward(teacher.model, x_t, teacher.embedding, self.patch)
 
-    def batch_loss(self, batch: dict[str, torch.Tensor], model: torch.nn.Module | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch_loss(
+        self, batch: dict[str, torch.Tensor], model: torch.nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss, projected student embedding, teacher target) of one micro-batch."""
         target, patch_target = self._targets(batch)
         x = self.sources.student.preprocess(batch["pixels"].to(self.env.device, non_blocking=True))
@@ -318,29 +394,38 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """val_loss and val_cosine on this rank's share of the held-out tiles, reduced over ranks."""
-        items = [(int(i), 0) for i in self.split.val[self.env.rank::self.env.world_size]]
-        sums = [0.0, 0.0, 0.0]
+        items = [(int(i), 0) for i in self.split.val[self.env.rank :: self.env.world_size]]
+        sums: list[float] = [0.0, 0.0, 0.0]
         self.model.eval()
-        loader = self._loader([items[i:i + self.config.per_device_batch]
-                               for i in range(0, len(items), self.config.per_device_batch)])
+        loader = self._loader(
+            [
+                items[i : i + self.config.per_device_batch]
+                for i in range(0, len(items), self.config.per_device_batch)
+            ]
+        )
         for batch in loader:
             loss, pred, target = self.batch_loss(batch)
             n = len(pred)
             sums[0] += float(loss) * n
             sums[1] += float(mean_cosine(pred, target).sum())
-            sums[2] += n
+            sums[2] += float(n)
         self.model.train()
-        loss_sum, cos_sum, n = _all_reduce(sums, self.env)
-        if n == 0:
+        loss_sum, cos_sum, count = _all_reduce(sums, self.env)
+        if count == 0:
             return {}
-        return {"val_loss": loss_sum / n, "val_cosine": cos_sum / n}
+        return {"val_loss": loss_sum / count, "val_cosine": cos_sum / count}
 
     def _loader(self, batch_sampler: Any) -> torch.utils.data.DataLoader:
         workers = self.config.num_workers
         return torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=batch_sampler, num_workers=workers, collate_fn=_collate,
-            pin_memory=self.env.device.type == "cuda", prefetch_factor=4 if workers else None,
-            persistent_workers=False)
+            self.dataset,
+            batch_sampler=batch_sampler,
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=self.env.device.type == "cuda",
+            prefetch_factor=4 if workers else None,
+            persistent_workers=False,
+        )
 
     # ----------------------------------------------------------------- run
     def _prepare_out(self) -> None:
@@ -351,7 +436,9 @@ class Trainer:
 
                 for name in ("checkpoints", "student", "train_log.jsonl", "status.json"):
                     target = self.out / name
-                    shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+                    shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(
+                        missing_ok=True
+                    )
         self.env.barrier()
 
     def _trim_log(self) -> None:
@@ -359,7 +446,9 @@ class Trainer:
         log = self.out / "train_log.jsonl"
         if self.env.rank != 0 or not log.exists():
             return
-        keep = [line for line in log.read_text().splitlines() if line and json.loads(line)["step"] <= self.step]
+        keep = [
+            line for line in log.read_text().splitlines() if line and json.loads(line)["step"] <= self.step
+        ]
         tmp = log.with_name(f".{log.name}.tmp")
         tmp.write_text("".join(f"{line}\n" for line in keep))
         os.replace(tmp, log)
@@ -375,24 +464,29 @@ class Trainer:
         if not metrics:
             return False
         es = self.config.early_stopping
-        if metrics["val_loss"] < self.early["best"] - es.min_delta:
-            self.early.update(best=metrics["val_loss"], bad=0, best_step=self.step)
+        if metrics["val_loss"] < self.early.best - es.min_delta:
+            self.early = EarlyStopping(best=metrics["val_loss"], bad=0, best_step=self.step)
             self._save_best(metrics)
         else:
-            self.early["bad"] = int(self.early["bad"]) + 1
-        return es.enabled and int(self.early["bad"]) >= es.patience
+            self.early.bad += 1
+        self.early.stopped = es.enabled and self.early.bad >= es.patience
+        return self.early.stopped
 
     def _save_best(self, metrics: dict[str, float]) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        sd = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        sd = get_model_state_dict(
+            self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
         if self.env.rank == 0:
             best = self.out / "checkpoints" / "best"
             best.parent.mkdir(parents=True, exist_ok=True)
             tmp = best.with_name(".best.tmp")
             tmp.mkdir(exist_ok=True)
-            torch.save({k[len("student."):]: v for k, v in sd.items() if k.startswith("student.")},
-                       tmp / "student.pt")
+            torch.save(
+                {k[len("student.") :]: v for k, v in sd.items() if k.startswith("student.")},
+                tmp / "student.pt",
+            )
             save_atomic_json(tmp / "meta.json", {"step": self.step, **metrics})
             if best.exists():
                 import shutil
@@ -408,8 +502,11 @@ class Trainer:
             return torch.load(best / "student.pt", map_location="cpu", weights_only=True), int(meta["step"])
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        sd = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return {k[len("student."):]: v for k, v in sd.items() if k.startswith("student.")}, self.step
+        sd = get_model_state_dict(
+            self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+        weights = {k[len("student.") :]: v for k, v in sd.items() if k.startswith("student.")}
+        return weights, self.step  # type: ignore[return-value]  # full state dicts hold plain tensors
 
     def run(self) -> TrainResult:
         """Train until max_steps, early stopping or SIGTERM (checkpoint, then raise Preempted)."""
@@ -424,27 +521,31 @@ class Trainer:
         max_steps = self.config.schedule.max_steps
         previous = signal.signal(signal.SIGTERM, self.stop) if _main_thread() else None
         rank0 = self.env.rank == 0
-        metrics = StageMetrics("distill", run_id=self.run_id, cancer=self.cancer, root=str(self.out)) if rank0 \
+        metrics = (
+            StageMetrics("distill", run_id=self.run_id, cancer=self.cancer, root=str(self.out))
+            if rank0
             else None
+        )
         status = "finished"
         try:
-            with progress(self.quiet or not rank0) as bar:
+            with progress(self.quiet or not rank0) as progress_bar:
+                bar: Any = progress_bar
                 task = bar.add_task("distill", total=max_steps)
                 bar.update(task, completed=self.step)
                 if self.step == 0 and path is None and len(self.split.val):
                     metrics_0 = self.validate()  # the "before" figure, and the baseline for early stopping
                     self._after_validation(metrics_0)
                     self._log({"step": 0, **metrics_0})
-                status = self._loop(max_steps, bar, task, metrics)
+                # an early-stopped run resumed (e.g. after a crash before export) trains no further
+                status = "early_stopped" if self.early.stopped else self._loop(max_steps, bar, task, metrics)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             if metrics is not None:
                 metrics.__exit__(None, None, None)
-        return TrainResult(status=status, step=self.step, val=dict(self.val),
-                           best_step=self.early.get("best_step"))  # type: ignore[arg-type]
+        return TrainResult(status=status, step=self.step, val=dict(self.val), best_step=self.early.best_step)
 
-    def _loop(self, max_steps: int, bar: Any, task: int, metrics: Any) -> str:
+    def _loop(self, max_steps: int, bar: Any, task: Any, metrics: Any) -> str:
         cfg = self.config
         micro = cfg.per_device_batch
         sampler = StepSampler(self.plan, self.step, max_steps, self.env.rank, self.env.world_size, micro)
@@ -468,11 +569,18 @@ class Trainer:
             record: dict[str, Any] = {}
             if self.step % cfg.log_every_steps == 0 or self.step == max_steps:
                 (mean_loss,) = _all_reduce([loss], self.env)
-                record = {"step": self.step, "loss": mean_loss / self.env.world_size,
-                          "lr": self.scheduler.get_last_lr()[0], "tiles_per_s": tiles_per_s, "step_s": dt,
-                          "epoch": self.plan.position(self.step - 1)[0]}
+                record = {
+                    "step": self.step,
+                    "loss": mean_loss / self.env.world_size,
+                    "lr": self.scheduler.get_last_lr()[0],
+                    "tiles_per_s": tiles_per_s,
+                    "step_s": dt,
+                    "epoch": self.plan.position(self.step - 1)[0],
+                }
             stop_early = False
-            if len(self.split.val) and (self.step % cfg.validation.every_steps == 0 or self.step == max_steps):
+            if len(self.split.val) and (
+                self.step % cfg.validation.every_steps == 0 or self.step == max_steps
+            ):
                 val = self.validate()
                 record = {**(record or {"step": self.step}), **val}
                 stop_early = self._after_validation(val)
@@ -492,8 +600,11 @@ class Trainer:
             bar.advance(task, rate=f"{tiles_per_s:.0f} tiles/s")
             if self.step_callback is not None:
                 self.step_callback(self.step)
-            (stop_flag,) = _all_reduce([1.0 if self.stop.set else 0.0], self.env, op=dist.ReduceOp.MAX
-                                       if self.env.world_size > 1 else None)
+            (stop_flag,) = _all_reduce(
+                [1.0 if self.stop.set else 0.0],
+                self.env,
+                op=dist.ReduceOp.MAX if self.env.world_size > 1 else None,
+            )
             if stop_flag > 0:
                 path = self.save_checkpoint()
                 raise Preempted(self.step, path)

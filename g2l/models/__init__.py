@@ -1,5 +1,6 @@
 """Model zoo: build teachers/students by name or checkpoint, their preprocessing, weight digest, embedding."""
 
+from g2l.distill.export import load_student  # re-export: the exported distilled student
 from g2l.models.build import (
     LoadedModel,
     ModelError,
@@ -25,6 +26,7 @@ __all__ = [
     "embed",
     "get_spec",
     "known_models",
+    "load_student",
     "load_state_dict_file",
     "state_dict_sha256",
     "weights_sha256",

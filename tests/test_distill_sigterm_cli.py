@@ -1,0 +1,65 @@
+"""Preemption through the real process tree: SIGTERM to `g2l distill --nproc 2` checkpoints and exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from g2l.config import to_dict
+from g2l.distill.checkpoint import list_checkpoints
+from tests.fixtures.distill import DistillData, tiny_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_cli_checkpoints_and_exits_cleanly(distill_data: DistillData, tmp_path: Path) -> None:
+    cfg = tiny_config(
+        schedule={"max_steps": 1000}, checkpoint={"every_steps": 1000}, validation={"every_steps": 1000}
+    )
+    config_file = tmp_path / "distill.yaml"
+    config_file.write_text(yaml.safe_dump({"distill": json.loads(json.dumps(to_dict(cfg)))}))
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "g2l",
+        "distill",
+        "--config",
+        str(config_file),
+        "--shards",
+        distill_data.shards,
+        "--cache",
+        distill_data.cache,
+        "--out",
+        str(out),
+        "--nproc",
+        "2",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    log = out / "train_log.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and sum(1 for _ in log.open()) >= 4:  # the step-0 validation and 3 steps
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    proc.send_signal(signal.SIGTERM)  # what the kubelet sends a pod on a node being preempted
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "preempted"
+    steps = [s for s, _ in list_checkpoints(out)]
+    assert steps == [status["step"]] and 3 <= status["step"] < 1000
+    assert not (out / "student").exists()
