@@ -7,6 +7,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import kfp
 
@@ -40,8 +41,9 @@ def client(host: str | None, namespace: str = "") -> kfp.Client:
         return kfp.Client(host=host, namespace=namespace or "kubeflow")
 
 
-def _versions(api: kfp.Client, pipeline_id: str) -> list:
-    out, token = [], ""
+def _versions(api: kfp.Client, pipeline_id: str) -> list[Any]:
+    out: list[Any] = []
+    token = ""
     while True:
         page = api.list_pipeline_versions(pipeline_id=pipeline_id, page_token=token, page_size=100)
         out.extend(page.pipeline_versions or [])
