@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from g2l import manifest, storage
 from g2l.config import ConfigError
@@ -189,3 +190,20 @@ def test_embedding_steps_on_a_gcs_root_fill_one_cache_equal_to_a_local_run(
     assert local_cache.rsplit("/", 1)[-1] == cache.rsplit("/", 1)[-1]  # same key
     remote = {f.uri[len(cache) + 1 :]: storage.read_bytes(f.uri) for f in storage.list_files(cache)}
     assert remote == dir_bytes(Path(local_cache))
+
+
+@pytest.mark.parametrize("cancer", ["demo", "brca", "prad"])
+def test_shipped_configs_give_runnable_parameters(cancer, tmp_path):
+    from g2l.gate import load_policy
+    from g2l.registry.policy import load_primary_metric
+
+    args = pipeline_arguments(f"configs/{cancer}.yaml")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(args["gate_policy"])
+    # The gate and the registry both read the policy, and its primary benchmark is one the run evaluates.
+    primary = load_primary_metric(policy)
+    assert load_policy(policy).rules and primary.metric
+    benchmarks = args["benchmarks"].split(",")
+    assert all(Path(b).is_file() for b in benchmarks)
+    assert primary.benchmark in {yaml.safe_load(Path(b).read_text())["name"] for b in benchmarks}
+    assert args["cancer"] == cancer and args["manifest_uri"].endswith(f"{cancer}.csv")
