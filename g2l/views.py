@@ -19,6 +19,11 @@ import torch
 
 from g2l.config import require
 
+#: Version of the view algorithm (parameter draws and how they are applied). Part of the embedding
+#: cache key: bump it whenever a change alters the pixels of any view, or cached teacher targets
+#: would silently pair with different student inputs. tests/test_views_pinned.py guards it.
+VIEW_ALGORITHM_VERSION = 1
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ViewSpec:

@@ -95,6 +95,8 @@ def test_pytorchjob_master_and_workers_validate() -> None:
         template = replicas[role]["template"]
         container = template["spec"]["containers"][0]
         assert container["name"] == "pytorch" and container["command"][3:] == ARGS
+        # a preempted run exits 143 after its checkpoint: the operator must restart it, not finish
+        assert replicas[role]["restartPolicy"] == "ExitCode"
         assert container["resources"]["requests"]["nvidia.com/gpu"] == "8"
         assert container["volumeMounts"][0]["mountPath"] == "/gcs"
         _validate_pod_template(template)

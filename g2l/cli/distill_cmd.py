@@ -104,9 +104,11 @@ def register(app: typer.Typer) -> None:
                 run_id=run.run_id,
                 cancer=run.cancer,
             )
-        except Preempted as stop:  # SIGTERM: checkpoint written, exit cleanly so the restart resumes
+        except Preempted as stop:  # SIGTERM: checkpoint written; a retryable exit status so the job restarts
+            from g2l.distill.train import PREEMPTED_EXIT_CODE
+
             console.print(f"[yellow]{stop}[/yellow]")
-            raise typer.Exit(0) from None
+            raise typer.Exit(PREEMPTED_EXIT_CODE) from None
         except ConfigError as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None

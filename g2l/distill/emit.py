@@ -208,10 +208,12 @@ def render_pytorchjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
         return pod
 
     replicas: dict[str, Any] = {
-        "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template()}
+        # ExitCode: the operator restarts pods that exit with a retryable code (128+signal, e.g. the
+        # 143 a preempted run exits with after its checkpoint) and fails on 1-127 (real errors).
+        "Master": {"replicas": 1, "restartPolicy": "ExitCode", "template": template()}
     }
     if job.nodes > 1:
-        replicas["Worker"] = {"replicas": job.nodes - 1, "restartPolicy": "OnFailure", "template": template()}
+        replicas["Worker"] = {"replicas": job.nodes - 1, "restartPolicy": "ExitCode", "template": template()}
     return {
         "apiVersion": PYTORCHJOB_API,
         "kind": "PyTorchJob",

@@ -53,6 +53,11 @@ from g2l.distill.model import (
 )
 from g2l.distill.schedule import build_scheduler
 
+#: Exit status after a SIGTERM checkpoint: 128 + SIGTERM, the code Kubernetes reports for a terminated
+#: container. Non-zero on purpose: with exit 0 a PyTorchJob (restartPolicy ExitCode/OnFailure) or a
+#: TrainJob would count the preempted run as finished, with no student; 143 is retryable, so it restarts.
+PREEMPTED_EXIT_CODE = 143
+
 
 class Preempted(Exception):
     """SIGTERM arrived: a checkpoint was written at the step boundary; rerunning resumes from it."""
@@ -425,6 +430,10 @@ class Trainer:
             pin_memory=self.env.device.type == "cuda",
             prefetch_factor=4 if workers else None,
             persistent_workers=False,
+            # Its own generator: otherwise each new iterator draws worker seeds from the global torch
+            # RNG, so a resumed run (which creates its loader at the resume step) would consume the
+            # RNG differently from an uninterrupted one and dropout/drop-path masks would diverge.
+            generator=torch.Generator().manual_seed(self.config.seed),
         )
 
     # ----------------------------------------------------------------- run

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from g2l.models.preprocess import Preprocess
-from g2l.views import ViewSpec
+from g2l.views import VIEW_ALGORITHM_VERSION, ViewSpec
 
 KEY_FORMAT = 1
 
@@ -28,6 +28,7 @@ def key_material(
         "weights_sha256": weights_sha256,
         "preprocess": preprocess.to_dict(),
         "view_spec": view_spec.to_dict(),
+        "view_algorithm": VIEW_ALGORITHM_VERSION,
         "embedding": embedding,
         "shards_sha256": shards_sha256,
     }
