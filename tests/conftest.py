@@ -4,8 +4,9 @@ pytest_plugins = [
     "tests.fixtures.gcs",
     "tests.fixtures.pushgateway",
     "tests.fixtures.slides",
+    "tests.fixtures.tiling",
+    "tests.fixtures.kfp_api",
     "tests.fixtures.shards",
     "tests.fixtures.lineage",
-    "tests.fixtures.tiling",
     "tests.fixtures.distill",
 ]

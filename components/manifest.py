@@ -1,0 +1,39 @@
+"""Components: pin the run's config and manifest (rev -> content hash), and split the slides into groups."""
+
+# No `from __future__ import annotations`: kfp reads the real annotation objects.
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components.image import G2L_IMAGE
+
+
+@dsl.component(base_image=G2L_IMAGE, install_kfp_package=False)
+def pin_inputs(
+    config_yaml: str,
+    manifest_uri: str,
+    manifest_rev: str,
+    manifest_repo: str,
+    artifact_root: str,
+) -> NamedTuple(  # type: ignore[valid-type]  # kfp reads the fields of this call form
+    "PinnedInputs", [("config_uri", str), ("config_sha256", str), ("manifest", str), ("manifest_sha256", str)]
+):
+    """Freeze the config and the manifest at its DVC rev under the artifact root; return URIs and hashes."""
+    from g2l.pipeline_io import pin_inputs as pin
+
+    p = pin(
+        config_yaml=config_yaml,
+        manifest_uri=manifest_uri,
+        manifest_rev=manifest_rev,
+        manifest_repo=manifest_repo,
+        artifact_root=artifact_root,
+    )
+    return (p.config_uri, p.config_sha256, p.manifest_uri, p.manifest_sha256)
+
+
+@dsl.component(base_image=G2L_IMAGE, install_kfp_package=False)
+def slide_groups(manifest: str, manifest_sha256: str, config_uri: str, n_groups: int) -> list:
+    """One work item per tiling task: its slide ids (comma-joined) and the pinned inputs they need."""
+    from g2l.pipeline_io import slide_group_items
+
+    return slide_group_items(manifest, manifest_sha256, config_uri, n_groups)

@@ -1,0 +1,35 @@
+"""Compile the g2l pipeline to its committed YAML, reproducibly (same inputs, same bytes)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from kfp import compiler
+
+from components.image import G2L_IMAGE
+
+DEFAULT_OUT = Path(__file__).parent / "compiled" / "g2l_pipeline.yaml"
+
+
+def compile_pipeline(out: str | Path = DEFAULT_OUT, image: str | None = None) -> Path:
+    """Write the compiled pipeline to `out` (atomically); `image` replaces the components' image."""
+    from pipelines.g2l_pipeline import g2l_pipeline
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp.yaml", dir=out.parent)
+    os.close(fd)
+    try:
+        compiler.Compiler().compile(pipeline_func=g2l_pipeline, package_path=tmp)
+        if image and image != G2L_IMAGE:
+            # The image is baked into each component when it is defined; swapping the reference in the
+            # compiled text keeps one definition of the DAG whatever image a deployment uses.
+            text = Path(tmp).read_text()
+            Path(tmp).write_text(text.replace(G2L_IMAGE, image))
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
