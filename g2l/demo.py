@@ -16,13 +16,14 @@ from g2l.progress import console
 #: Demo slides: (TCGA-style slide id, level-0 size px, mpp written in the file, mpp given in metadata).
 #: Three sites (A1, A2, B6), two patients each; one slide at 0.25 um/px, one with no mpp at all that
 #: the manifest's `mpp` column rescues, as real cohorts have.
+#: Sizes give a few hundred tiles at 0.5 um/px: enough for the tiny student to generalise.
 DEMO_SLIDES: tuple[tuple[str, int, float | None, float | None], ...] = (
-    ("TCGA-A1-A0SB-01Z-00-DX1", 4096, 0.25, None),
-    ("TCGA-A1-A0SD-01Z-00-DX1", 2048, 0.5, None),
-    ("TCGA-A2-A04P-01Z-00-DX1", 2048, 0.5, None),
-    ("TCGA-A2-A04Q-01Z-00-DX1", 2048, None, 0.5),
-    ("TCGA-B6-A0IG-01Z-00-DX1", 2048, 0.5, None),
-    ("TCGA-B6-A0IJ-01Z-00-DX1", 2048, 0.5, None),
+    ("TCGA-A1-A0SB-01Z-00-DX1", 8192, 0.25, None),
+    ("TCGA-A1-A0SD-01Z-00-DX1", 4096, 0.5, None),
+    ("TCGA-A2-A04P-01Z-00-DX1", 4096, 0.5, None),
+    ("TCGA-A2-A04Q-01Z-00-DX1", 4096, None, 0.5),
+    ("TCGA-B6-A0IG-01Z-00-DX1", 4096, 0.5, None),
+    ("TCGA-B6-A0IJ-01Z-00-DX1", 4096, 0.5, None),
 )
 
 #: Per-site stain (eosin RGB, hematoxylin RGB): centres differ in staining, the confounder the

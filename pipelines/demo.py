@@ -43,6 +43,10 @@ def run_demo(out: str | Path, *, root: Path | None = None) -> dict[str, Any]:
     )
     if not summary["succeeded"]:
         return summary
+    summary.update(_training_story(Path(summary["student"]), Path(summary["decision"])))
+    if not summary.get("gate_passed"):  # nothing was promoted, so there is no registry to look in
+        summary["champion"] = None
+        return summary
     champion = [v for v in list_versions("demo", artifact_root=str(artifacts)) if "champion" in v.aliases]
     summary["champion"] = f"g2l-student-demo v{champion[0].version}" if champion else None
     if champion:
@@ -52,3 +56,19 @@ def run_demo(out: str | Path, *, root: Path | None = None) -> dict[str, Any]:
         print_report(report)
         summary["audit_ok"] = report.ok
     return summary
+
+
+def _training_story(student: Path, decision: Path) -> dict[str, Any]:
+    """What a person wants from the demo: the cache key, val cosine before/after, the gate's reasons."""
+    import json
+
+    card = json.loads((student / "config.json").read_text())
+    log = [json.loads(line) for line in (student.parent / "train_log.jsonl").read_text().splitlines()]
+    cosines = [row["val_cosine"] for row in log if "val_cosine" in row]
+    rules = json.loads(decision.read_text())["rules"]
+    return {
+        "cache_key": card.get("cache_key"),
+        "val_cosine_before": cosines[0] if cosines else None,
+        "val_cosine_after": cosines[-1] if cosines else None,
+        "gate_reasons": [f"{'pass' if r['passed'] else 'FAIL'}: {r['reason']}" for r in rules],
+    }

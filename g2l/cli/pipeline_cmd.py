@@ -149,8 +149,13 @@ def demo_cmd(
     if summary["succeeded"]:
         for thumb in summary["thumbnails"]:
             typer.echo(f"thumbnail: {thumb}")
+        typer.echo(f"cache key: {summary['cache_key']}")
+        typer.echo(f"val cosine (held-out slides): {summary['val_cosine_before']:.3f} before, "
+                   f"{summary['val_cosine_after']:.3f} after distillation")
         typer.echo(f"report:    {summary['report_html']}")
         typer.echo(f"gate:      {'passed' if summary['gate_passed'] else 'failed'} ({summary['decision']})")
+        for reason in summary["gate_reasons"]:
+            typer.echo(f"  {reason}")
         typer.echo(f"champion:  {summary.get('champion') or 'none (the gate kept the student out)'}")
     typer.echo(json.dumps(summary, sort_keys=True))
     ok = summary["succeeded"] and summary.get("audit_ok", True)
