@@ -290,6 +290,7 @@ def evaluate_student(
     use_registry(registry_uri, config_uri, artifact_root)
     resolver = getattr(registry, "resolve_spec", None)
     models = {"student": student, config.teacher_model: teacher or _embed_config(config_uri, "").teacher}
+    models.update(config.extra_models)
     if resolver is not None:  # the first run of a cancer has no champion: evaluate skips it then
         models[config.champion_model] = f"registry:{cancer}@champion"
     run_dir = student.rstrip("/").rsplit("/", 1)[0]

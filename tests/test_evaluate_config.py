@@ -23,6 +23,7 @@ def test_shipped_configs_load(name):
         ({"probe_c_grid": (0.0,)}, "probe_c_grid"),
         ({"device": "tpu"}, "device"),
         ({"robustness_ks": ()}, "robustness_ks"),
+        ({"extra_models": {"teacher": "tiny-vit-student"}}, "extra_models"),
     ],
 )
 def test_bad_values_name_the_key(kw, key):

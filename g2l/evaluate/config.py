@@ -23,6 +23,9 @@ class EvaluateConfig:
     device: str = "auto"
     num_workers: int = 4
     projection_max_points: int = 1500
+    # Further models evaluated beside student, teacher and champion (name -> spec), e.g. the untrained
+    # student as the baseline distillation must beat; they appear in the report, not in the gate.
+    extra_models: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         require(
@@ -43,6 +46,10 @@ class EvaluateConfig:
             self.probe_max_iter >= 10, f"evaluate.probe_max_iter must be >= 10, got {self.probe_max_iter}"
         )
         require(self.knn_k >= 1, f"evaluate.knn_k must be >= 1, got {self.knn_k}")
+        reserved = {"student", self.teacher_model, self.champion_model}
+        clash = sorted(reserved & set(self.extra_models))
+        require(not clash, f"evaluate.extra_models uses reserved name(s) {clash}; rename them (reserved: "
+                           f"{sorted(reserved)})")
         require(
             len(self.robustness_ks) >= 1 and all(k >= 1 for k in self.robustness_ks),
             f"evaluate.robustness_ks must be positive neighbour counts, got {list(self.robustness_ks)}",
