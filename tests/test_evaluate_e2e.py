@@ -1,5 +1,6 @@
 """End-to-end `g2l evaluate` on the synthetic benchmark with tiny models: report.json/html, cache reuse."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from g2l.config import load_section
 from g2l.evaluate import EvaluateConfig, run_evaluate
 from g2l.evaluate.models import RegistryNotConfiguredError
 from g2l.metrics import read_textfile_metrics
@@ -38,6 +40,8 @@ def synthetic_yaml(tmp_path, tile_px=64, tiles=3):
 
 @pytest.mark.slow
 def test_cli_evaluate_writes_report_json_and_html_and_reuses_embeddings(tmp_path):
+    config_path = fast_config(tmp_path)
+    cli_config = load_section(EvaluateConfig, config_path, section="evaluate")  # what the CLI ran with
     bench = synthetic_yaml(tmp_path)
     out = tmp_path / "eval"
     cmd = [
@@ -46,7 +50,7 @@ def test_cli_evaluate_writes_report_json_and_html_and_reuses_embeddings(tmp_path
         "g2l",
         "evaluate",
         "--config",
-        str(fast_config(tmp_path)),
+        str(config_path),
         "--model",
         "teacher=tiny-vit-teacher",
         "--model",
@@ -98,13 +102,13 @@ def test_cli_evaluate_writes_report_json_and_html_and_reuses_embeddings(tmp_path
     # Rerun with the same inputs: a no-op that returns the finished report and rewrites nothing.
     models = {"teacher": "tiny-vit-teacher", "student": "tiny-vit-student"}
     mtimes = [p.stat().st_mtime_ns for p in [*cache, out / "report.json", out / "report.html"]]
-    again = run_evaluate(EvaluateConfig(**FAST), models, [str(bench)], str(out), quiet=True)
+    again = run_evaluate(cli_config, models, [str(bench)], str(out), quiet=True)
     assert again == report
     assert [p.stat().st_mtime_ns for p in [*cache, out / "report.json", out / "report.html"]] == mtimes
     # Other seeds: the report is recomputed, every embedding comes from the cache (files untouched), and
     # the embedding-only metrics (kNN, robustness, CKA) are identical.
     other = run_evaluate(
-        EvaluateConfig(**FAST, seeds=(5, 6, 7, 8, 9)), models, [str(bench)], str(out), quiet=True
+        dataclasses.replace(cli_config, seeds=(5, 6, 7, 8, 9)), models, [str(bench)], str(out), quiet=True
     )
     assert [p.stat().st_mtime_ns for p in cache] == mtimes[: len(cache)]
     assert other["seeds"] == [5, 6, 7, 8, 9] and json.loads((out / "report.json").read_text()) == other
