@@ -9,7 +9,6 @@ takes chunk r * accum + m), so 1 process with accumulation equals N processes wi
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import tarfile
@@ -129,14 +128,12 @@ class TileReader:
         return self._handles[shard]
 
     def read(self, i: int) -> np.ndarray:
-        """Decode tile `i` to uint8 HxWx3."""
-        from PIL import Image
+        """Decode tile `i` to uint8 HxWx3 with the cache's own decoder, so pixels match the teacher's."""
+        from g2l.embed.shards import decode_tile
 
         f = self._handle(int(self.index.shard[i]))
         f.seek(int(self.index.offset[i]))
-        data = f.read(int(self.index.size[i]))
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
+        return decode_tile(f.read(int(self.index.size[i])))
 
 
 @dataclasses.dataclass(frozen=True)
