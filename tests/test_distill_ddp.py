@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from g2l.config import to_dict
 from g2l.distill import run_distill
 from g2l.distill.checkpoint import latest_checkpoint, load_checkpoint
-from tests.fixtures.distill import DistillData, tiny_config
+from tests.fixtures.distill import DistillData, distill_cli, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -51,25 +48,7 @@ def test_two_gloo_processes_equal_one(distill_data: DistillData, tmp_path: Path,
     finally:
         torch.set_num_threads(threads)
 
-    config_file = tmp_path / "distill.yaml"
-    config_file.write_text(yaml.safe_dump({"distill": json.loads(json.dumps(to_dict(cfg)))}))
-    cmd = [
-        sys.executable,
-        "-m",
-        "g2l",
-        "distill",
-        "--config",
-        str(config_file),
-        "--shards",
-        distill_data.shards,
-        "--cache",
-        distill_data.cache,
-        "--out",
-        str(two),
-        "--nproc",
-        "2",
-        "--quiet",
-    ]
+    cmd = distill_cli(cfg, distill_data, two, tmp_path / "distill.yaml")
     done = subprocess.run(cmd, cwd=REPO, env=os.environ, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == str(two / "student")

@@ -6,17 +6,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from g2l.config import to_dict
 from g2l.distill.checkpoint import list_checkpoints
 from g2l.distill.train import PREEMPTED_EXIT_CODE
-from tests.fixtures.distill import DistillData, tiny_config
+from tests.fixtures.distill import DistillData, distill_cli, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,26 +23,8 @@ def test_sigterm_to_the_cli_checkpoints_and_exits_cleanly(distill_data: DistillD
     cfg = tiny_config(
         schedule={"max_steps": 1000}, checkpoint={"every_steps": 1000}, validation={"every_steps": 1000}
     )
-    config_file = tmp_path / "distill.yaml"
-    config_file.write_text(yaml.safe_dump({"distill": json.loads(json.dumps(to_dict(cfg)))}))
     out = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "g2l",
-        "distill",
-        "--config",
-        str(config_file),
-        "--shards",
-        distill_data.shards,
-        "--cache",
-        distill_data.cache,
-        "--out",
-        str(out),
-        "--nproc",
-        "2",
-        "--quiet",
-    ]
+    cmd = distill_cli(cfg, distill_data, out, tmp_path / "distill.yaml")
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

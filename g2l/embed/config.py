@@ -11,6 +11,9 @@ from g2l.views import ViewSpec
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+_VIEW_DEFAULTS = ViewSpec()
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EmbedConfig:
     """Which teacher embeds which views, and how fast (batch, workers, device) - the latter not in the key."""
@@ -18,17 +21,17 @@ class EmbedConfig:
     teacher: str = "tiny-vit-teacher"
     weights: str | None = None
     embedding: str = "auto"  # auto: the model's own pooling; cls | cls_mean
-    # view spec (part of the cache key)
-    views: int = 4
-    seed: int = 0
-    crop_px: int = 224
-    hflip_p: float = 0.5
-    vflip_p: float = 0.5
-    color_jitter: tuple[float, float, float, float] = (0.15, 0.15, 0.1, 0.05)
-    color_jitter_p: float = 0.5
-    blur_p: float = 0.1
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    blur_kernel_px: int = 9
+    # view spec (part of the cache key); ViewSpec holds the defaults, so they live in one place
+    views: int = _VIEW_DEFAULTS.views
+    seed: int = _VIEW_DEFAULTS.seed
+    crop_px: int = _VIEW_DEFAULTS.crop_px
+    hflip_p: float = _VIEW_DEFAULTS.hflip_p
+    vflip_p: float = _VIEW_DEFAULTS.vflip_p
+    color_jitter: tuple[float, float, float, float] = _VIEW_DEFAULTS.color_jitter
+    color_jitter_p: float = _VIEW_DEFAULTS.color_jitter_p
+    blur_p: float = _VIEW_DEFAULTS.blur_p
+    blur_sigma: tuple[float, float] = _VIEW_DEFAULTS.blur_sigma
+    blur_kernel_px: int = _VIEW_DEFAULTS.blur_kernel_px
     # execution (never part of the key)
     batch_size: int = 64
     num_workers: int = 2
@@ -50,7 +53,4 @@ class EmbedConfig:
 
     def view_spec(self) -> ViewSpec:
         """The ViewSpec these settings describe."""
-        return ViewSpec(views=self.views, seed=self.seed, crop_px=self.crop_px, hflip_p=self.hflip_p,
-                        vflip_p=self.vflip_p, color_jitter=self.color_jitter,
-                        color_jitter_p=self.color_jitter_p, blur_p=self.blur_p, blur_sigma=self.blur_sigma,
-                        blur_kernel_px=self.blur_kernel_px)
+        return ViewSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ViewSpec)})
