@@ -64,7 +64,7 @@ def _config(args: argparse.Namespace, steps: int) -> Any:
 
 
 def _sources(args: argparse.Namespace, cache: str, device: torch.device) -> Any:
-    from g2l.distill.train import Sources, _view_spec_from
+    from g2l.distill.sources import Sources, view_spec_from
     from g2l.embed import open_cache
     from g2l.models import build_model
 
@@ -74,7 +74,7 @@ def _sources(args: argparse.Namespace, cache: str, device: torch.device) -> Any:
         student=student,
         teacher=None,
         cache=c,
-        view_spec=_view_spec_from(c.index["view_spec"]),
+        view_spec=view_spec_from(c.index["view_spec"]),
         teacher_dim=c.dim,
         teacher_name=c.teacher,
         teacher_sha256=c.weights_sha256,
@@ -89,9 +89,9 @@ def _sync(device: torch.device) -> None:
 
 def bare(trainer: Any, steps: int, warmup: int) -> list[float]:
     """Per-step seconds of forward/backward/step on one batch already on the device."""
-    from g2l.distill.train import _collate
+    from g2l.distill.train import collate
 
-    batch = _collate([trainer.dataset[it] for it in trainer.plan.rank_share(0, 0, 1)])
+    batch = collate([trainer.dataset[it] for it in trainer.plan.rank_share(0, 0, 1)])
     batch = {k: v.to(trainer.env.device) for k, v in batch.items()}
     times = []
     for i in range(warmup + steps):
@@ -143,7 +143,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from g2l.distill.train import DistEnv, Trainer
+    from g2l.distill.runtime import DistEnv
+    from g2l.distill.train import Trainer
 
     device = torch.device(args.device)
     env = DistEnv(device=device)

@@ -24,7 +24,7 @@ def distill_student(
 
     `config_sha256` is here for kfp's cache key only (the config file's identity).
     """
-    from g2l.trainjobs import distill
+    from g2l.pipeline.trainjobs import distill
 
     return distill(
         shards=shards,

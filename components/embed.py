@@ -9,7 +9,7 @@ from components.image import G2L_IMAGE
 @dsl.component(base_image=G2L_IMAGE, install_kfp_package=False)
 def embed_ranks(shards: str, shards_sha256: str, config_uri: str, world_size: int) -> list:
     """One work item per embedding task: its rank (of `world_size`) and the inputs it needs."""
-    from g2l.pipeline_io import rank_items
+    from g2l.pipeline.io import rank_items
 
     return rank_items(shards, shards_sha256, config_uri, world_size)
 
@@ -30,7 +30,7 @@ def embed_shards(
 
     `gpus` is this pod's GPU request: 0 runs the teacher on CPU, otherwise on CUDA.
     """
-    from g2l.pipeline_steps import embed_rank
+    from g2l.pipeline.steps import embed_rank
 
     return embed_rank(
         config_uri=config_uri,
@@ -54,6 +54,6 @@ def finalize_cache(
     rank_caches: list,
 ) -> str:
     """Seal the cache once every rank is done: a single-worker pass checks the parts, writes the index."""
-    from g2l.pipeline_steps import seal_cache
+    from g2l.pipeline.steps import seal_cache
 
     return seal_cache(config_uri=config_uri, artifact_root=artifact_root, teacher=teacher, cancer=cancer)

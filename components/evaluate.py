@@ -20,7 +20,7 @@ def evaluate_models(
     report_html: Output[HTML],
 ) -> str:
     """Run the benchmarks; log every metric to kfp and the report page as HTML; returns report.json's URI."""
-    from g2l.pipeline_steps import evaluate_student
+    from g2l.pipeline.steps import evaluate_student
 
     result = evaluate_student(
         student=student,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from g2l.pipeline_config import DEFAULT_IMAGE
+from g2l.pipeline.config import DEFAULT_IMAGE
 
 # Read once at import: the image is baked into each component when it is defined; `g2l pipeline
 # compile --image` swaps it in the compiled file instead, so compiling stays reproducible.

@@ -19,7 +19,7 @@ def pin_inputs(
     "PinnedInputs", [("config_uri", str), ("config_sha256", str), ("manifest", str), ("manifest_sha256", str)]
 ):
     """Freeze the config and the manifest at its DVC rev under the artifact root; return URIs and hashes."""
-    from g2l.pipeline_io import pin_inputs as pin
+    from g2l.pipeline.io import pin_inputs as pin
 
     p = pin(
         config_yaml=config_yaml,
@@ -34,6 +34,6 @@ def pin_inputs(
 @dsl.component(base_image=G2L_IMAGE, install_kfp_package=False)
 def slide_groups(manifest: str, manifest_sha256: str, config_uri: str, n_groups: int) -> list:
     """One work item per tiling task: its slide ids (comma-joined) and the pinned inputs they need."""
-    from g2l.pipeline_io import slide_group_items
+    from g2l.pipeline.io import slide_group_items
 
     return slide_group_items(manifest, manifest_sha256, config_uri, n_groups)

@@ -22,7 +22,7 @@ def promote_student(
     image: str,
 ) -> str:
     """Promote through the registry (re-checking the champion at this moment); returns the summary line."""
-    from g2l.pipeline_steps import promote_student as promote
+    from g2l.pipeline.steps import promote_student as promote
 
     return promote(
         student=student,

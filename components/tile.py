@@ -22,7 +22,7 @@ def tile_slides(
 
     `gpus` is this pod's GPU request (cuCIM decodes on the GPU when it has one).
     """
-    from g2l.pipeline_steps import tile_group
+    from g2l.pipeline.steps import tile_group
 
     return tile_group(
         manifest=manifest,
@@ -42,6 +42,6 @@ def write_shards(
     tiled_groups: list,
 ) -> NamedTuple("Shards", [("shards", str), ("shards_sha256", str)]):  # type: ignore[valid-type]
     """Write ROOT/shards/ from every tiled slide; returns the shard directory and its index sha256."""
-    from g2l.pipeline_steps import pack_shards
+    from g2l.pipeline.steps import pack_shards
 
     return pack_shards(manifest=manifest, config_uri=config_uri, artifact_root=artifact_root)

@@ -149,7 +149,7 @@ SECTIONS: dict[str, str] = {
     "distill": "g2l.distill.config:DistillConfig",
     "evaluate": "g2l.evaluate.config:EvaluateConfig",
     "registry": "g2l.registry.config:RegistryConfig",
-    "pipeline": "g2l.pipeline_config:PipelineConfig",
+    "pipeline": "g2l.pipeline.config:PipelineConfig",
 }
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from g2l import storage
-from g2l.pipeline_config import pipeline_arguments
-from g2l.pipeline_io import RUN_ID_ENV
+from g2l.pipeline.config import pipeline_arguments
+from g2l.pipeline.io import RUN_ID_ENV
 from g2l.progress import console
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import kfp
 
 from g2l.config import ConfigError
+from g2l.pipeline.schedules import Change, DesiredSchedule, ExistingSchedule, desired_schedules, plan_changes
 from g2l.progress import console
-from g2l.schedules import Change, DesiredSchedule, ExistingSchedule, desired_schedules, plan_changes
 from pipelines import kfp_api
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import kfp
 
 from g2l.config import ConfigError, RunConfig, load_section
-from g2l.pipeline_config import PipelineConfig, pipeline_arguments
+from g2l.pipeline.config import PipelineConfig, pipeline_arguments
 from pipelines import kfp_api
 
 

@@ -12,7 +12,7 @@ import torch
 
 from g2l.distill import run_distill
 from g2l.distill.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from g2l.distill.train import Preempted
+from g2l.distill.runtime import Preempted
 from tests.fixtures.distill import DistillData, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from g2l.distill.checkpoint import list_checkpoints
-from g2l.distill.train import PREEMPTED_EXIT_CODE
+from g2l.distill.runtime import PREEMPTED_EXIT_CODE
 from tests.fixtures.distill import DistillData, distill_cli, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]

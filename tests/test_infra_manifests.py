@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from g2l.pipeline_config import PipelineConfig
+from g2l.pipeline.config import PipelineConfig
 from pipelines.g2l_pipeline import ENV_CONFIG_MAP, ENV_KEYS
 from tests.fixtures.kustomize import kustomize_binary, render, render_python
 

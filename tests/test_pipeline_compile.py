@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from g2l.pipeline_config import DEFAULT_IMAGE
+from g2l.pipeline.config import DEFAULT_IMAGE
 from pipelines.compile import DEFAULT_OUT, compile_pipeline
 
 

@@ -9,9 +9,9 @@ import yaml
 
 from g2l import manifest, storage
 from g2l.config import ConfigError
-from g2l.pipeline_config import pipeline_arguments
-from g2l.pipeline_io import pin_inputs, rank_items, slide_group_items, split_groups, yaml_sha256
-from g2l.pipeline_steps import local_root
+from g2l.pipeline.config import pipeline_arguments
+from g2l.pipeline.io import pin_inputs, rank_items, slide_group_items, split_groups, yaml_sha256
+from g2l.pipeline.steps import local_root
 
 CONFIG = "# a comment\nrun:\n  cancer: demo\ntiling:\n  tile_px: 256\n"
 
@@ -155,7 +155,7 @@ def test_local_root_is_used_in_place(tmp_path):
 def test_embedding_steps_on_a_gcs_root_fill_one_cache_equal_to_a_local_run(
     gcs_bucket, make_shards, tmp_path, monkeypatch
 ):
-    from g2l.pipeline_steps import embed_rank, seal_cache
+    from g2l.pipeline.steps import embed_rank, seal_cache
     from tests.fixtures.shards import dir_bytes
 
     shards = make_shards("data")  # 10 tiles in three shards

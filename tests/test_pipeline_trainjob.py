@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from g2l.trainjobs import RUNTIME, TrainJobFailed, distill, run_job
+from g2l.pipeline.trainjobs import RUNTIME, TrainJobFailed, distill, run_job
 
 PATH = re.compile(
     r"/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from g2l.config import ConfigError
-from g2l.plan import ARCHITECTURES, GPU_PEAK_TFLOPS, PlanConfig, estimate, forward_flops
+from g2l.pipeline.plan import ARCHITECTURES, GPU_PEAK_TFLOPS, PlanConfig, estimate, forward_flops
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER, STUDENT = "hf-hub:bioptimus/H-optimus-0", "vit_large_patch14_reg4_dinov2"

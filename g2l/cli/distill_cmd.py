@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
                     typer.echo(text, nl=False)
                 return
             from g2l.distill import run_distill
-            from g2l.distill.train import Preempted
+            from g2l.distill.runtime import Preempted
 
             student = run_distill(
                 cfg,
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
                 cancer=run.cancer,
             )
         except Preempted as stop:  # SIGTERM: checkpoint written; a retryable exit status so the job restarts
-            from g2l.distill.train import PREEMPTED_EXIT_CODE
+            from g2l.distill.runtime import PREEMPTED_EXIT_CODE
 
             console.print(f"[yellow]{stop}[/yellow]")
             raise typer.Exit(PREEMPTED_EXIT_CODE) from None

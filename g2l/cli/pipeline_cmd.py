@@ -131,7 +131,7 @@ def plan_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
     """Estimate tiles, storage, teacher and student GPU-hours before spending money; prints assumptions."""
-    from g2l.plan import format_plan, plan_from_config
+    from g2l.pipeline.plan import format_plan, plan_from_config
 
     plan = plan_from_config(str(config), slides=slides)
     typer.echo(json.dumps(plan.as_dict(), sort_keys=True) if as_json else format_plan(plan))

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     from g2l.config import RunConfig, load_section, load_yaml
     from g2l.distill.config import DistillConfig
     from g2l.distill.launch import train_and_export
-    from g2l.distill.train import PREEMPTED_EXIT_CODE, Preempted, init_distributed
+    from g2l.distill.runtime import PREEMPTED_EXIT_CODE, Preempted, init_distributed
     from g2l.progress import console
 
     config = load_section(DistillConfig, args.config, section=args.section).with_max_steps(args.max_steps)

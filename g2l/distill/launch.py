@@ -100,7 +100,7 @@ def run_distill(
     if nproc > 1:
         _launch_torchrun(config, shards, cache, out_path, nproc, resume, quiet, run_id, cancer)
     else:
-        from g2l.distill.train import init_distributed
+        from g2l.distill.runtime import init_distributed
 
         train_and_export(
             config,
@@ -133,7 +133,9 @@ def train_and_export(
     """Train on this rank, then export the student on rank 0; writes OUT/status.json."""
     from g2l.distill.checkpoint import save_atomic_json
     from g2l.distill.export import save_student
-    from g2l.distill.train import Preempted, Trainer, resolve_sources
+    from g2l.distill.runtime import Preempted
+    from g2l.distill.sources import resolve_sources
+    from g2l.distill.train import Trainer
 
     require_local_out(out)
     sources = resolve_sources(config, cache, env.device)
@@ -195,7 +197,7 @@ def _launch_torchrun(
     cancer: str,
 ) -> None:
     """Run N local workers through torch.distributed.run; SIGTERM is passed on so they checkpoint."""
-    from g2l.distill.train import Preempted
+    from g2l.distill.runtime import Preempted
 
     out.mkdir(parents=True, exist_ok=True)
     cfg_file = out / CONFIG_COPY

@@ -51,124 +51,9 @@ from g2l.distill.model import (
     trainable,
     wrap,
 )
+from g2l.distill.runtime import DistEnv, Preempted, StopFlag, all_reduce, on_main_thread
 from g2l.distill.schedule import build_scheduler
-
-#: Exit status after a SIGTERM checkpoint: 128 + SIGTERM, the code Kubernetes reports for a terminated
-#: container. Non-zero on purpose: with exit 0 a PyTorchJob (restartPolicy ExitCode/OnFailure) or a
-#: TrainJob would count the preempted run as finished, with no student; 143 is retryable, so it restarts.
-PREEMPTED_EXIT_CODE = 143
-
-
-class Preempted(Exception):
-    """SIGTERM arrived: a checkpoint was written at the step boundary; rerunning resumes from it."""
-
-    def __init__(self, step: int, checkpoint: Path) -> None:
-        super().__init__(f"stopped by SIGTERM after step {step}; checkpoint {checkpoint}; rerun to resume")
-        self.step = step
-        self.checkpoint = checkpoint
-
-
-@dataclasses.dataclass(frozen=True)
-class DistEnv:
-    """This process's place in the job: rank, world size, device, collective backend."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-    backend: str | None = None
-
-    def barrier(self) -> None:
-        """Wait for every rank (no-op alone)."""
-        if self.world_size > 1:
-            dist.barrier()
-
-
-def init_distributed() -> DistEnv:
-    """Join the torchrun job described by the environment: NCCL on CUDA, gloo on CPU; alone otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda", local) if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    backend = None
-    if world > 1:
-        backend = "nccl" if cuda else "gloo"
-        if not dist.is_initialized():
-            dist.init_process_group(backend=backend)
-    return DistEnv(rank=rank, world_size=world, local_rank=local, device=device, backend=backend)
-
-
-@dataclasses.dataclass
-class Sources:
-    """What the run distils from: student, teacher (online) or cache, the view spec, lineage."""
-
-    student: Any  # g2l.models.LoadedModel
-    teacher: Any | None  # LoadedModel in online mode
-    cache: Any | None  # g2l.embed.EmbeddingCache in cached mode (optional in online mode)
-    view_spec: Any  # g2l.views.ViewSpec
-    teacher_dim: int
-    teacher_name: str
-    teacher_sha256: str
-    cache_key: str | None
-
-
-def _view_spec_from(data: dict[str, Any]) -> Any:
-    from g2l.config import from_dict
-    from g2l.views import ViewSpec
-
-    return from_dict(ViewSpec, data, where="view_spec")
-
-
-def resolve_sources(config: DistillConfig, cache_path: str | None, device: torch.device) -> Sources:
-    """Build the student (and online teacher) and open the cache named by the run."""
-    from g2l.models import build_model
-
-    cache = None
-    if cache_path:
-        from g2l.embed import open_cache
-
-        cache = open_cache(cache_path)
-    require(
-        cache is not None or config.teacher_mode == "online",
-        "distill: teacher_mode 'cached' needs --cache ROOT/embeddings/<key> (written by `g2l embed`)",
-    )
-    student = build_model(config.student, weights=config.student_weights, device=device)
-    teacher = None
-    if cache is not None:
-        view_spec = _view_spec_from(cache.index["view_spec"])
-        teacher_name = str(cache.index.get("teacher"))
-        teacher_sha = str(cache.index.get("weights_sha256"))
-        teacher_dim = int(cache.dim)
-    else:
-        require(
-            config.teacher is not None, "distill.teacher must name the teacher model when no cache is given"
-        )
-        view_spec = _view_spec_from(dict(config.view_spec))
-    if config.teacher_mode == "online":
-        name = config.teacher or teacher_name
-        embedding = cache.index.get("embedding") if cache is not None else None
-        teacher = build_model(name, weights=config.teacher_weights, device=device, embedding=embedding)
-        teacher.model.requires_grad_(False).eval()
-        if cache is not None and teacher.weights_sha256 != teacher_sha:
-            raise ConfigError(
-                f"distill: the online teacher {name!r} has weight digest {teacher.weights_sha256[:12]} "
-                f"but the cache was made with {teacher_sha[:12]}; pass the same teacher "
-                f"(distill.teacher / teacher_weights) or drop --cache"
-            )
-        teacher_name, teacher_sha, teacher_dim = teacher.name, teacher.weights_sha256, int(teacher.embed_dim)
-    return Sources(
-        student=student,
-        teacher=teacher,
-        cache=cache,
-        view_spec=view_spec,
-        teacher_dim=teacher_dim,
-        teacher_name=teacher_name,
-        teacher_sha256=teacher_sha,
-        cache_key=None if cache is None else str(cache.key),
-    )
+from g2l.distill.sources import Sources
 
 
 @dataclasses.dataclass
@@ -191,26 +76,9 @@ class EarlyStopping:
     stopped: bool = False
 
 
-class _StopFlag:
-    """Set by SIGTERM; read at step boundaries."""
-
-    def __init__(self) -> None:
-        self.set = False
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        self.set = True
-
-
-def _collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack a list of samples into one batch of tensors."""
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
-
-
-def _all_reduce(values: list[float], env: DistEnv, op: Any = None) -> list[float]:
-    if env.world_size <= 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=env.device if env.backend == "nccl" else "cpu")
-    dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
-    return t.tolist()
 
 
 class Trainer:
@@ -291,7 +159,7 @@ class Trainer:
         self.step = 0
         self.early = EarlyStopping()
         self.val: dict[str, float] = {}
-        self.stop = _StopFlag()
+        self.stop = StopFlag()
 
     # ----------------------------------------------------------------- state
     def _full_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -415,7 +283,7 @@ class Trainer:
             sums[1] += float(mean_cosine(pred, target).sum())
             sums[2] += float(n)
         self.model.train()
-        loss_sum, cos_sum, count = _all_reduce(sums, self.env)
+        loss_sum, cos_sum, count = all_reduce(sums, self.env)
         if count == 0:
             return {}
         return {"val_loss": loss_sum / count, "val_cosine": cos_sum / count}
@@ -426,7 +294,7 @@ class Trainer:
             self.dataset,
             batch_sampler=batch_sampler,
             num_workers=workers,
-            collate_fn=_collate,
+            collate_fn=collate,
             pin_memory=self.env.device.type == "cuda",
             prefetch_factor=4 if workers else None,
             persistent_workers=False,
@@ -528,7 +396,7 @@ class Trainer:
             self.load(path)
         self._trim_log()
         max_steps = self.config.schedule.max_steps
-        previous = signal.signal(signal.SIGTERM, self.stop) if _main_thread() else None
+        previous = signal.signal(signal.SIGTERM, self.stop) if on_main_thread() else None
         rank0 = self.env.rank == 0
         metrics = (
             StageMetrics("distill", run_id=self.run_id, cancer=self.cancer, root=str(self.out))
@@ -577,7 +445,7 @@ class Trainer:
             tiles_per_s = cfg.global_batch / dt
             record: dict[str, Any] = {}
             if self.step % cfg.log_every_steps == 0 or self.step == max_steps:
-                (mean_loss,) = _all_reduce([loss], self.env)
+                (mean_loss,) = all_reduce([loss], self.env)
                 record = {
                     "step": self.step,
                     "loss": mean_loss / self.env.world_size,
@@ -609,7 +477,7 @@ class Trainer:
             bar.advance(task, rate=f"{tiles_per_s:.0f} tiles/s")
             if self.step_callback is not None:
                 self.step_callback(self.step)
-            (stop_flag,) = _all_reduce(
+            (stop_flag,) = all_reduce(
                 [1.0 if self.stop.set else 0.0],
                 self.env,
                 op=dist.ReduceOp.MAX if self.env.world_size > 1 else None,
@@ -626,12 +494,6 @@ class Trainer:
         if last_saved != self.step or latest_checkpoint(self.out) is None:
             self.save_checkpoint()
         return status
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _make_view() -> Callable[..., np.ndarray]:

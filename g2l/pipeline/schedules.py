@@ -114,7 +114,7 @@ def load_schedules(path: str | Path) -> SchedulesConfig:
 
 def desired_schedules(path: str | Path) -> tuple[SchedulesConfig, list[DesiredSchedule]]:
     """The recurring runs the schedules file asks for, parameters taken from each cancer's config."""
-    from g2l.pipeline_config import PipelineConfig, pipeline_arguments
+    from g2l.pipeline.config import PipelineConfig, pipeline_arguments
 
     cfg = load_schedules(path)
     base = Path(path).parent

@@ -8,7 +8,7 @@ from typing import Any
 
 from g2l import __version__
 from g2l.config import RunConfig, load_section, load_yaml, require
-from g2l.plan import PlanConfig
+from g2l.pipeline.plan import PlanConfig
 
 DEFAULT_IMAGE = f"ghcr.io/g2l-project/g2l:{__version__}"
 

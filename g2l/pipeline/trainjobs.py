@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from g2l.pipeline_io import distill_dir, run_id
+from g2l.pipeline.io import distill_dir, run_id
 
 NAMESPACE_ENV = "G2L_NAMESPACE"
 SERVICE_ACCOUNT_ENV = "G2L_SERVICE_ACCOUNT"
@@ -101,7 +101,7 @@ def distill(
     poll_s: float = 30.0,
 ) -> str:
     """Distil the student: in this pod for one node, else as a TrainJob over `nodes` x `gpus` GPUs."""
-    from g2l.pipeline_steps import distill_local
+    from g2l.pipeline.steps import distill_local
 
     if nodes <= 1:
         return distill_local(
@@ -117,7 +117,7 @@ def distill(
     from g2l import storage
     from g2l.distill.emit import JobSpec, render_trainjob
     from g2l.distill.launch import distill_args
-    from g2l.pipeline_io import load_stage_config
+    from g2l.pipeline.io import load_stage_config
 
     config = load_stage_config(distill_stage.DistillConfig, config_uri, "distill", student=student or None)
     run_dir = distill_dir(artifact_root, cache=cache, distill_config=config, max_steps=max_steps)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from g2l.pipeline_io import distill_dir, load_stage_config, parse_list, run_id, stage_file
+from g2l.pipeline.io import distill_dir, load_stage_config, parse_list, run_id, stage_file
 
 WORK_DIR_ENV = "G2L_WORK_DIR"
 

@@ -249,7 +249,7 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
 def plan_from_config(config_path: str, *, slides: int | None = None) -> Plan:
     """Estimate for a cancer config: models from pipeline/embed/distill, assumptions from pipeline.plan."""
     from g2l.config import load_section, load_yaml
-    from g2l.pipeline_config import PipelineConfig
+    from g2l.pipeline.config import PipelineConfig
 
     raw = load_yaml(config_path)
     pipe = load_section(PipelineConfig, config_path, section="pipeline")
