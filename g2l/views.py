@@ -15,14 +15,15 @@ import hashlib
 from typing import Any
 
 import numpy as np
-import torch
 
 from g2l.config import require
 
 #: Version of the view algorithm (parameter draws and how they are applied). Part of the embedding
 #: cache key: bump it whenever a change alters the pixels of any view, or cached teacher targets
 #: would silently pair with different student inputs. tests/test_views_pinned.py guards it.
-VIEW_ALGORITHM_VERSION = 1
+#: 1: torchvision float colour jitter and blur (bytes differed between CPUs); 2: integer jitter and
+#: blur (g2l.exact_ops), the same bytes on every CPU.
+VIEW_ALGORITHM_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -108,26 +109,28 @@ def view_params(height: int, width: int, tile_key: str, v: int, spec: ViewSpec) 
 
 
 def apply_view(tile: np.ndarray, params: ViewParams, spec: ViewSpec) -> np.ndarray:
-    """Apply explicit view parameters to a uint8 HxWx3 tile; returns uint8 crop_px x crop_px x 3."""
-    from torchvision.transforms.v2 import functional as F
+    """Apply explicit view parameters to a uint8 HxWx3 tile; returns uint8 crop_px x crop_px x 3.
+
+    Crop and flips are indexing; jitter and blur are integer arithmetic (`g2l.exact_ops`), so the
+    bytes are the same on every CPU (ADR 0005).
+    """
+    from g2l import exact_ops
 
     crop = tile[params.top:params.top + spec.crop_px, params.left:params.left + spec.crop_px]
     if params.hflip:
         crop = crop[:, ::-1]
     if params.vflip:
         crop = crop[::-1]
-    if params.jitter is None and params.blur_sigma is None:
-        return np.ascontiguousarray(crop)
-    x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)
+    x = np.ascontiguousarray(crop)
     if params.jitter is not None:
         brightness, contrast, saturation, hue = params.jitter
-        x = F.adjust_brightness(x, brightness)
-        x = F.adjust_contrast(x, contrast)
-        x = F.adjust_saturation(x, saturation)
-        x = F.adjust_hue(x, hue)
+        x = exact_ops.adjust_brightness(x, brightness)
+        x = exact_ops.adjust_contrast(x, contrast)
+        x = exact_ops.adjust_saturation(x, saturation)
+        x = exact_ops.adjust_hue(x, hue)
     if params.blur_sigma is not None:
-        x = F.gaussian_blur(x, [spec.blur_kernel_px] * 2, [params.blur_sigma] * 2)
-    return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
+        x = exact_ops.gaussian_blur(x, spec.blur_kernel_px, params.blur_sigma)
+    return x
 
 
 def make_view(tile: np.ndarray, tile_key: str, v: int, spec: ViewSpec) -> np.ndarray:

@@ -75,3 +75,53 @@ def test_bad_view_spec_and_inputs_are_rejected():
         ViewSpec(hflip_p=1.5)
     with pytest.raises(ValueError, match="view index"):
         make_view(_tile(), "t_0_0", 4, ViewSpec(views=4))
+
+
+@pytest.mark.parametrize("op", ["brightness", "contrast", "saturation", "hue", "blur"])
+def test_integer_view_ops_stay_within_one_level_of_torchvisions_float_ops(op):
+    # The integer ops (g2l.exact_ops) are the paper's augmentations: torchvision's definitions of
+    # adjust_brightness/contrast/saturation/hue and gaussian_blur (torchvision 0.29,
+    # transforms/v2/functional/_color.py and _misc.py), rounded instead of truncated.
+    from torchvision.transforms.v2 import functional as F
+
+    from g2l import exact_ops
+
+    tile = _tile(5)[:96, :96]
+    x = torch.from_numpy(tile).permute(2, 0, 1)
+    ours_theirs = {
+        "brightness": (exact_ops.adjust_brightness, F.adjust_brightness, (0.85, 1.15)),
+        "contrast": (exact_ops.adjust_contrast, F.adjust_contrast, (0.85, 1.15)),
+        "saturation": (exact_ops.adjust_saturation, F.adjust_saturation, (0.9, 1.1)),
+        "hue": (exact_ops.adjust_hue, F.adjust_hue, (-0.05, 0.03)),
+        "blur": (lambda t, s: exact_ops.gaussian_blur(t, 9, s),
+                 lambda t, s: F.gaussian_blur(t, [9, 9], [s, s]), (0.5, 2.0)),
+    }
+    mine, tv, factors = ours_theirs[op]
+    cases = [(mine(tile, f), tv(x, f)) for f in factors]
+    for ours, theirs in cases:
+        diff = np.abs(ours.astype(int) - theirs.permute(1, 2, 0).numpy().astype(int))
+        assert diff.max() <= 1 and diff.mean() < 0.7
+        assert not np.array_equal(ours, tile)  # the op did something
+
+
+def test_integer_hue_rotation_is_exact_at_zero_and_undone_by_the_opposite_turn_within_one_level():
+    from g2l import exact_ops
+
+    tile = _tile(6)
+    assert np.array_equal(exact_ops.adjust_hue(tile, 0.0), tile)
+    back = exact_ops.adjust_hue(exact_ops.adjust_hue(tile, 0.2), -0.2)
+    assert np.abs(back.astype(int) - tile.astype(int)).max() <= 1
+
+
+def test_the_blur_kernel_is_a_normalised_symmetric_gaussian_made_without_libm():
+    import math
+
+    from g2l import exact_ops
+
+    for t in (0.0, 1e-3, 0.5, 3.0, 40.0, 300.0):
+        assert exact_ops.exp_neg(t) == pytest.approx(math.exp(-t), rel=1e-10)
+    for sigma in (0.1, 1.0, 2.0):
+        k = exact_ops.gaussian_kernel(9, sigma)
+        assert k.sum() == 2**14 and np.array_equal(k, k[::-1]) and k.argmax() == 4
+    with pytest.raises(ValueError, match="odd"):
+        exact_ops.gaussian_kernel(8, 1.0)
