@@ -18,6 +18,7 @@ import pytest
 
 from g2l.embed.key import key_material
 from g2l.views import VIEW_ALGORITHM_VERSION, ViewSpec, make_views
+from tests.fixtures.cpus import OTHER_CPUS
 
 # (VIEW_ALGORITHM_VERSION, spec name) -> sha256 of the stacked views of the fixed tile below.
 # If this test fails after a change to g2l/views.py or g2l/exact_ops.py, the cached teacher targets
@@ -32,20 +33,6 @@ SPECS = {
     "default": ViewSpec(views=8, seed=7),
     "every-op": ViewSpec(views=4, seed=7, color_jitter_p=1.0, blur_p=1.0),
 }
-# What another x86-64 CPU runs: torch kernels without AVX-512 (or any SIMD), numpy without its
-# AVX2/AVX-512 loops, OpenBLAS's Haswell kernels, libjpeg-turbo without SIMD. The switches are read by
-# aten/src/ATen/native/DispatchStub.cpp (torch 2.14), numpy/_core/src/common/npy_cpu_features.c
-# (numpy 2.4), OpenBLAS driver/others/dynamic.c and libjpeg-turbo's SIMD initialisation (3.x, its fuzzers
-# set JSIMD_FORCENONE the same way).
-OTHER_CPUS = {
-    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
-             "OPENBLAS_CORETYPE": "Haswell"},
-    "no-simd": {"ATEN_CPU_CAPABILITY": "default",
-                "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR",
-                "OPENBLAS_CORETYPE": "Prescott", "JSIMD_FORCENONE": "1"},
-}
-
-
 def _tile() -> np.ndarray:
     return np.random.default_rng(1234).integers(0, 256, size=(256, 256, 3), dtype=np.uint8)
 

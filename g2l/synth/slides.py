@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from g2l.synth.tissue_slide import TissueLayout, TissuePainter, tissue_membership
+
 #: Downsample of the tissue/pen masks returned with a synthetic slide (one mask pixel per 16x16 level-0 px).
 MASK_DOWNSAMPLE = 16
 
@@ -310,6 +312,7 @@ def write_synthetic_slide(
     noise: float = 0.0,
     flavor: str = "aperio",
     compression: str = "jpeg",
+    tissue: TissueLayout | None = None,
 ) -> SyntheticSlide:
     """Write a pyramidal tiled JPEG TIFF with known tissue blobs and return its ground truth.
 
@@ -318,6 +321,9 @@ def write_synthetic_slide(
     plain tiled TIFF whose mpp lives only in the resolution tags (centimetre unit). `mpp=None` writes no mpp
     anywhere. `blobs` is an explicit blob list, a number of random blobs, or None for 3-5 random ones.
     `compression` is the tile codec ("jpeg"; "zstd", "webp", ... make files only some backends can decode).
+    `tissue` paints the blobs with the tissue classes of `g2l.synth.tissue` in that layout's site stain
+    (`stain` and `noise` are then unused), pixels exact on every CPU; the returned tissue mask is then
+    the exact one too.
     """
     import tifffile
 
@@ -336,15 +342,22 @@ def write_synthetic_slide(
     else:
         blob_list = tuple(blobs)
     pen = _make_pen(rng, width, height) if pen_mark else None
-    painter = _Painter(
-        blobs=blob_list,
-        pen=pen,
-        background=background,
-        stain=stain or DEFAULT_STAIN,
-        noise=noise,
-        seed=seed,
-        tile_px=tile_px,
-    )
+    painter: _Painter | TissuePainter
+    if tissue is None:
+        painter = _Painter(
+            blobs=blob_list,
+            pen=pen,
+            background=background,
+            stain=stain or DEFAULT_STAIN,
+            noise=noise,
+            seed=seed,
+            tile_px=tile_px,
+        )
+    else:
+        painter = TissuePainter(
+            blobs=blob_list, layout=tissue, pen_rgb=_PEN_RGB,
+            pen_mask_fn=None if pen is None else (lambda xs, ys: _pen(xs, ys, pen)),
+        )
 
     dims = [(width, height)]
     for _ in range(1, levels):
@@ -442,7 +455,12 @@ def write_synthetic_slide(
     mh, mw = -(-height // MASK_DOWNSAMPLE), -(-width // MASK_DOWNSAMPLE)
     mx = (np.arange(mw, dtype=np.float32) + 0.5) * MASK_DOWNSAMPLE
     my = (np.arange(mh, dtype=np.float32) + 0.5) * MASK_DOWNSAMPLE
-    tissue_mask = _tissue(mx[None, :], my[:, None], blob_list)
+    if tissue is None:
+        tissue_mask = _tissue(mx[None, :], my[:, None], blob_list)
+    else:
+        tissue_mask = tissue_membership(
+            mx[None, :].astype(np.float64), my[:, None].astype(np.float64), blob_list
+        )
     pen_mask = np.array(_pen(mx[None, :], my[:, None], pen))
     return SyntheticSlide(
         path=path,
