@@ -183,9 +183,11 @@ def test_synthetic_benchmark_makes_label_and_site_both_learnable(tmp_path):
         assert res.balanced_accuracy_mean > 0.8
 
 
-def test_metrics_on_a_k_fold_benchmark_average_folds_per_seed(tmp_path):
+def test_k_fold_metrics_pool_out_of_fold_predictions_and_keep_what_the_gate_resamples(tmp_path):
+    from g2l.evaluate import design
     from g2l.evaluate.config import EvaluateConfig
-    from g2l.evaluate.runner import benchmark_metrics
+    from g2l.evaluate.metrics import benchmark_metrics
+    from g2l.evaluate.samples import benchmark_block, statistic
 
     root = tmp_path / "idc"
     for patient in range(6):
@@ -196,15 +198,26 @@ def test_metrics_on_a_k_fold_benchmark_average_folds_per_seed(tmp_path):
     rng = np.random.default_rng(0)
     feats = rng.standard_normal((len(b), 6)) + 2.0 * (2 * b.labels[:, None] - 1)
     cfg = EvaluateConfig(probe_c_grid=(1.0,), robustness_ks=(3, 5), knn_k=5)
-    metrics, per_seed = benchmark_metrics(feats, b, cfg, teacher_features=feats)
-    assert len(per_seed["lp_balanced_accuracy"]) == 5 and len(per_seed["lp_c"][0]) == 5  # 5 seeds x 5 folds
-    assert metrics["lp_balanced_accuracy"] == pytest.approx(np.mean(per_seed["lp_balanced_accuracy"]))
-    assert metrics["lp_balanced_accuracy"] > 0.9 and metrics["knn_balanced_accuracy"] > 0.9
-    assert metrics["cka_teacher"] == pytest.approx(1.0)
-    assert set(metrics) >= {"pathorob_ri@k=3", "de_jong_ri@k=5"} and "pathorob_ri@k=10" not in metrics
-    # One site and perfectly separated labels: every neighbour is SS, so SO = OS = 0: PathoROB is
-    # undefined (NaN, null in report.json) and de Jong's index is SS / SS = 1.
-    assert np.isnan(metrics["pathorob_ri@k=3"]) and metrics["de_jong_ri@k=3"] == 1.0
+    scoring = design.scoring(b, feats)
+    kind, ids, _ = design.units(b)
+    res = benchmark_metrics(feats, scoring, design.robustness_input(b, 10), cfg, feats, bench_name="idc",
+                            n_units=len(ids))
+    assert scoring.test_rows().tolist() == list(range(len(b)))  # every tile scored once, out of fold
+    assert len(res.per_seed["lp_balanced_accuracy"]) == 5 and len(res.samples["knn_pred"]) == len(b)
+    m = res.metrics
+    assert m["lp_balanced_accuracy"] > 0.9 and m["knn_balanced_accuracy"] > 0.9
+    assert m["cka_teacher"] == pytest.approx(1.0) and abs(m["cka_teacher_random_baseline"]) < 0.3
+    # One site: the robustness index has nothing to measure and is undefined (null), not 0.
+    assert m["pathorob_ri@k=3"] is None and m["de_jong_ri@k=5"] is None and "pathorob_ri@k=10" not in m
+    # The gate rebuilds every resampled metric from the stored samples and gets the same value.
+    rows = scoring.test_rows()
+    report = {"benchmarks": {"idc": {"classes": b.classes, **benchmark_block(kind, ids, scoring.unit[rows],
+                                                                             scoring.y[rows])}},
+              "models": {"m": {"samples": {"idc": res.samples}}}}
+    for metric in ("lp_balanced_accuracy", "lp_auc", "knn_balanced_accuracy"):
+        assert statistic(report, "m", "idc", metric).point() == pytest.approx(m[metric], abs=1e-9)
+        lo, hi = res.intervals[metric]
+        assert lo <= m[metric] <= hi
 
 
 def test_a_column_split_that_puts_one_slide_on_both_sides_is_reported(tmp_path):

@@ -96,9 +96,17 @@ def gate(
         raise typer.Exit(EXIT_USAGE) from exc
     if out is not None:
         write_decision(out, decision)
+    marks = {
+        "pass": "[green]PASS[/green]",
+        "fail": "[red]FAIL[/red]",
+        "inconclusive": "[yellow]INCONCLUSIVE[/yellow]",
+        "not_applicable": "[dim]N/A[/dim]",
+    }
     for r in decision.rules:
-        mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
-        console.print(f"{mark} {r.rule}: {r.reason}")
+        console.print(f"{marks[r.verdict]} {r.rule}: {r.reason}")
+    for w in decision.warnings:
+        console.print(f"[yellow]warning: {w}[/yellow]")
+    console.print(f"promotion ({decision.promotion.verdict}): {decision.promotion.reason}")
     verdict = "passed" if decision.passed else "failed"
     console.print(f"gate {verdict} for {candidate}" + (f"; decision: {out}" if out else ""))
     typer.echo(json.dumps(decision.to_dict()))

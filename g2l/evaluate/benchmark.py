@@ -135,6 +135,12 @@ class BenchmarkDef:
     mpp: float | None = None
     hash_files: bool = True
     generate: dict[str, Any] | None = None
+    # `slide`: the label is per slide (e.g. a mutation), so the probe and kNN score slides (mean-pooled
+    # tile embeddings) and the bootstrap resamples patients; `tile`: every tile is a sample.
+    score_level: str = "tile"
+    # Non-empty when the benchmark's `site` also stands for biology (e.g. TCGA tissue-source sites and
+    # cancer type): robustness rules are then refused on it, whatever the data look like.
+    site_confounded_with: str = ""
 
     def __post_init__(self) -> None:
         require(
@@ -154,6 +160,10 @@ class BenchmarkDef:
             16 <= self.tile_px <= 4096, f"benchmark {self.name}: tile_px must be 16..4096, got {self.tile_px}"
         )
         require(self.mpp is None or self.mpp > 0, f"benchmark {self.name}: mpp must be > 0, got {self.mpp}")
+        require(
+            self.score_level in ("tile", "slide"),
+            f"benchmark {self.name}: score_level must be tile or slide, got {self.score_level!r}",
+        )
         require(
             self.generate is None or self.table is not None,
             f"benchmark {self.name}: `generate` writes a table; use it with `table: {{csv: tiles.csv}}`",
@@ -210,6 +220,29 @@ class Benchmark:
         """Groups with tiles on both sides of a split (a `column` split may leak slides; others never do)."""
         groups = self.column("group")
         return sum(len(set(groups[tr]) & set(groups[te])) for tr, te in self.splits)
+
+    def unit_column(self) -> str:
+        """The bootstrap's resampling unit column: `patient` when the table has one, else `group`."""
+        return "patient" if "patient" in self.table.columns else "group"
+
+    def folds(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """(train, test, val_mask over train) per split; val_mask marks an official validation set, if any."""
+        has_split = "split" in self.table.columns
+        split = self.table["split"].astype(str).str.lower().to_numpy() if has_split else None
+        out = []
+        for train, test in self.splits:
+            mask = None
+            if self.definition.split.kind == "column" and split is not None:
+                is_val = split[train] == "val"
+                mask = is_val if is_val.any() and not is_val.all() else None
+            out.append((train, test, mask))
+        return out
+
+    def slide_rows(self) -> tuple[list[np.ndarray], list[str]]:
+        """Tile rows per slide (`slide` column, else `group`), slides in sorted order."""
+        key = self.column("slide" if "slide" in self.table.columns else "group")
+        names, inverse = np.unique(key, return_inverse=True)
+        return [np.flatnonzero(inverse == i) for i in range(names.size)], [str(n) for n in names]
 
     def column(self, name: str) -> np.ndarray:
         """A column of the tile table as a numpy array of strings."""

@@ -23,6 +23,11 @@ class EvaluateConfig:
     device: str = "auto"
     num_workers: int = 4
     projection_max_points: int = 1500
+    # Bootstrap behind the report's 95% intervals (the gate draws its own, from the policy's settings).
+    bootstrap_draws: int = 2000
+    bootstrap_seed: int = 0
+    # PathoROB's balanced class x site subsets: tiles per cell at least this many to form a subset.
+    robustness_min_per_cell: int = 10
     # Further models evaluated beside student, teacher and champion (name -> spec), e.g. the untrained
     # student as the baseline distillation must beat; they appear in the report, not in the gate.
     extra_models: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -61,6 +66,14 @@ class EvaluateConfig:
             f"evaluate.device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
         )
         require(self.num_workers >= 0, f"evaluate.num_workers must be >= 0, got {self.num_workers}")
+        require(
+            self.bootstrap_draws >= 200,
+            f"evaluate.bootstrap_draws must be >= 200 (2000 for 95% intervals), got {self.bootstrap_draws}",
+        )
+        require(
+            self.robustness_min_per_cell >= 2,
+            f"evaluate.robustness_min_per_cell must be >= 2, got {self.robustness_min_per_cell}",
+        )
         require(
             self.projection_max_points >= 10,
             f"evaluate.projection_max_points must be >= 10, got {self.projection_max_points}",

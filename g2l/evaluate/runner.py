@@ -12,69 +12,14 @@ from typing import Any
 import numpy as np
 
 from g2l.config import config_hash
+from g2l.evaluate import design
 from g2l.evaluate.benchmark import Benchmark, load_benchmark
-from g2l.evaluate.cka import linear_cka
 from g2l.evaluate.config import EvaluateConfig
 from g2l.evaluate.embed import embed_benchmark
-from g2l.evaluate.knn import knn_balanced_accuracy
-from g2l.evaluate.linear_probe import linear_probe
+from g2l.evaluate.metrics import benchmark_metrics
 from g2l.evaluate.models import EvalModel, RegistryResolver, load_model, resolve_device
 from g2l.evaluate.report import clean_json, pca_2d, write_html, write_json
-from g2l.evaluate.robustness import robustness_index
-
-
-def benchmark_metrics(
-    features: np.ndarray,
-    bench: Benchmark,
-    config: EvaluateConfig,
-    teacher_features: np.ndarray | None,
-    device: str = "cpu",
-) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """All metrics of one model on one benchmark: `(metrics, per-seed values)`.
-
-    With k folds the probe and kNN are averaged over folds (per seed), so the seed spread stays a
-    spread over seeds.
-    """
-    y = bench.labels
-    per_fold_bacc, per_fold_auc, per_fold_c, knn = [], [], [], []
-    for train, test in bench.splits:
-        res = linear_probe(
-            features[train],
-            y[train],
-            features[test],
-            y[test],
-            seeds=config.seeds,
-            c_grid=config.probe_c_grid,
-            val_fraction=config.probe_val_fraction,
-            max_iter=config.probe_max_iter,
-        )
-        per_fold_bacc.append(res.balanced_accuracy)
-        per_fold_auc.append(res.auc)
-        per_fold_c.append(res.chosen_c)
-        knn.append(knn_balanced_accuracy(features[train], y[train], features[test], y[test], k=config.knn_k))
-    bacc = np.mean(np.array(per_fold_bacc), axis=0)
-    auc = np.mean(np.array(per_fold_auc), axis=0)
-    metrics: dict[str, float] = {
-        "lp_balanced_accuracy": float(np.mean(bacc)),
-        "lp_balanced_accuracy_std": float(np.std(bacc)),
-        "lp_auc": float(np.mean(auc)),
-        "lp_auc_std": float(np.std(auc)),
-        "knn_balanced_accuracy": float(np.mean(knn)),
-    }
-    ri = robustness_index(
-        features, y, bench.column("site"), bench.column("group"), config.robustness_ks, device=device
-    )
-    for k, values in ri.items():
-        metrics[f"de_jong_ri@k={k}"] = values["de_jong"]
-        metrics[f"pathorob_ri@k={k}"] = values["pathorob"]
-    if teacher_features is not None:
-        metrics["cka_teacher"] = linear_cka(features, teacher_features)
-    per_seed = {
-        "lp_balanced_accuracy": bacc.tolist(),
-        "lp_auc": auc.tolist(),
-        "lp_c": np.array(per_fold_c).T.tolist(),
-    }
-    return metrics, per_seed
+from g2l.evaluate.samples import benchmark_block
 
 
 def _inputs_hash(report: dict[str, Any], benches: list[Benchmark]) -> str:
@@ -170,6 +115,8 @@ def run_evaluate(
                     "embed_dim": m.embed_dim,
                     "benchmarks": {},
                     "per_seed": {},
+                    "intervals": {},
+                    "samples": {},
                 }
                 for m in loaded
             },
@@ -219,6 +166,12 @@ def run_evaluate(
                 cache_hits.inc(stats["cache_hits"])
                 if stats["seconds"] > 0:
                     rate.set(stats["tiles_embedded"] / stats["seconds"])
+                kind, unit_ids, _ = design.units(b)
+                ref = feats[teacher] if teacher is not None else None
+                any_model = feats[loaded[0].name]
+                scoring = design.scoring(b, any_model)
+                test_rows = scoring.test_rows()
+                robustness = design.robustness_input(b, config.robustness_min_per_cell)
                 report["benchmarks"][b.name] = {
                     "sha256": b.sha256,
                     "file": b.source_file,
@@ -228,7 +181,11 @@ def run_evaluate(
                     "n_groups": int(len(set(b.column("group")))),
                     "split": b.definition.split.kind,
                     "n_splits": len(b.splits),
+                    "score_level": b.definition.score_level,
+                    "n_test_samples": int(test_rows.size),
                     "groups_shared_across_split": b.groups_shared_across_split(),
+                    "robustness": design.robustness_eligibility(b, config.robustness_min_per_cell),
+                    **benchmark_block(kind, unit_ids, scoring.unit[test_rows], scoring.y[test_rows]),
                 }
                 if report["benchmarks"][b.name]["groups_shared_across_split"]:
                     console.print(
@@ -238,10 +195,21 @@ def run_evaluate(
                 projections[b.name] = {}
                 started = time.monotonic()
                 for m in loaded:
-                    ref = feats[teacher] if teacher is not None else None
-                    metrics, per_seed = benchmark_metrics(feats[m.name], b, config, ref, device=device)
-                    report["models"][m.name]["benchmarks"][b.name] = metrics
-                    report["models"][m.name]["per_seed"][b.name] = per_seed
+                    result = benchmark_metrics(
+                        feats[m.name],
+                        design.scoring(b, feats[m.name]),
+                        robustness,
+                        config,
+                        ref,
+                        bench_name=b.name,
+                        n_units=len(unit_ids),
+                        device=device,
+                    )
+                    entry = report["models"][m.name]
+                    entry["benchmarks"][b.name] = result.metrics
+                    entry["per_seed"][b.name] = result.per_seed
+                    entry["intervals"][b.name] = result.intervals
+                    entry["samples"][b.name] = result.samples
                     projections[b.name][m.name] = _projection(feats[m.name], b, config.projection_max_points)
                     bar.advance(task, 1)
                 t_metrics += time.monotonic() - started
