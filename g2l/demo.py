@@ -8,31 +8,28 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from g2l.progress import console
 
+if TYPE_CHECKING:
+    from g2l.synth.slides import Blob
+
 #: Demo slides: (TCGA-style slide id, level-0 size px, mpp written in the file, mpp given in metadata).
 #: Three sites (A1, A2, B6), two patients each; one slide at 0.25 um/px, one with no mpp at all that
-#: the manifest's `mpp` column rescues, as real cohorts have.
-#: Sizes give a few hundred tiles at 0.5 um/px: enough for the tiny student to generalise.
+#: the manifest's `mpp` column rescues, as real cohorts have. Each is painted with the benchmark's tissue
+#: classes in its site's stain (g2l.synth.tissue.SITES); no labels are used by distillation.
 DEMO_SLIDES: tuple[tuple[str, int, float | None, float | None], ...] = (
-    ("TCGA-A1-A0SB-01Z-00-DX1", 8192, 0.25, None),
+    ("TCGA-A1-A0SB-01Z-00-DX1", 4096, 0.25, None),
     ("TCGA-A1-A0SD-01Z-00-DX1", 4096, 0.5, None),
     ("TCGA-A2-A04P-01Z-00-DX1", 4096, 0.5, None),
     ("TCGA-A2-A04Q-01Z-00-DX1", 4096, None, 0.5),
     ("TCGA-B6-A0IG-01Z-00-DX1", 4096, 0.5, None),
     ("TCGA-B6-A0IJ-01Z-00-DX1", 4096, 0.5, None),
 )
-
-#: Per-site stain (eosin RGB, hematoxylin RGB): centres differ in staining, the confounder the
-#: robustness index measures.
-_SITE_STAINS = {
-    "A1": ((232, 150, 196), (92, 54, 140)),
-    "A2": ((222, 130, 170), (70, 40, 120)),
-    "B6": ((240, 170, 205), (110, 70, 160)),
-}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,20 +43,39 @@ class DemoInputs:
     manifest_rev: str
 
 
+def demo_blobs(size: int, seed: int) -> tuple[Blob, ...]:
+    """Two large tissue pieces with wavy edges covering about 40% of a `size` x `size` slide."""
+    import math
+
+    from g2l.synth.slides import Blob
+
+    rng = np.random.default_rng([seed, 12])
+    blobs = []
+    for cx in (0.3, 0.7):
+        r = size * float(rng.uniform(0.21, 0.25))
+        wave = tuple(
+            (float(rng.uniform(0.03, 0.07)), f, float(rng.uniform(0, 2 * math.pi))) for f in (2, 3, 5)
+        )
+        cy, stretch, angle = (float(v) for v in rng.uniform((0.42, 1.2, -0.3), (0.58, 1.6, 0.3)))
+        blobs.append(Blob(cx=size * cx, cy=size * cy, rx=r, ry=r * stretch, angle=angle, wave=wave))
+    return tuple(blobs)
+
+
 def make_demo_slides(bucket: Path, seed: int = 0) -> list[Path]:
     """Write the demo slides (skipping ones already there) and return their paths."""
     from g2l.synth.slides import write_synthetic_slide
+    from g2l.synth.tissue_slide import TissueLayout
 
     bucket.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, (slide_id, size, mpp, _) in enumerate(DEMO_SLIDES):
+    for i, (slide_id, size, mpp, meta_mpp) in enumerate(DEMO_SLIDES):
         path = bucket / f"{slide_id}.svs"
         if not path.exists():
             tmp = path.with_name(f".{path.name}.tmp")
-            write_synthetic_slide(
-                tmp, width=size, height=size, mpp=mpp, seed=seed + i, blobs=3,
-                stain=_SITE_STAINS[slide_id.split("-")[1]], pen_mark=(i == 0),
-            )
+            true_mpp = float(mpp or meta_mpp or 0.5)
+            layout = TissueLayout(site=slide_id.split("-")[1], seed=seed + i, mpp=true_mpp)
+            write_synthetic_slide(tmp, width=size, height=size, mpp=mpp, seed=seed + i,
+                                  blobs=demo_blobs(size, seed + i), tissue=layout, pen_mark=(i == 0))
             os.replace(tmp, path)  # a slide appears whole or not at all
         paths.append(path)
     return paths

@@ -174,7 +174,7 @@ def test_synthetic_benchmark_makes_label_and_site_both_learnable(tmp_path):
     spec.update(root=str(tmp_path / "syn"), generate={"tiles_per_group_class": 4})
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     b = load_benchmark(tmp_path / "s.yaml")
-    assert len(b) == 3 * 4 * 3 * 4 and b.classes == ["gland", "nuclei", "stroma"]
+    assert len(b) == 3 * 4 * 4 * 4 and b.classes == ["gland", "nuclei", "stroma", "tumour"]
     x = _pixel_features(b)
     ((train, test),) = b.splits
     sites = np.searchsorted(sorted(set(b.column("site"))), b.column("site"))

@@ -122,18 +122,40 @@ def hashed_uniform(h: np.ndarray, k: int) -> np.ndarray:
     return bits.astype(np.float64) / 16777216.0
 
 
+def grid_hash(ix: np.ndarray, iy: np.ndarray, salt: int) -> np.ndarray:
+    """`cell_hash` of integer-valued cell coordinates, hashed once per distinct cell then gathered.
+
+    Equal to `cell_hash(ix, iy, salt)`; pixels share cells, so hashing the covering grid is far cheaper.
+    """
+    ix = np.asarray(ix)
+    iy = np.asarray(iy)
+    x0, y0 = int(ix.min()), int(iy.min())
+    gx = np.arange(x0, int(ix.max()) + 1)
+    gy = np.arange(y0, int(iy.max()) + 1)
+    grid = cell_hash(gx[None, :], gy[:, None], salt)
+    return grid[(iy - y0).astype(np.intp), (ix - x0).astype(np.intp)]
+
+
 def value_noise(x: np.ndarray, y: np.ndarray, cell_um: float, salt: int) -> np.ndarray:
-    """Smooth noise in [0, 1): hashed values on a grid, smoothstep-interpolated (basic operations)."""
+    """Smooth noise in [0, 1): hashed values on a grid, smoothstep-interpolated (basic operations).
+
+    For a row of x [1, w] and a column of y [h, 1], rows of the grid are interpolated along x first
+    (the same arithmetic, done once per grid row instead of once per pixel).
+    """
     gx, gy = x / cell_um, y / cell_um
     ix, iy = np.floor(gx), np.floor(gy)
     fx, fy = gx - ix, gy - iy
     fx, fy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
-
-    def corner(dx: int, dy: int) -> np.ndarray:
-        return hashed_uniform(cell_hash(ix + dx, iy + dy, salt), 0)
-
-    top = corner(0, 0) * (1 - fx) + corner(1, 0) * fx
-    bottom = corner(0, 1) * (1 - fx) + corner(1, 1) * fx
+    x0, y0 = int(ix.min()), int(iy.min())
+    cols = np.arange(x0, int(ix.max()) + 2)
+    rows = np.arange(y0, int(iy.max()) + 2)
+    values = hashed_uniform(cell_hash(cols[None, :], rows[:, None], salt), 0)
+    i, j = (iy - y0).astype(np.intp), (ix - x0).astype(np.intp)
+    if x.ndim == 2 and y.ndim == 2 and x.shape[0] == 1 and y.shape[1] == 1:
+        along = values[:, j[0]] * (1 - fx) + values[:, j[0] + 1] * fx  # [grid rows, w]
+        return along[i[:, 0]] * (1 - fy) + along[i[:, 0] + 1] * fy
+    top = values[i, j] * (1 - fx) + values[i, j + 1] * fx
+    bottom = values[i + 1, j] * (1 - fx) + values[i + 1, j + 1] * fx
     return top * (1 - fy) + bottom * fy
 
 
@@ -185,7 +207,11 @@ def _grid_nuclei(
 
 
 def _splat_nuclei(out: np.ndarray, nuc: _Nuclei, x0: float, y0: float, mpp: float) -> None:
-    """Max-composite nucleus densities into `out` [h, w] whose pixel (0, 0) centre is at (x0, y0) um."""
+    """Max-composite nucleus densities into `out` [h, w] whose pixel (0, 0) centre is at (x0, y0) um.
+
+    Every nucleus is evaluated in a square window around it; the per-pixel work is float32 (offsets
+    from the nucleus centre are small, so nothing is lost), separable terms are formed per row/column.
+    """
     n = nuc.cx.size
     if n == 0:
         return
@@ -195,23 +221,25 @@ def _splat_nuclei(out: np.ndarray, nuc: _Nuclei, x0: float, y0: float, mpp: floa
     i0 = np.floor((nuc.cy - reach - y0) / mpp).astype(np.int64)
     j0 = np.floor((nuc.cx - reach - x0) / mpp).astype(np.int64)
     di = np.arange(win)
-    rows = i0[:, None, None] + di[None, :, None]  # [n, win, 1]
-    cols = j0[:, None, None] + di[None, None, :]  # [n, 1, win]
-    px = x0 + cols * mpp - nuc.cx[:, None, None]
-    py = y0 + rows * mpp - nuc.cy[:, None, None]
-    ox, oy = nuc.ox[:, None, None], nuc.oy[:, None, None]
-    du = (px * ox + py * oy) / nuc.a[:, None, None]
-    dv = (py * ox - px * oy) / nuc.b[:, None, None]
+    rows = i0[:, None] + di[None, :]  # [n, win]
+    cols = j0[:, None] + di[None, :]
+    f32 = np.float32
+    px = (x0 + cols * mpp - nuc.cx[:, None]).astype(f32)[:, None, :]  # [n, 1, win]
+    py = (y0 + rows * mpp - nuc.cy[:, None]).astype(f32)[:, :, None]  # [n, win, 1]
+    cu, su = (nuc.ox / nuc.a).astype(f32)[:, None, None], (nuc.oy / nuc.a).astype(f32)[:, None, None]
+    cv, sv = (nuc.ox / nuc.b).astype(f32)[:, None, None], (nuc.oy / nuc.b).astype(f32)[:, None, None]
+    du = px * cu + py * su
+    dv = py * cv - px * sv
     rho2 = du * du + dv * dv
-    inside = np.clip((1 - rho2) * 6, 0, 1)  # soft edge over the outer sixth
-    dens = inside * nuc.amp[:, None, None]
+    inside = np.clip((1 - rho2) * f32(6), 0, 1)  # soft edge over the outer sixth
+    dens = inside * nuc.amp.astype(f32)[:, None, None]
     if nuc.rim:
-        dens = dens + nuc.rim * inside * np.clip((rho2 - 0.45) * 3, 0, 1)
+        dens += f32(nuc.rim) * inside * np.clip((rho2 - f32(0.45)) * f32(3), 0, 1)
     if nuc.nucleolus:
-        dens = dens + nuc.nucleolus * np.clip((0.06 - rho2) * 40, 0, 1)
-    rows_b, cols_b = np.broadcast_arrays(rows, cols)
-    ok = (rows_b >= 0) & (rows_b < h) & (cols_b >= 0) & (cols_b < w) & (dens > 0)
-    np.maximum.at(out, (rows_b[ok], cols_b[ok]), dens[ok])
+        dens += f32(nuc.nucleolus) * np.clip((f32(0.06) - rho2) * f32(40), 0, 1)
+    ok = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :] & (dens > 0)
+    flat = (rows * w)[:, :, None] + cols[:, None, :]
+    np.maximum.at(out.reshape(-1), flat[ok], dens[ok].astype(np.float64))
 
 
 # ------------------------------------------------------------------------------------- classes
@@ -305,15 +333,28 @@ def _gland(c: _Canvas) -> tuple[np.ndarray, np.ndarray]:
             which = np.where(closer, k, which)
         return best, which
 
-    depth, _ = nearest(c.x, c.y)  # < 0 in the lumen, [0, band) in the epithelium
+    # Depth below each gland's lumen edge (< 0 in the lumen, [0, band) in the epithelium), drawn gland by
+    # gland in the window it can reach: the nearest gland wins.
+    h, w = c.shape
+    depth = np.full((h, w), np.inf)
+    reach = float(lumen.max()) + band + 1.0
+    for k in range(gcx.size):
+        j0 = max(0, int(np.floor((gcx[k] - reach - x0) / c.mpp)))
+        j1 = min(w, int(np.ceil((gcx[k] + reach - x0) / c.mpp)) + 1)
+        i0 = max(0, int(np.floor((gcy[k] - reach - y0) / c.mpp)))
+        i1 = min(h, int(np.ceil((gcy[k] + reach - y0) / c.mpp)) + 1)
+        if j0 >= j1 or i0 >= i1:
+            continue
+        d = np.sqrt((c.x[:, j0:j1] - gcx[k]) ** 2 + (c.y[i0:i1] - gcy[k]) ** 2) - lumen[k]
+        np.minimum(depth[i0:i1, j0:j1], d, out=depth[i0:i1, j0:j1])
     between = 0.14 + 0.14 * _fibres(c, 5.0, c.seed * 7 + 9)
     eos = np.where(depth < 0, 0.03, np.where(depth < band, 0.34, between))
     # Epithelial nuclei: candidates on a fine grid, kept in the band, oriented towards the lumen.
     cand, _ = _grid_nuclei(x0, y0, x1, y1, pitch=4.6, salt=c.seed * 7 + 10, presence=0.95,
                            radius=(2.6, 3.4), aspect=(0.5, 0.65), amp=(0.8, 1.0), margin=4.0)
-    d, k = nearest(cand.cx, cand.cy)
-    keep = (d > 1.5) & (d < band - 2.0)
-    rx, ry = cand.cx - gcx[k], cand.cy - gcy[k]
+    dist, which = nearest(cand.cx, cand.cy)
+    keep = (dist > 1.5) & (dist < band - 2.0)
+    rx, ry = cand.cx - gcx[which], cand.cy - gcy[which]
     rn = np.sqrt(rx * rx + ry * ry) + 1e-9
     epi = _Nuclei(cx=cand.cx[keep], cy=cand.cy[keep], a=cand.a[keep], b=cand.b[keep],
                   ox=(rx / rn)[keep], oy=(ry / rn)[keep], amp=cand.amp[keep])
@@ -352,14 +393,19 @@ def stain_rgb(hema: np.ndarray, eos: np.ndarray, stain: Stain, noise_salt: int,
     rows = np.arange(h, dtype=np.int64)[:, None] + origin[1]
     cols = np.arange(w, dtype=np.int64)[None, :] + origin[0]
     sd_q16 = int(round(stain.noise / 104.1249 * 65536))  # the hashed triangle noise has sd 104.12
+    if sd_q16:
+        # Two hashes per pixel give six bytes: a triangle-distributed noise value per channel.
+        first = cell_hash(cols, rows, noise_salt)
+        second = _mix(first ^ np.uint32(0x68E31DA4))
+        byte_pairs = (first, first >> np.uint32(16), second)
     out = np.empty((h, w, 3), np.uint8)
     for ch in range(3):
         od = hema * (stain.h_gain * stain.hematoxylin[ch]) + eos * (stain.e_gain * stain.eosin[ch])
-        q = np.clip(np.floor(od * _OD_STEPS), 0, lut.size - 1).astype(np.int64)
+        q = np.clip(np.floor(od * _OD_STEPS), 0, lut.size - 1).astype(np.intp)
         level = (stain.glass[ch] * lut[q] + 32768) >> 16
         if sd_q16:
-            hh = cell_hash(cols, rows, noise_salt * 3 + ch)
-            tri = (hh & np.uint32(255)).astype(np.int64) + ((hh >> np.uint32(8)) & np.uint32(255)) - 255
+            pair = byte_pairs[ch]
+            tri = (pair & np.uint32(255)).astype(np.int64) + ((pair >> np.uint32(8)) & np.uint32(255)) - 255
             level = level + ((tri * sd_q16 + 32768) >> 16)
         out[..., ch] = np.clip(level, 0, 255)
     return out
@@ -375,6 +421,14 @@ def region_params(region_hash: int) -> tuple[tuple[float, float], float, float]:
     norm = (vx * vx + vy * vy) ** 0.5
     orient = (vx / norm, vy / norm) if norm > 1e-3 else (1.0, 0.0)
     return orient, float(0.55 + 0.9 * hashed_uniform(h, 13)[0]), float(0.55 + 0.9 * hashed_uniform(h, 14)[0])
+
+
+def area_downsample(img: np.ndarray, factor: int) -> np.ndarray:
+    """Average `factor` x `factor` blocks of a uint8 [H, W, 3] image, rounded half up (exact integers)."""
+    h, w = img.shape[0] // factor, img.shape[1] // factor
+    blocks = img[:h * factor, :w * factor].reshape(h, factor, w, factor, -1).astype(np.int32)
+    total = blocks.sum(axis=(1, 3))
+    return ((total + factor * factor // 2) // (factor * factor)).astype(np.uint8)
 
 
 def render_densities(label: str, x0_px: int, y0_px: int, width: int, height: int, mpp: float,
@@ -399,8 +453,16 @@ def render_densities(label: str, x0_px: int, y0_px: int, width: int, height: int
 
 
 def render_tile(label: str, stain: Stain, *, px: int, mpp: float = 0.5, seed: int = 0,
-                region_hash: int = 0, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """One uint8 RGB tile [px, px, 3] of tissue class `label` as scanned with `stain` (exact bytes)."""
+                region_hash: int = 0, origin: tuple[int, int] = (0, 0), supersample: int = 1) -> np.ndarray:
+    """One uint8 RGB tile [px, px, 3] of tissue class `label` as scanned with `stain` (exact bytes).
+
+    `supersample` > 1 scans at mpp / supersample and area-averages down (integer arithmetic), the way
+    a tiler makes a 1 um/px tile from a 0.5 um/px scan; `origin` is then in that finer grid's pixels.
+    """
+    if supersample > 1:
+        fine = render_tile(label, stain, px=px * supersample, mpp=mpp / supersample, seed=seed,
+                           region_hash=region_hash, origin=origin)
+        return area_downsample(fine, supersample)
     margin = 0
     if stain.blur_um > 0:
         margin = int(np.ceil(3 * stain.blur_um / mpp))  # render a margin so the blur has real neighbours

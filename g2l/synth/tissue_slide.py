@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -82,6 +83,26 @@ def _cos_sin(t: float) -> tuple[float, float]:
     return c, s
 
 
+def _surely_inside(x: np.ndarray, y: np.ndarray, b: Any, ca: float, sa: float) -> bool:
+    """True when every point of the rectangle spanned by x, y lies inside blob `b` (and not in its hole).
+
+    The squared elliptic radius is convex, so its maximum over the rectangle is at a corner; below the
+    smallest the wavy edge can be (1 - sum of amplitudes, less a rounding allowance) every point is in.
+    """
+    inner = 1.0 - sum(abs(a) for a, _, _ in b.wave) - 1e-9
+    corners = [(float(cx), float(cy)) for cx in (x.min(), x.max()) for cy in (y.min(), y.max())]
+    for px, py in corners:
+        dx, dy = px - b.cx, py - b.cy
+        u, v = (dx * ca + dy * sa) / b.rx, (dy * ca - dx * sa) / b.ry
+        if u * u + v * v >= inner * inner:
+            return False
+    if b.hole is not None:
+        hx, hy, hrx, hry = b.hole
+        if not (x.max() < hx - hrx or x.min() > hx + hrx or y.max() < hy - hry or y.min() > hy + hry):
+            return False
+    return True
+
+
 def tissue_membership(x: np.ndarray, y: np.ndarray, blobs: Sequence) -> np.ndarray:
     """Boolean tissue membership of level-0 points (px) for `g2l.synth.slides.Blob`s, in float64.
 
@@ -96,6 +117,9 @@ def tissue_membership(x: np.ndarray, y: np.ndarray, blobs: Sequence) -> np.ndarr
         if x.max() < bx0 or x.min() > bx1 or y.max() < by0 or y.min() > by1:
             continue
         ca, sa = _cos_sin(float(b.angle))
+        if _surely_inside(x, y, b, ca, sa):
+            out[...] = True
+            continue
         dx, dy = x - b.cx, y - b.cy
         u = (dx * ca + dy * sa) / b.rx
         v = (dy * ca - dx * sa) / b.ry
@@ -115,6 +139,10 @@ def tissue_membership(x: np.ndarray, y: np.ndarray, blobs: Sequence) -> np.ndarr
             inside &= ((x - hx) / hrx) ** 2 + ((y - hy) / hry) ** 2 >= 1.0
         out |= inside
     return out
+
+
+#: Region borders are decided on a lattice of this many level-0 pixels (see TissuePainter._region_map).
+_REGION_LATTICE_PX = 4
 
 
 class TissuePainter:
@@ -146,18 +174,24 @@ class TissuePainter:
         wx = x_um + 0.35 * pitch * (value_noise(x_um, y_um, 0.6 * pitch, salt) - 0.5)
         wy = y_um + 0.35 * pitch * (value_noise(x_um, y_um, 0.6 * pitch, salt + 1) - 0.5)
         ix, iy = np.floor(wx / pitch), np.floor(wy / pitch)
+        # Seeds of every cell around the points, computed once per cell, then gathered per point.
+        x0, y0 = int(ix.min()) - 1, int(iy.min()) - 1
+        gx = np.arange(x0, int(ix.max()) + 2)
+        gy = np.arange(y0, int(iy.max()) + 2)
+        ids = cell_hash(gx[None, :], gy[:, None], salt + 2)
+        seed_x = (gx[None, :] + 0.15 + 0.7 * hashed_uniform(ids, 1)) * pitch
+        seed_y = (gy[:, None] + 0.15 + 0.7 * hashed_uniform(ids, 2)) * pitch
+        col, row = (ix - x0).astype(np.intp), (iy - y0).astype(np.intp)
         shape = np.broadcast_shapes(wx.shape, wy.shape)
         best = np.full(shape, np.inf)
         region = np.zeros(shape, np.uint32)
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
-                h = cell_hash(ix + dx, iy + dy, salt + 2)
-                sx = (ix + dx + 0.15 + 0.7 * hashed_uniform(h, 1)) * pitch
-                sy = (iy + dy + 0.15 + 0.7 * hashed_uniform(h, 2)) * pitch
-                d = (wx - sx) ** 2 + (wy - sy) ** 2
+                r, c = row + dy, col + dx
+                d = (wx - seed_x[r, c]) ** 2 + (wy - seed_y[r, c]) ** 2
                 closer = d < best
                 best = np.where(closer, d, best)
-                region = np.where(closer, h, region)
+                region = np.where(closer, ids[r, c], region)
         return region
 
     def region_class(self, region: int) -> str:
@@ -165,6 +199,20 @@ class TissuePainter:
         u = float(hashed_uniform(np.array([region], np.uint32), 3)[0])
         k = min(int(np.searchsorted(self.thresholds, u, side="right")), len(self.layout.classes) - 1)
         return self.layout.classes[k]
+
+    def _region_map(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """Region ids of pixel centres xs [1, n], ys [n, 1] (level-0 px), decided on a lattice of 4 px cells.
+
+        Regions are hundreds of um across: their borders need no pixel precision. The lattice is aligned
+        to the slide, not to the tile, so neighbouring tiles agree.
+        """
+        lattice = _REGION_LATTICE_PX
+        cx = np.floor(xs[0] / lattice) * lattice + lattice / 2
+        cy = np.floor(ys[:, 0] / lattice) * lattice + lattice / 2
+        ux, ix = np.unique(cx, return_inverse=True)
+        uy, iy = np.unique(cy, return_inverse=True)
+        coarse = self.regions(ux[None, :] * self.layout.mpp, uy[:, None] * self.layout.mpp)
+        return coarse[iy[:, None], ix[None, :]]
 
     def tile(self, x0: int, y0: int, size: int) -> np.ndarray:
         """RGB uint8 [size, size, 3] of the level-0 square whose top-left corner is (x0, y0)."""
@@ -179,14 +227,18 @@ class TissuePainter:
         hema = np.zeros((n, n))
         eos = np.zeros((n, n))
         if tissue.any():
-            mpp = self.layout.mpp
-            region = self.regions(xs * mpp, ys * mpp)
+            region = self._region_map(xs, ys)
             for rid in np.unique(region[tissue]):
                 where = tissue & (region == rid)
-                h, e = render_densities(self.region_class(int(rid)), x0 - m, y0 - m, n, n, mpp,
-                                        seed=self.layout.seed, region_hash=int(rid))
-                hema = np.where(where, h, hema)
-                eos = np.where(where, e, eos)
+                # Render only the region's bounding box: densities depend on absolute position alone.
+                rows, cols = np.flatnonzero(where.any(axis=1)), np.flatnonzero(where.any(axis=0))
+                r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+                h, e = render_densities(self.region_class(int(rid)), int(x0 - m + c0), int(y0 - m + r0),
+                                        int(c1 - c0), int(r1 - r0), self.layout.mpp, seed=self.layout.seed,
+                                        region_hash=int(rid))
+                box = where[r0:r1, c0:c1]
+                hema[r0:r1, c0:c1] = np.where(box, h, hema[r0:r1, c0:c1])
+                eos[r0:r1, c0:c1] = np.where(box, e, eos[r0:r1, c0:c1])
         rgb = stain_rgb(hema, eos, self.stain, self.layout.seed, (x0 - m, y0 - m))
         if m:
             rgb = gaussian_blur(rgb, 2 * m + 1, self.stain.blur_um / self.layout.mpp)[m:-m, m:-m]
