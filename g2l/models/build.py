@@ -53,11 +53,14 @@ class LoadedModel:
                 "preprocess": self.preprocess.to_dict(), "weights_sha256": self.weights_sha256}
 
 
+_CLASS_KWARGS = ("mlp_layer", "act_layer", "norm_layer", "embed_layer")
+
+
 def resolve_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Turn dotted class paths in a spec ('timm.layers.SwiGLUPacked') into the classes timm expects."""
     out: dict[str, Any] = {}
     for key, value in kwargs.items():
-        if key in ("mlp_layer", "act_layer", "norm_layer") and isinstance(value, str) and "." in value:
+        if key in _CLASS_KWARGS and isinstance(value, str) and "." in value:
             module, _, attr = value.rpartition(".")
             out[key] = getattr(importlib.import_module(module), attr)
         else:
@@ -163,6 +166,23 @@ def _create_with_weights(arch: str, kwargs: dict[str, Any], path: str | Path, na
         model = _create(arch, kwargs, seed=0)
         _load_weights(model, path, name)
     return model
+
+
+def packaged_weights(spec: ModelSpec) -> Path:
+    """The weights file shipped inside g2l for a `source: package` spec, checked against its pinned sha256."""
+    import hashlib
+
+    import g2l
+
+    path = Path(g2l.__file__).resolve().parent / str(spec.weights_file)
+    if not path.is_file():
+        raise _unavailable(spec, f"its packaged weights {path} are missing from this installation "
+                                 f"({spec.notes or 'reinstall g2l'})")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if spec.weights_file_sha256 and digest != spec.weights_file_sha256:
+        raise ModelError(f"model {spec.name!r}: {path} has sha256 {digest}, not the pinned "
+                         f"{spec.weights_file_sha256}; restore the file from the repository ({spec.notes})")
+    return path
 
 
 def _create(arch: str, kwargs: dict[str, Any], seed: int) -> torch.nn.Module:
@@ -306,6 +326,9 @@ def build_model(
         model = _create_with_weights(spec.arch, spec.kwargs, weights, spec.name)
         return _finish(model, spec, f"file:{weights}", device, embedding, cfg.get("pretrained_cfg"))
 
+    if spec.source == "package" and pretrained:
+        model = _create_with_weights(spec.arch, spec.kwargs, packaged_weights(spec), spec.name)
+        return _finish(model, spec, f"package:{spec.weights_file}", device, embedding)
     if spec.source == "seeded" or not pretrained:
         seed = spec.seed if spec.seed is not None else 0
         model = _create(spec.arch, spec.kwargs, seed=seed)

@@ -26,6 +26,7 @@ class ModelSpec:
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     role: str = "teacher"  # teacher | student | test
     # hf-hub (huggingface_hub snapshot) | timm (timm pretrained tag) | seeded (random init) | local
+    # | package (weights shipped inside g2l: `weights_file`, checked against `weights_file_sha256`)
     source: str = "hf-hub"
     hub_repo: str | None = None
     gated: bool = False
@@ -35,10 +36,15 @@ class ModelSpec:
     interpolation: str | None = None
     embedding: str = "cls"
     seed: int | None = None  # seeded random init (tiny test models)
+    weights_file: str | None = None  # source "package": safetensors path relative to the g2l package
+    weights_file_sha256: str | None = None  # sha256 of that file's bytes (pinned)
     notes: str = ""
 
 
 _SWIGLU = {"mlp_layer": "timm.layers.SwiGLUPacked", "act_layer": "torch.nn.SiLU"}
+# The demo's small ViTs: 112 px input (224 px views at 1 um/px), 16 px tokens from a convolutional stem.
+_DEMO_VIT = {"img_size": 112, "patch_size": 16, "num_classes": 0,
+             "embed_layer": "g2l.synth.conv_stem.ConvStemPatchEmbed"}
 
 # Architectures and kwargs follow each model card's `timm.create_model` call and the hub repo's
 # config.json (`architecture` + `model_args`); preprocessing follows the card's transform.
@@ -155,6 +161,36 @@ _SPECS: tuple[ModelSpec, ...] = (
         std=IMAGENET_STD,
         interpolation="bilinear",
         notes="Random-init 48-d ViT (seed 4321) for tests and the demo.",
+    ),
+    ModelSpec(
+        name="demo-vit-teacher",
+        arch="vit_tiny_patch16_224",
+        kwargs=dict(_DEMO_VIT, embed_dim=96, depth=4, num_heads=3, mlp_ratio=3.0),
+        role="teacher",
+        source="package",
+        weights_file="synth/weights/demo-vit-teacher.safetensors",
+        weights_file_sha256="bac7596226a0bbe9c45c22df77f5ea19ef9dfa64a489a78c14640b1cceaf69fb",
+        input_px=112,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        interpolation="bilinear",
+        notes="The demo's teacher: a 96-d ViT (conv stem, 4 blocks, 0.5M parameters) trained on labelled "
+              "synthetic tissue, shipped in g2l; regenerate with `python -m g2l.synth.train_teacher "
+              "--out g2l/synth/weights/demo-vit-teacher.safetensors`.",
+    ),
+    ModelSpec(
+        name="demo-vit-student",
+        arch="vit_tiny_patch16_224",
+        kwargs=dict(_DEMO_VIT, embed_dim=64, depth=3, num_heads=2, mlp_ratio=2.0),
+        role="student",
+        source="seeded",
+        seed=4321,
+        input_px=112,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        interpolation="bilinear",
+        notes="The demo's student: a 64-d ViT (conv stem, 3 blocks, a third of the teacher's parameters), "
+              "seeded random init; distilled from demo-vit-teacher by `make demo`.",
     ),
     ModelSpec(
         name="vit-g14-random",
