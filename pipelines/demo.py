@@ -43,32 +43,39 @@ def run_demo(out: str | Path, *, root: Path | None = None) -> dict[str, Any]:
     )
     if not summary["succeeded"]:
         return summary
-    summary.update(_training_story(Path(summary["student"]), Path(summary["decision"])))
+    summary.update(_training_story(Path(summary["student"]), Path(summary["decision"]),
+                                   Path(summary["report_json"])))
+    summary["champion"] = None
+    summary["audit"] = None
     if not summary.get("gate_passed"):  # nothing was promoted, so there is no registry to look in
-        summary["champion"] = None
         return summary
     champion = [v for v in list_versions("demo", artifact_root=str(artifacts)) if "champion" in v.aliases]
-    summary["champion"] = f"g2l-student-demo v{champion[0].version}" if champion else None
     if champion:
-        from g2l.audit import audit, print_report
+        from g2l.audit import audit
 
-        report = audit(cancer="demo", alias="champion", artifact_root=str(artifacts))
-        print_report(report)
-        summary["audit_ok"] = report.ok
+        summary["champion"] = f"g2l-student-demo v{champion[0].version}"
+        summary["audit"] = audit(cancer="demo", alias="champion", artifact_root=str(artifacts))
+        summary["audit_ok"] = summary["audit"].ok
     return summary
 
 
-def _training_story(student: Path, decision: Path) -> dict[str, Any]:
-    """What a person wants from the demo: the cache key, val cosine before/after, the gate's reasons."""
+def _training_story(student: Path, decision: Path, report: Path) -> dict[str, Any]:
+    """What a person wants from the demo: cache key, val cosine, the demo row, the gate's reasons."""
     import json
+
+    from g2l.demo_table import demo_rows, format_table
 
     card = json.loads((student / "config.json").read_text())
     log = [json.loads(line) for line in (student.parent / "train_log.jsonl").read_text().splitlines()]
     cosines = [row["val_cosine"] for row in log if "val_cosine" in row]
-    rules = json.loads(decision.read_text())["rules"]
+    verdict = json.loads(decision.read_text())
+    evaluated = json.loads(report.read_text())
+    benchmark = next(iter(evaluated["benchmarks"]))
     return {
         "cache_key": card.get("cache_key"),
         "val_cosine_before": cosines[0] if cosines else None,
         "val_cosine_after": cosines[-1] if cosines else None,
-        "gate_reasons": [f"{'pass' if r['passed'] else 'FAIL'}: {r['reason']}" for r in rules],
+        "demo_table": format_table(demo_rows(evaluated, benchmark)),
+        "gate_reasons": [f"{r['verdict']}: {r['reason']}"
+                         for r in verdict["rules"]],
     }

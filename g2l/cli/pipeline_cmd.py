@@ -146,6 +146,10 @@ def demo_cmd(
     from pipelines.demo import run_demo
 
     summary = run_demo(out)
+    audit_report = summary.pop("audit", None)
+    summary_path = Path(out) / "summary.json"
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(summary, sort_keys=True, indent=2) + "\n")
     if summary["succeeded"]:
         for thumb in summary["thumbnails"]:
             typer.echo(f"thumbnail: {thumb}")
@@ -153,12 +157,21 @@ def demo_cmd(
         typer.echo(f"val cosine (held-out slides): {summary['val_cosine_before']:.3f} before, "
                    f"{summary['val_cosine_after']:.3f} after distillation")
         typer.echo(f"report:    {summary['report_html']}")
+        typer.echo(f"summary:   {summary_path}")
+        typer.echo("")
+        typer.echo(summary["demo_table"])
+        typer.echo("")
         typer.echo(f"gate:      {'passed' if summary['gate_passed'] else 'failed'} ({summary['decision']})")
         for reason in summary["gate_reasons"]:
             typer.echo(f"  {reason}")
         typer.echo(f"champion:  {summary.get('champion') or 'none (the gate kept the student out)'}")
-    typer.echo(json.dumps(summary, sort_keys=True))
-    ok = summary["succeeded"] and summary.get("audit_ok", True)
+        if audit_report is not None:
+            from g2l.audit import print_report
+
+            print_report(audit_report)
+    else:
+        typer.echo(f"demo failed: {summary.get('error')} (details: {summary_path})")
+    ok = summary["succeeded"] and summary.get("audit_ok", False)
     raise typer.Exit(0 if ok else 1)
 
 
