@@ -177,3 +177,15 @@ def test_check_files_finds_missing_and_changed_slides(gcs_bucket, tmp_path):
     assert proc.returncode == 1
     assert [ln.split(",")[0] for ln in proc.stdout.splitlines() if ln.startswith("row ")] == [
         "row 3", "row 4", "row 6"]
+
+
+def test_bytes_that_are_not_a_table_and_an_empty_manifest_are_manifest_errors(tmp_path):
+    junk = tmp_path / "slide.csv"
+    junk.write_bytes(b"II*\x00\xda\xff\x00" * 50)
+    with pytest.raises(mf.ManifestError, match="not a readable CSV table") as info:
+        mf.load(junk)
+    assert str(info.value.errors[0]).startswith("file: not a readable CSV table")
+    with pytest.raises(mf.ManifestError, match="not a readable Parquet table"):
+        mf.load(_write(tmp_path, GOOD, name="m.parquet"))
+    with pytest.raises(mf.ManifestError, match="the manifest has no rows"):
+        mf.load(_write(tmp_path, "slide_id,uri,cancer_type,site\n", name="empty.csv"))

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+# Exit statuses: 1 = the run failed (too many slides, storage unreachable), 2 = unusable input, 130 = Ctrl-C.
+EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
     app.command(name="tile")(tile)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    """Print `message` as an error (no traceback: these are the user's inputs) and return the exit."""
+    from rich.markup import escape
+
+    from g2l.progress import console
+
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
 
 
 def tile(
@@ -42,9 +55,10 @@ def tile(
     from g2l.config import ConfigError, RunConfig, load_section
     from g2l.manifest import ManifestError
     from g2l.manifest import load as load_manifest
-    from g2l.metrics import StageMetrics
-    from g2l.progress import console
-    from g2l.tiling import TilingConfig, run_tiling, tile_slides
+    from g2l.storage import StorageError
+    from g2l.tiling import TilingConfig
+    from g2l.tiling.errors import TilingInputError
+    from g2l.tiling.runner import check_inputs
 
     try:
         cfg = load_section(
@@ -58,21 +72,48 @@ def tile(
             max_failed_fraction=max_failed_fraction,
         )
         run = load_section(RunConfig, config, section="run")
-    except ConfigError as exc:
-        console.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    except (ConfigError, OSError) as exc:
+        raise _fail(f"config: {exc}", EXIT_INPUT) from None
     try:
         loaded = load_manifest(manifest)
-    except (ManifestError, FileNotFoundError) as exc:
-        console.print(f"[red]manifest error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    except ManifestError as exc:
+        raise _fail(f"manifest {exc}", EXIT_INPUT) from None
+    except (OSError, StorageError) as exc:
+        raise _fail(f"cannot read the manifest {manifest}: {exc}", EXIT_INPUT) from None
+    try:
+        check_inputs(loaded, out, slide_id or None)  # before metrics or progress write anything
+        summary = _run(loaded, out, cfg, run, slide_id or None, shards=shards, quiet=quiet)
+    except TilingInputError as exc:
+        raise _fail(str(exc), EXIT_INPUT) from None
+    except StorageError as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+    typer.echo(json.dumps(summary))
+    if not summary["ok"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _run(
+    loaded: Any,
+    out: str,
+    cfg: Any,
+    run: Any,
+    slide_ids: list[str] | None,
+    *,
+    shards: bool,
+    quiet: bool,
+) -> dict[str, Any]:
+    """Tile (and pack unless `shards` is False) under stage metrics; the JSON summary the CLI prints."""
+    from g2l.metrics import StageMetrics
+    from g2l.progress import console
+    from g2l.tiling import run_tiling, tile_slides
+
     with StageMetrics("tiling", run_id=run.run_id, cancer=run.cancer, root=out) as metrics:
         if shards:
-            result = run_tiling(loaded, out, cfg, slide_ids=slide_id or None, quiet=quiet, metrics=metrics)
+            result = run_tiling(loaded, out, cfg, slide_ids=slide_ids, quiet=quiet, metrics=metrics)
             n_ok, failed, n_tiles = len(result.slides_ok), result.slides_failed, result.n_tiles
             extra = {"shards_sha256": result.index["sha256"]}
         else:
-            outcomes = tile_slides(loaded, out, cfg, slide_id or None, quiet=quiet, metrics=metrics)
+            outcomes = tile_slides(loaded, out, cfg, slide_ids, quiet=quiet, metrics=metrics)
             n_ok = sum(o.status == "ok" for o in outcomes)
             failed = [{"slide_id": o.slide_id, "error": o.error or ""} for o in outcomes if o.status != "ok"]
             n_tiles = sum(o.n_tiles for o in outcomes)
@@ -85,14 +126,5 @@ def tile(
             f"[red]{len(failed)} of {total} slides failed ({fraction:.1%}), "
             f"more than max_failed_fraction {cfg.max_failed_fraction:.1%}"
         )
-    summary = {
-        "out": out,
-        "slides_ok": n_ok,
-        "slides_failed": len(failed),
-        "n_tiles": n_tiles,
-        **extra,
-        "ok": ok,
-    }
-    typer.echo(json.dumps(summary))
-    if not ok:
-        raise typer.Exit(1)
+    counts = {"slides_ok": n_ok, "slides_failed": len(failed), "n_tiles": n_tiles}
+    return {"out": out, **counts, **extra, "ok": ok}

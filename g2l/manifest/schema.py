@@ -32,7 +32,9 @@ class RowError:
 
     def __str__(self) -> str:
         where = f"row {self.row}" if self.row is not None else "file"
-        return f"{where}, column {self.column!r}, value {self.value!r}: {self.message}; fix: {self.fix}"
+        if self.column:
+            where = f"{where}, column {self.column!r}, value {self.value!r}"
+        return f"{where}: {self.message}; fix: {self.fix}"
 
 
 def is_missing(value: Any) -> bool:
@@ -65,6 +67,11 @@ def validate(df: pd.DataFrame, *, first_row: int = 2) -> list[RowError]:
     for col in missing_cols:
         errors.append(RowError(row=None, column=col, value=None, message="required column is missing",
                                fix=f"add a {col!r} column (required: {', '.join(REQUIRED_COLUMNS)})"))
+    if not missing_cols and len(df) == 0:
+        # An empty manifest would "succeed" at every stage and train on nothing.
+        errors.append(RowError(row=None, column="", value=None, message="the manifest has no rows",
+                               fix="add one row per slide (e.g. with `g2l manifest inventory` and "
+                               "`g2l manifest sample`)"))
     seen_ids: dict[str, int] = {}
     patient_split: dict[str, tuple[str, int]] = {}
     records = df.to_dict("records")

@@ -12,6 +12,7 @@ from typing import Any
 
 from g2l.progress import console, progress
 from g2l.tiling.config import TilingConfig
+from g2l.tiling.errors import TilingInputError
 from g2l.tiling.manifest_io import LoadedManifest, SlideRow, resolve_manifest, slide_rows
 from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.shards import build_shards
@@ -54,9 +55,24 @@ def _select(rows: list[SlideRow], slide_ids: list[str] | None) -> list[SlideRow]
     known = {r.slide_id for r in rows}
     unknown = [s for s in slide_ids if s not in known]
     if unknown:
-        raise ValueError(f"slide id(s) not in the manifest: {', '.join(unknown)}")
+        sample = ", ".join(r.slide_id for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+        raise TilingInputError(
+            f"slide id(s) not in the manifest: {', '.join(unknown)}; the manifest's ids are "
+            f"{sample or 'none'} (check the spelling, or tile without --slide-id)"
+        )
     wanted = set(slide_ids)
     return [r for r in rows if r.slide_id in wanted]
+
+
+def check_inputs(manifest: Any, out_root: str | Path, slide_ids: list[str] | None = None) -> list[SlideRow]:
+    """The rows to tile, after checking the slide ids and that the output root can be written.
+
+    Raises `TilingInputError` naming the bad input and the fix before anything is written.
+    """
+    df, _ = resolve_manifest(manifest)
+    rows = _select(slide_rows(df), slide_ids)
+    OutputRoot(out_root).check_writable()
+    return rows
 
 
 def tile_slides(
@@ -74,8 +90,7 @@ def tile_slides(
 
     One pod of a fan-out calls this with its slide group; `write_shards` joins the groups afterwards.
     """
-    df, _ = resolve_manifest(manifest)
-    rows = _select(slide_rows(df), slide_ids)
+    rows = check_inputs(manifest, out_root, slide_ids)
     root = OutputRoot(out_root)
     threads = workers or config.workers or default_workers()
     outcomes: list[SlideOutcome] = []
