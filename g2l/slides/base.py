@@ -151,11 +151,19 @@ class BaseReader:
         return SlideReadError(self.path, [(self.backend, f"{what}: {type(err).__name__}: {err}")])
 
     def probe(self) -> None:
-        """Decode a pixel of the smallest level and level 0's last pixel (undecodable or truncated files)."""
-        self.read_region((0, 0), self.level_count - 1, (1, 1))
-        # Slides are written front to back, so a truncated copy loses level 0's last tile first.
-        w, h = self.dimensions
-        self.read_region((w - 1, h - 1), 0, (1, 1))
+        """Read as tiling will: a batched read of two regions at every level, then level 0's last pixel.
+
+        A backend can open a file and still fail on its first real read (cuCIM opens a striped TIFF but
+        its batched reader fails with "Invalid dimension name: N"; it lacks some codecs), so `auto`
+        chooses on reads, not on opening. Slides are written front to back, so a truncated copy loses
+        level 0's last tile first.
+        """
+        w0, h0 = self.dimensions
+        for level, (lw, lh) in enumerate(self.level_dimensions):
+            side = max(1, min(32, lw // 2, lh // 2))
+            # One worker and two regions: the batch path with more than one region per batch.
+            list(self.read_regions([(0, 0), (w0 // 2, h0 // 2)], level, (side, side), num_workers=1))
+        self.read_region((w0 - 1, h0 - 1), 0, (1, 1))
 
     def read_regions(
         self,

@@ -244,6 +244,12 @@ class TiffJpegReader(BaseReader):
                 yield finish()
         self._settle_cache()
 
+    def probe(self) -> None:
+        """The shared open-time reads, then an empty tile cache (tiling wants other tiles)."""
+        super().probe()
+        with self._lock:
+            self._cache.clear()
+
     def _settle_cache(self) -> None:
         """Replace finished futures in the cache by their arrays (and drop failed ones)."""
         with self._lock:
