@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from g2l.config import to_dict
+from g2l.slides.geometry import level_axis_downsamples, to_level_array
 from g2l.tiling.config import TilingConfig
 from g2l.tiling.grid import TilePlan, grid, plan_tiles
 from g2l.tiling.manifest_io import SlideRow
@@ -111,6 +112,15 @@ def tissue_image_px(
     return int(min(config.tissue_level_px, longest, max(target, per_tile, 64)))
 
 
+def level_coords(reader: Any, level: int, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Level pixels of level-0 tile corners, by the one definition every backend reads with.
+
+    (g2l.slides.geometry: nearest pixel at the axis's true downsample.)
+    """
+    dx, dy = level_axis_downsamples(reader.dimensions, reader.level_dimensions)[level]
+    return to_level_array(xs, dx), to_level_array(ys, dy)
+
+
 def _batches(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
@@ -128,15 +138,15 @@ def _tile_bytes(
     stored: StoredTiles | None,
 ) -> Iterator[bytes]:
     """JPEG bytes of every tile, in order, a batch at a time (memory stays bounded)."""
-    ds = plan.downsample
     size = plan.read_px
+    level_xs, level_ys = level_coords(reader, plan.level, xs, ys)
 
     def decode_encode(source: StoredTiles, x: int, y: int) -> bytes:
         return _encode_jpeg(source.read_resized(x, y, size, plan.tile_px), config.jpeg_quality)
 
     for part in _batches(len(xs), config.batch_tiles):
-        lx = [int(round(x / ds)) for x in xs[part]]
-        ly = [int(round(y / ds)) for y in ys[part]]
+        lx = [int(x) for x in level_xs[part]]
+        ly = [int(y) for y in level_ys[part]]
         if read_path == "jpeg-copy" and stored is not None:
             yield from pool.map(stored.jpeg, lx, ly)
             continue
@@ -163,16 +173,15 @@ def choose_read_path(
     """
     if len(xs) == 0 or not (config.jpeg_passthrough or config.fast_jpeg):
         return "reader", None
-    ds = plan.downsample
-    if abs(ds - round(ds)) > 1e-9 or (plan.identity is False and plan.read_px % plan.tile_px):
+    axis_ds = level_axis_downsamples(reader.dimensions, reader.level_dimensions)[plan.level]
+    if any(ds != int(ds) for ds in axis_ds) or (plan.identity is False and plan.read_px % plan.tile_px):
         return "reader", None
     width, height = (int(v) for v in reader.level_dimensions[plan.level])
     try:
         stored = StoredTiles(path, width=width, height=height)
     except Exception:  # not a tiled JPEG TIFF level (or not a TIFF): the backend reads it
         return "reader", None
-    xl = (xs / ds).round().astype(np.int64)
-    yl = (ys / ds).round().astype(np.int64)
+    xl, yl = level_coords(reader, plan.level, xs, ys)
     if not all(stored.aligned(int(x), int(y), plan.read_px) for x, y in zip(xl, yl, strict=True)):
         stored.close()
         return "reader", None
@@ -327,9 +336,8 @@ def _prepare(
         )
         xs, ys = grid(width0, height0, plan.size0)
         level_w, level_h = (int(v) for v in reader.level_dimensions[plan.level])
-        inside = (np.round(xs / plan.downsample) + plan.read_px <= level_w) & (
-            np.round(ys / plan.downsample) + plan.read_px <= level_h
-        )
+        level_xs, level_ys = level_coords(reader, plan.level, xs, ys)
+        inside = (level_xs + plan.read_px <= level_w) & (level_ys + plan.read_px <= level_h)
         xs, ys = xs[inside], ys[inside]
         fractions = tile_tissue_fractions(tissue.mask, xs, ys, plan.size0, scale_x, scale_y)
         keep = fractions >= config.min_tissue_fraction
