@@ -189,3 +189,13 @@ def test_bytes_that_are_not_a_table_and_an_empty_manifest_are_manifest_errors(tm
         mf.load(_write(tmp_path, GOOD, name="m.parquet"))
     with pytest.raises(mf.ManifestError, match="the manifest has no rows"):
         mf.load(_write(tmp_path, "slide_id,uri,cancer_type,site\n", name="empty.csv"))
+
+
+def test_mpp_source_must_name_a_source_and_manifest_needs_an_mpp(tmp_path):
+    text = ("slide_id,uri,cancer_type,site,mpp,mpp_source\n"
+            "a,/d/a.svs,BRCA,A1,0.25,manifest\nb,/d/b.svs,BRCA,A1,,metadata\n"
+            "c,/d/c.svs,BRCA,A1,,manifest\nd,/d/d.svs,BRCA,A1,0.5,scanner\ne,/d/e.svs,BRCA,A1,0.5,\n")
+    errors = mf.validate(mf.read_table(_write(tmp_path, text)))
+    assert {(e.row, e.column) for e in errors} == {(4, "mpp_source"), (5, "mpp_source")}
+    by = {e.row: e for e in errors}
+    assert "has no mpp" in by[4].message and "unknown mpp_source" in by[5].message

@@ -1,8 +1,9 @@
 """Every bad input to `g2l tile` / `g2l manifest validate` gives a message naming it and the fix, a non-zero
-exit and no traceback, before anything is written (issue 14, items 4 and 5)."""
+exit and no traceback, before anything is written (issue 14, items 4, 5 and 7)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -91,3 +92,19 @@ def test_target_finer_than_the_slide_says_raise_it(tmp_path, one_slide_manifest)
     )
     said = assert_user_error(proc, 1, "slide s050", "raise tiling.target_mpp to at least 0.4762")
     assert "lower" not in said
+
+
+def test_manifest_mpp_that_contradicts_the_slide(tmp_path, slide_050) -> None:
+    """Item 7: 0.25 um/px in the manifest for a 0.5 um/px slide fails it, unless the row says which wins."""
+    row = {"slide_id": "s050", "uri": str(slide_050.path), "mpp": 0.25}
+    wrong = write_manifest(tmp_path / "m.csv", [row])
+    proc = run_g2l("tile", "--manifest", str(wrong), "--out", str(tmp_path / "out"), "--quiet")
+    assert_user_error(
+        proc, 1, "slide s050: the manifest's mpp 0.25 contradicts the slide's metadata (0.5 um/px",
+        "set mpp_source to 'manifest' in its row",
+    )
+    said = write_manifest(tmp_path / "m2.csv", [{**row, "mpp_source": "manifest"}])
+    proc = run_g2l("tile", "--manifest", str(said), "--out", str(tmp_path / "out"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "out/tiles/s050/meta.json").read_text())
+    assert (meta["mpp"], meta["mpp_source"], meta["size0"]) == (0.25, "manifest", 512)

@@ -13,11 +13,14 @@ from g2l.storage import parse_checksum
 
 SLIDE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 REQUIRED_COLUMNS = ("slide_id", "uri", "cancer_type", "site")
-OPTIONAL_COLUMNS = ("scanner", "patient_id", "mpp", "checksum", "split")
+OPTIONAL_COLUMNS = ("scanner", "patient_id", "mpp", "mpp_source", "checksum", "split")
 # Canonical column order: schema columns first, then label / extra columns sorted by name.
 SCHEMA_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 SPLITS = ("train", "val", "test")
 NUMERIC_COLUMNS = ("mpp",)
+#: `mpp_source` values: which mpp wins when the manifest's `mpp` and the slide's metadata disagree. Empty:
+#: they must agree within tiling.mpp_tolerance (the manifest's fills in a slide without one).
+MPP_SOURCES = ("manifest", "metadata")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -116,6 +119,15 @@ def validate(df: pd.DataFrame, *, first_row: int = 2) -> list[RowError]:
                 if not (mpp > 0 and math.isfinite(mpp)):
                     err("mpp", "mpp must be a positive number (microns per pixel)",
                         "write e.g. 0.25 (40x) or 0.5 (20x), or leave it empty to use the slide's metadata")
+        if "mpp_source" in df.columns and not is_missing(rec.get("mpp_source")):
+            source = str(rec["mpp_source"]).strip().lower()
+            if source not in MPP_SOURCES:
+                err("mpp_source", f"unknown mpp_source (expected {' or '.join(MPP_SOURCES)}, or empty)",
+                    "write 'manifest' when the slide's metadata is wrong, 'metadata' when the manifest's mpp "
+                    "is, or leave it empty")
+            elif source == "manifest" and ("mpp" not in df.columns or is_missing(rec.get("mpp"))):
+                err("mpp_source", "mpp_source is 'manifest' but the row has no mpp",
+                    "write the slide's microns per pixel in the mpp column")
         if "checksum" in df.columns and not is_missing(rec.get("checksum")):
             try:
                 parse_checksum(str(rec["checksum"]))

@@ -20,6 +20,7 @@ from g2l.slides.geometry import level_axis_downsamples, to_level_array
 from g2l.tiling.config import TilingConfig
 from g2l.tiling.grid import TilePlan, grid, plan_tiles
 from g2l.tiling.manifest_io import SlideRow
+from g2l.tiling.mpp import resolve_slide_mpp
 from g2l.tiling.outputs import OutputRoot, canonical_json
 from g2l.tiling.reader import SlideError, bounded_thumbnail, open_reader, stage_slide
 from g2l.tiling.shards import DeterministicTar, HashingWriter, tile_key
@@ -56,7 +57,10 @@ def output_config_hash(config: TilingConfig) -> str:
 
 def slide_identity(row: SlideRow) -> dict[str, Any]:
     """What identifies the input slide (re-tiled when any of it changes)."""
-    return {"uri": row.uri, "manifest_checksum": row.checksum, "manifest_mpp": row.mpp}
+    identity: dict[str, Any] = {"uri": row.uri, "manifest_checksum": row.checksum, "manifest_mpp": row.mpp}
+    if row.mpp_source is not None:  # only when set, so slides finished before the column existed stay done
+        identity["manifest_mpp_source"] = row.mpp_source
+    return identity
 
 
 def is_done(meta: Any, row: SlideRow, config_sha256: str) -> bool:
@@ -300,13 +304,9 @@ def _prepare(
     bytes_read = path.stat().st_size
     timings["stage_s"] = time.monotonic() - clock
     clock = time.monotonic()
-    reader = open_reader(path, config.backend, row.mpp)
+    reader = open_reader(path, config.backend, None)  # reader.mpp is then the slide's own metadata
     try:
-        mpp = row.mpp if row.mpp is not None else getattr(reader, "mpp", None)
-        if mpp is None or not mpp > 0:
-            raise SlideError(
-                f"slide {row.slide_id} has no mpp in its metadata; add an `mpp` value to its manifest row"
-            )
+        mpp, mpp_source = resolve_slide_mpp(row, getattr(reader, "mpp", None), config.mpp_tolerance)
         try:
             plan = plan_tiles(
                 float(mpp),
@@ -351,7 +351,7 @@ def _prepare(
         reader=reader,
         path=path,
         mpp=float(mpp),
-        mpp_source="manifest" if row.mpp is not None else "metadata",
+        mpp_source=mpp_source,
         plan=plan,
         thumb=thumb,
         mask=tissue.mask,
