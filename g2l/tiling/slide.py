@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from g2l.config import to_dict
-from g2l.slides.geometry import level_axis_downsamples, to_level_array
 from g2l.tiling.config import TilingConfig
 from g2l.tiling.grid import TilePlan, grid, plan_tiles
 from g2l.tiling.manifest_io import SlideRow
@@ -24,13 +23,16 @@ from g2l.tiling.mpp import resolve_slide_mpp
 from g2l.tiling.outputs import OutputRoot, canonical_json
 from g2l.tiling.reader import SlideError, bounded_thumbnail, open_reader, stage_slide
 from g2l.tiling.shards import DeterministicTar, HashingWriter, tile_key
-from g2l.tiling.stored_tiles import StoredTiles
 from g2l.tiling.thumbnail import render_thumbnail
+from g2l.tiling.tile_pixels import choose_read_path, level_coords, tile_bytes
 from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
 
 # Config keys that change no output byte: they are left out of the hash that decides whether a
 # finished slide can be skipped.
 RUNTIME_ONLY_KEYS = ("workers", "batch_tiles", "max_failed_fraction", "tiles_per_shard", "max_attempts")
+# Keys added after outputs were first written: left out of that hash while they hold the value that gives
+# the old bytes, so slides finished before the key existed stay finished.
+HASHED_UNLESS = {"jpeg_subsampling": "4:2:0"}
 COORDS_SCHEMA = pa.schema(
     [("x", pa.int64()), ("y", pa.int64()), ("size0", pa.int64()), ("tissue", pa.float32())]
 )
@@ -51,7 +53,11 @@ class SlideOutcome:
 
 def output_config_hash(config: TilingConfig) -> str:
     """sha256 of the config keys that affect a slide's outputs."""
-    data = {k: v for k, v in to_dict(config).items() if k not in RUNTIME_ONLY_KEYS}
+    data = {
+        k: v
+        for k, v in to_dict(config).items()
+        if k not in RUNTIME_ONLY_KEYS and HASHED_UNLESS.get(k, object()) != v
+    }
     return hashlib.sha256(canonical_json(data)).hexdigest()
 
 
@@ -71,26 +77,6 @@ def is_done(meta: Any, row: SlideRow, config_sha256: str) -> bool:
         and meta.get("config_sha256") == config_sha256
         and meta.get("source") == slide_identity(row)
     )
-
-
-def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    import imagecodecs
-
-    return bytes(imagecodecs.jpeg8_encode(np.ascontiguousarray(rgb), level=quality))
-
-
-def _resize_area(rgb: np.ndarray, tile_px: int) -> np.ndarray:
-    """Area-average a square RGB read down to tile_px (identity when it already is).
-
-    OpenCV's INTER_AREA is ~5x faster than PIL's reduce/box filters and gives the same pixels for
-    integer factors.
-    """
-    if rgb.shape[0] == tile_px and rgb.shape[1] == tile_px:
-        return rgb
-    from g2l.tiling.tissue import opencv
-
-    cv2 = opencv()
-    return cv2.resize(np.ascontiguousarray(rgb[..., :3]), (tile_px, tile_px), interpolation=cv2.INTER_AREA)
 
 
 def tissue_image_px(
@@ -114,97 +100,6 @@ def tissue_image_px(
     target = snapped if snapped <= 1.5 * wanted else int(np.ceil(wanted))
     per_tile = int(np.ceil(8 * longest / size0))
     return int(min(config.tissue_level_px, longest, max(target, per_tile, 64)))
-
-
-def level_coords(reader: Any, level: int, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Level pixels of level-0 tile corners, by the one definition every backend reads with.
-
-    (g2l.slides.geometry: nearest pixel at the axis's true downsample.)
-    """
-    dx, dy = level_axis_downsamples(reader.dimensions, reader.level_dimensions)[level]
-    return to_level_array(xs, dx), to_level_array(ys, dy)
-
-
-def _batches(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
-
-
-def _tile_bytes(
-    reader: Any,
-    plan: TilePlan,
-    xs: np.ndarray,
-    ys: np.ndarray,
-    config: TilingConfig,
-    pool: ThreadPoolExecutor,
-    threads: int,
-    read_path: str,
-    stored: StoredTiles | None,
-) -> Iterator[bytes]:
-    """JPEG bytes of every tile, in order, a batch at a time (memory stays bounded)."""
-    size = plan.read_px
-    level_xs, level_ys = level_coords(reader, plan.level, xs, ys)
-
-    def decode_encode(source: StoredTiles, x: int, y: int) -> bytes:
-        return _encode_jpeg(source.read_resized(x, y, size, plan.tile_px), config.jpeg_quality)
-
-    for part in _batches(len(xs), config.batch_tiles):
-        lx = [int(x) for x in level_xs[part]]
-        ly = [int(y) for y in level_ys[part]]
-        if read_path == "jpeg-copy" and stored is not None:
-            yield from pool.map(stored.jpeg, lx, ly)
-            continue
-        if read_path == "jpeg-tiles" and stored is not None:
-            yield from pool.map(decode_encode, [stored] * len(lx), lx, ly)
-            continue
-        locations = [(int(x), int(y)) for x, y in zip(xs[part], ys[part], strict=True)]
-        arrays = reader.read_regions(locations, plan.level, (size, size), num_workers=threads)
-        futures = [
-            pool.submit(lambda a: _encode_jpeg(_resize_area(a, plan.tile_px), config.jpeg_quality), arr)
-            for arr in arrays
-        ]
-        for future in futures:
-            yield future.result()
-
-
-def choose_read_path(
-    reader: Any, path: Path, plan: TilePlan, xs: np.ndarray, ys: np.ndarray, config: TilingConfig
-) -> tuple[str, StoredTiles | None]:
-    """Copy or decode the stored JPEG tiles directly when the grids line up and the pixels check out.
-
-    Returns ("jpeg-copy" | "jpeg-tiles" | "reader", the stored tiles or None). The slide's first and last
-    tiles are read through the backend too and must match, else the backend reads everything.
-    """
-    if len(xs) == 0 or not (config.jpeg_passthrough or config.fast_jpeg):
-        return "reader", None
-    axis_ds = level_axis_downsamples(reader.dimensions, reader.level_dimensions)[plan.level]
-    if any(ds != int(ds) for ds in axis_ds) or (plan.identity is False and plan.read_px % plan.tile_px):
-        return "reader", None
-    width, height = (int(v) for v in reader.level_dimensions[plan.level])
-    try:
-        stored = StoredTiles(path, width=width, height=height)
-    except Exception:  # not a tiled JPEG TIFF level (or not a TIFF): the backend reads it
-        return "reader", None
-    xl, yl = level_coords(reader, plan.level, xs, ys)
-    if not all(stored.aligned(int(x), int(y), plan.read_px) for x, y in zip(xl, yl, strict=True)):
-        stored.close()
-        return "reader", None
-    picks = sorted({0, len(xs) - 1})
-    raw = {
-        i: reader.read_region((int(xs[i]), int(ys[i])), plan.level, (plan.read_px, plan.read_px))
-        for i in picks
-    }
-    if config.jpeg_passthrough and plan.identity and stored.tile == plan.tile_px:
-        if stored.calibrate_copy([(int(xl[i]), int(yl[i]), np.asarray(raw[i])) for i in picks]):
-            return "jpeg-copy", stored
-    # A reader decoding on the GPU (cuCIM device="cuda", nvJPEG) beats decoding the tiles on the CPU here.
-    on_gpu = str(getattr(reader, "device", "cpu")).startswith("cuda")
-    if config.fast_jpeg and not on_gpu:
-        samples = [(int(xl[i]), int(yl[i]), _resize_area(np.asarray(raw[i]), plan.tile_px)) for i in picks]
-        if stored.calibrate_decode(samples, plan.read_px, plan.tile_px):
-            return "jpeg-tiles", stored
-    stored.close()
-    return "reader", None
 
 
 @dataclasses.dataclass
@@ -423,7 +318,7 @@ def _write(
             tar = DeterministicTar(hasher)  # type: ignore[arg-type]
             done = 0
             for i, data in enumerate(
-                _tile_bytes(reader, plan, xs, ys, config, pool, threads, read_path, stored)
+                tile_bytes(reader, plan, xs, ys, config, pool, threads, read_path, stored)
             ):
                 tar.add(f"{tile_key(row.slide_id, int(xs[i]), int(ys[i]))}.jpg", data)
                 done += 1
