@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -16,23 +17,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from g2l.config import to_dict
+from g2l.storage.base import StorageAccessError, StorageUnreachableError
 from g2l.tiling.config import TilingConfig
 from g2l.tiling.grid import TilePlan, grid, plan_tiles
 from g2l.tiling.manifest_io import SlideRow
 from g2l.tiling.mpp import resolve_slide_mpp
-from g2l.tiling.outputs import OutputRoot, canonical_json
+from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.reader import SlideError, bounded_thumbnail, open_reader, stage_slide
+from g2l.tiling.settings import check_slide_settings, output_config_hash
 from g2l.tiling.shards import DeterministicTar, HashingWriter, tile_key
 from g2l.tiling.thumbnail import render_thumbnail
 from g2l.tiling.tile_pixels import choose_read_path, level_coords, tile_bytes
 from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
 
-# Config keys that change no output byte: they are left out of the hash that decides whether a
-# finished slide can be skipped.
-RUNTIME_ONLY_KEYS = ("workers", "batch_tiles", "max_failed_fraction", "tiles_per_shard", "max_attempts")
-# Keys added after outputs were first written: left out of that hash while they hold the value that gives
-# the old bytes, so slides finished before the key existed stay finished.
-HASHED_UNLESS = {"jpeg_subsampling": "4:2:0"}
+# Errors of the storage endpoint or credentials, not of one slide: they stop the run instead of failing
+# every remaining slide one by one (and are not recorded in any slide's meta.json).
+RUN_LEVEL_ERRORS: tuple[type[BaseException], ...] = (StorageUnreachableError, StorageAccessError)
 COORDS_SCHEMA = pa.schema(
     [("x", pa.int64()), ("y", pa.int64()), ("size0", pa.int64()), ("tissue", pa.float32())]
 )
@@ -49,16 +49,6 @@ class SlideOutcome:
     skipped: bool = False
     seconds: float = 0.0
     bytes_read: int = 0
-
-
-def output_config_hash(config: TilingConfig) -> str:
-    """sha256 of the config keys that affect a slide's outputs."""
-    data = {
-        k: v
-        for k, v in to_dict(config).items()
-        if k not in RUNTIME_ONLY_KEYS and HASHED_UNLESS.get(k, object()) != v
-    }
-    return hashlib.sha256(canonical_json(data)).hexdigest()
 
 
 def slide_identity(row: SlideRow) -> dict[str, Any]:
@@ -142,16 +132,42 @@ def _failure(
     return SlideOutcome(row.slide_id, "failed", error=error, seconds=time.monotonic() - started)
 
 
+def release_attempt(root: OutputRoot, slide_id: str) -> None:
+    """Uncount an attempt that stopped for a reason outside the slide (Ctrl-C, an unreachable endpoint).
+
+    `max_attempts` counts attempts that took the tiler down with them; these did not, so they must not
+    bring a good slide closer to being skipped. Best effort: a root that cannot be written is left as is.
+    """
+    rel = f"tiles/{slide_id}/meta.json"
+    with contextlib.suppress(Exception):
+        meta = root.read_json(rel)
+        if isinstance(meta, dict) and meta.get("status") == "running":
+            attempts = int(meta.get("attempts", 1)) - 1
+            status = "running" if attempts > 0 else "pending"
+            root.write_json(rel, {**meta, "status": status, "attempts": attempts})
+
+
 def prepare_slide(
-    row: SlideRow, root: OutputRoot, config: TilingConfig, *, cache_dir: str | None = None
+    row: SlideRow,
+    root: OutputRoot,
+    config: TilingConfig,
+    *,
+    cache_dir: str | None = None,
+    replace: bool = False,
+    on_step: Callable[[str, str | None], None] | None = None,
 ) -> PreparedSlide | SlideOutcome:
-    """Stage, open, plan, find tissue and choose tiles; an outcome instead when done already or failed."""
+    """Stage, open, plan, find tissue and choose tiles; an outcome instead when done already or failed.
+
+    A slide finished with other settings raises `SettingsConflictError` (nothing touched) unless `replace`.
+    `on_step(slide_id, step)` hears each step as it starts (staging, opening, finding tissue).
+    """
     started = time.monotonic()
     rel = f"tiles/{row.slide_id}"
     config_sha256 = output_config_hash(config)
     meta = root.read_json(f"{rel}/meta.json")
     if isinstance(meta, dict) and is_done(meta, row, config_sha256):
         return SlideOutcome(row.slide_id, "ok", n_tiles=int(meta["n_tiles"]), skipped=True)
+    check_slide_settings(root, meta, config, replace=replace)
     # A reader that segfaults or exhausts memory on a slide takes the process down before any error can
     # be recorded; the restarted run would hit the same slide forever. A "running" meta.json counts the
     # attempts, and after `max_attempts` interrupted ones the slide is failed and skipped like any other.
@@ -184,21 +200,36 @@ def prepare_slide(
     root.clean_stale_temps(rel)
     if not retry_of_failure:
         root.write_json(f"{rel}/meta.json", {**record, "status": "running", "attempts": attempts})
+
+    def step(name: str) -> None:
+        if on_step is not None:
+            on_step(row.slide_id, name)
+
     try:
-        return _prepare(row, config, config_sha256, cache_dir, started)
+        return _prepare(row, config, config_sha256, cache_dir, started, step)
+    except RUN_LEVEL_ERRORS:
+        release_attempt(root, row.slide_id)  # the endpoint or credentials, not this slide: stop the run
+        raise
     except Exception as exc:
         return _failure(row, root, config_sha256, exc, started)
 
 
 def _prepare(
-    row: SlideRow, config: TilingConfig, config_sha256: str, cache_dir: str | None, started: float
+    row: SlideRow,
+    config: TilingConfig,
+    config_sha256: str,
+    cache_dir: str | None,
+    started: float,
+    step: Callable[[str], None],
 ) -> PreparedSlide:
     timings: dict[str, float] = {}
     clock = time.monotonic()
+    step(f"staging {row.uri}" if "://" in row.uri else "checking the file")
     path = stage_slide(row.uri, row.checksum, cache_dir)
     bytes_read = path.stat().st_size
     timings["stage_s"] = time.monotonic() - clock
     clock = time.monotonic()
+    step(f"opening ({config.backend})")
     reader = open_reader(path, config.backend, None)  # reader.mpp is then the slide's own metadata
     try:
         mpp, mpp_source = resolve_slide_mpp(row, getattr(reader, "mpp", None), config.mpp_tolerance)
@@ -216,6 +247,7 @@ def _prepare(
         timings["open_s"] = time.monotonic() - clock
 
         clock = time.monotonic()
+        step("finding tissue")
         tissue_px = tissue_image_px(
             reader.dimensions, reader.level_dimensions, float(mpp), plan.size0, config
         )
@@ -269,10 +301,19 @@ def write_slide(
     *,
     threads: int = 1,
     on_tiles: Callable[[int], None] | None = None,
+    on_step: Callable[[str, str | None], None] | None = None,
 ) -> SlideOutcome:
     """Read, resample and encode the prepared slide's tiles; write tiles.tar, coords, thumbnail, meta last."""
+
+    def step(name: str) -> None:
+        if on_step is not None:
+            on_step(prepared.row.slide_id, name)
+
     try:
-        return _write(prepared, root, config, threads, on_tiles)
+        return _write(prepared, root, config, threads, on_tiles, step)
+    except RUN_LEVEL_ERRORS:
+        release_attempt(root, prepared.row.slide_id)
+        raise
     except Exception as exc:
         return _failure(prepared.row, root, prepared.config_sha256, exc, prepared.started)
     finally:
@@ -301,6 +342,7 @@ def _write(
     config: TilingConfig,
     threads: int,
     on_tiles: Callable[[int], None] | None,
+    step: Callable[[str], None],
 ) -> SlideOutcome:
     row, plan, reader, xs, ys = p.row, p.plan, p.reader, p.xs, p.ys
     rel = f"tiles/{row.slide_id}"
@@ -308,6 +350,7 @@ def _write(
     width0, height0 = (int(v) for v in reader.dimensions)
     clock = time.monotonic()
     read_path, stored = choose_read_path(reader, p.path, plan, xs, ys, config)
+    step(f"making {len(xs)} tiles ({read_path})")
     try:
         with (
             root.writer(f"{rel}/tiles.tar") as tar_path,
@@ -334,6 +377,7 @@ def _write(
     timings["tiles_s"] = time.monotonic() - clock
 
     clock = time.monotonic()
+    step("writing outputs")
     table = pa.table(
         {
             "x": pa.array(xs, pa.int64()),
