@@ -63,13 +63,16 @@ def inventory_cmd(
     cancer_type: Annotated[str | None, typer.Option(help="cancer_type where the metadata has none.")] = None,
 ) -> None:
     """List slide files with their checksums, join metadata, derive TCGA site and patient."""
+    from rich.markup import escape
+
     from g2l.manifest import build_inventory, validate, write_table
     from g2l.progress import console
+    from g2l.storage import StorageError
 
     try:
         inv = build_inventory(source, metadata, cancer_type=cancer_type)
-    except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]inventory of {source}: {exc}[/red]")
+    except (OSError, ValueError, StorageError) as exc:
+        console.print(f"[red]inventory of {escape(source)}: {escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     for problem in inv.problems:
         console.print(f"[yellow]warning:[/yellow] {problem}")
@@ -101,12 +104,13 @@ def sample_cmd(
     from g2l.config import ConfigError
     from g2l.manifest import SampleConfig, content_hash, read_table, sample_manifest, validate, write_table
     from g2l.progress import console
+    from g2l.storage import StorageError
 
     try:
         config = SampleConfig(n=n, seed=seed, stratify=stratify, val_fraction=val_fraction,
                               test_fraction=test_fraction)
         result = sample_manifest(read_table(inventory), config)
-    except (ConfigError, OSError, ValueError) as exc:  # ManifestError (not a table) is a ValueError
+    except (ConfigError, OSError, ValueError, StorageError) as exc:  # ManifestError is a ValueError
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     for problem in result.problems:
