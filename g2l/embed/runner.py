@@ -133,13 +133,16 @@ def run_embed(
     forward: Forward | None = None,
     run_id: str = "local",
     cancer: str = "none",
+    repair: bool = False,
 ) -> str:
     """Embed every tile's K views with the teacher into ROOT/embeddings/<key>/; returns that directory.
 
     Rank R of W computes parts R, R+W, ...; finished parts (sha256-checked) are skipped; the rank that
-    finds every part present writes index.json and _COMPLETE. `model` / `forward` inject a prebuilt
-    teacher or a forward callable (preprocessed batch -> [B, dim]) - tests use them to count calls or
-    simulate out-of-memory.
+    finds every part present seals the cache (index.json, then _COMPLETE). A sealed cache is immutable:
+    a rerun only checks it and writes nothing into it; a damaged one raises CacheError unless `repair`,
+    which unseals it, recomputes the damaged parts and seals it again. `model` / `forward` inject a
+    prebuilt teacher or a forward callable (preprocessed batch -> [B, dim]) - tests use them to count
+    calls or simulate out-of-memory.
     """
     from g2l.metrics import StageMetrics
     from g2l.progress import console, progress
@@ -152,10 +155,16 @@ def run_embed(
     loaded = model or build_model(config.teacher, config.weights, device="cpu", embedding=embedding)
     key, material = compute_key(shard_index, config, loaded)
     dest = dest_for(out_root, key, rank)
-    dest.prepare(material)
-
     entries = shard_index["shards"]
     mine = list(range(rank, len(entries), world_size))
+    if dest.sealed() and _sealed_and_intact(dest, material, mine, repair):
+        with StageMetrics("embed", run_id=run_id, cancer=cancer, root=str(out_root)) as metrics:
+            metrics.gauge("parts_total", "Parts (shards) in the cache").set(len(entries))
+            metrics.counter("parts_skipped_total", "Parts already present and intact").inc(len(mine))
+        console.print(f"embed: cache {key[:12]} is sealed and intact; nothing to do, nothing rewritten")
+        return dest.location
+    dest.prepare(material)
+
     todo = [i for i in mine if not dest.part_done(i, entries[i])]
     problems: list[str] = []
     runnable: list[int] = []
@@ -178,6 +187,26 @@ def run_embed(
     console.print(f"embed: rank {rank}/{world_size}: {len(runnable)} part(s) computed, {skipped} already "
                   f"present; cache {key[:12]} {state}")
     return dest.location
+
+
+def _sealed_and_intact(dest: CacheDest, material: dict[str, Any], mine: list[int], repair: bool) -> bool:
+    """True when this rank's parts of a sealed cache are intact; a damaged one raises, or with `repair` is
+    unsealed (False: the caller recomputes the damaged parts and seals again)."""
+    from g2l.embed.cache import CacheError
+    from g2l.progress import console
+
+    damaged = dest.check_sealed(material, mine)  # each rank checks its own share, as it fills it
+    if not damaged:
+        return True
+    if not repair:
+        raise CacheError(
+            f"sealed cache {dest.location} is damaged: {'; '.join(damaged)}. A sealed cache is never "
+            f"rewritten in place (other nodes may be reading it); rerun with --repair to recompute only "
+            f"the damaged parts and seal it again"
+        )
+    console.print(f"[yellow]embed: repairing {dest.location}: {'; '.join(damaged)}[/yellow]")
+    dest.unseal()
+    return False
 
 
 def _compute(parts: list[int], entries: list[dict[str, Any]], source: ShardSource, dest: CacheDest,
