@@ -24,8 +24,20 @@ def _snapshot(cache_dir: Path) -> dict[str, tuple[int, int]]:
 def test_rerun_of_a_sealed_cache_through_the_cli_changes_no_mtime_and_repair_is_explicit(
     shards_dir: Path, tmp_path: Path
 ) -> None:
-    args = ["embed", "--shards", str(shards_dir), "--out", str(tmp_path / "out"), "--views", "2",
-            "--batch-size", "4", "--num-workers", "0", "--quiet"]
+    args = [
+        "embed",
+        "--shards",
+        str(shards_dir),
+        "--out",
+        str(tmp_path / "out"),
+        "--views",
+        "2",
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "0",
+        "--quiet",
+    ]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     cache_dir = Path(first.stdout.strip().splitlines()[-1])

@@ -192,8 +192,12 @@ def check_material(cache_dir: Path, material: dict[str, Any], rank: int = 0) -> 
 
 
 def build_index(key: str, material: dict[str, Any], records: list[dict[str, Any]],
-                dim: int) -> dict[str, Any]:
-    """index.json content from the key material and every part's record (same bytes local or gs://)."""
+                dim: int, origin: dict[str, Any] | None = None) -> dict[str, Any]:
+    """index.json content from the key material and every part's record (same bytes local or gs://).
+
+    `origin` says where the teacher was loaded from (`teacher_spec`, `teacher_weights`): not part of the
+    key, it lets `g2l audit` rebuild the teacher and recompute its weight digest.
+    """
     # size and crc32c let a gs:// reader check every part from one listing, without downloads
     parts = [{"file": part_file(i), "keys": keys_file(i), "shard": r["shard"], "n_tiles": int(r["n_tiles"]),
               "sha256": r["sha256"], "size": int(r["size"]), "crc32c": r["crc32c"]}
@@ -212,6 +216,7 @@ def build_index(key: str, material: dict[str, Any], records: list[dict[str, Any]
         "dtype": "float16",
         "format": material["format"],
         "parts": parts,
+        **{k: v for k, v in (origin or {}).items() if v is not None},
     }
 
 
@@ -245,7 +250,7 @@ def unseal(cache_dir: Path) -> None:
 
 
 def finalize(cache_dir: Path, material: dict[str, Any], shard_index: dict[str, Any], dim: int,
-             rank: int = 0) -> bool:
+             rank: int = 0, origin: dict[str, Any] | None = None) -> bool:
     """Seal the cache (index.json, then _COMPLETE) when every part is present and intact; returns whether
     it is sealed.
 
@@ -261,7 +266,7 @@ def finalize(cache_dir: Path, material: dict[str, Any], shard_index: dict[str, A
         return False
     if not all(part_done(cache_dir, i, s) for i, s in enumerate(shards)):
         return False
-    data = canonical_json(build_index(cache_dir.name, material, records, dim))  # type: ignore[arg-type]
+    data = canonical_json(build_index(cache_dir.name, material, records, dim, origin))  # type: ignore[arg-type]
     if not create_exclusive(cache_dir / INDEX, data, rank) and (cache_dir / INDEX).read_bytes() != data:
         if is_sealed(cache_dir):  # another sealer won with other bytes: never overwrite a sealed index
             raise CacheError(f"{cache_dir}/{INDEX} was sealed by another writer with other content; "

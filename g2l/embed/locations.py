@@ -96,7 +96,8 @@ class CacheDest(Protocol):
         """Write part i (atomically)."""
         ...
 
-    def finalize(self, material: dict[str, Any], shard_index: dict[str, Any], dim: int) -> bool:
+    def finalize(self, material: dict[str, Any], shard_index: dict[str, Any], dim: int,
+                 origin: dict[str, Any] | None = None) -> bool:
         """Seal (index.json, then _COMPLETE) when every part is present; returns whether it is sealed."""
         ...
 
@@ -132,9 +133,10 @@ class LocalDest:
         """See CacheDest."""
         c.write_part(self.cache_dir, i, array, keys, shard, self.rank)
 
-    def finalize(self, material: dict[str, Any], shard_index: dict[str, Any], dim: int) -> bool:
+    def finalize(self, material: dict[str, Any], shard_index: dict[str, Any], dim: int,
+                 origin: dict[str, Any] | None = None) -> bool:
         """See CacheDest."""
-        return c.finalize(self.cache_dir, material, shard_index, dim, self.rank)
+        return c.finalize(self.cache_dir, material, shard_index, dim, self.rank, origin)
 
     def sealed(self) -> bool:
         """See CacheDest."""
@@ -193,7 +195,8 @@ class GCSDest:
             self.st.put_file(self.workdir / name, join(self.uri, name))
             (self.workdir / name).unlink()
 
-    def finalize(self, material: dict[str, Any], shard_index: dict[str, Any], dim: int) -> bool:
+    def finalize(self, material: dict[str, Any], shard_index: dict[str, Any], dim: int,
+                 origin: dict[str, Any] | None = None) -> bool:
         """See CacheDest."""
         if self.sealed():
             return True
@@ -204,7 +207,7 @@ class GCSDest:
         if not all(self._intact(i, r, s) for i, (r, s) in enumerate(zip(records, shards, strict=True))):
             return False
         key = self.uri.rstrip("/").rsplit("/", 1)[-1]
-        data = c.canonical_json(c.build_index(key, material, records, dim))  # type: ignore[arg-type]
+        data = c.canonical_json(c.build_index(key, material, records, dim, origin))  # type: ignore[arg-type]
         index_uri = join(self.uri, c.INDEX)
         if not put_if_absent(index_uri, data) and self.st.read_bytes(index_uri) != data:
             if self.sealed():

@@ -181,12 +181,25 @@ def run_embed(
         if problems:
             metrics.failures.inc(len(problems))
             raise ShardError("; ".join(problems))
-        complete = dest.finalize(material, shard_index, loaded.embed_dim)
+        complete = dest.finalize(material, shard_index, loaded.embed_dim, _teacher_origin(config, model))
     skipped = len(mine) - len(todo)
     state = "complete" if complete else "waiting for other ranks' parts"
     console.print(f"embed: rank {rank}/{world_size}: {len(runnable)} part(s) computed, {skipped} already "
                   f"present; cache {key[:12]} {state}")
     return dest.location
+
+
+def _teacher_origin(config: EmbedConfig, injected: LoadedModel | None) -> dict[str, Any]:
+    """Where the teacher came from (index.json, not the key): what `g2l audit` rebuilds it from."""
+    import os
+
+    weights = config.weights
+    if weights is not None and "://" not in weights:
+        weights = os.path.abspath(weights)
+    spec = injected.name if injected is not None else config.teacher
+    if os.path.exists(spec):  # a local model directory: absolute, so the audit finds it from anywhere
+        spec = os.path.abspath(spec)
+    return {"teacher_spec": spec, "teacher_weights": weights}
 
 
 def _sealed_and_intact(dest: CacheDest, material: dict[str, Any], mine: list[int], repair: bool) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 from g2l.progress import console, progress
 from g2l.tiling.config import TilingConfig
-from g2l.tiling.manifest_io import LoadedManifest, SlideRow, resolve_manifest, slide_rows
+from g2l.tiling.manifest_io import LoadedManifest, SlideRow, manifest_origin, resolve_manifest, slide_rows
 from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.shards import build_shards
 from g2l.tiling.slide import PreparedSlide, SlideOutcome, prepare_slide, write_slide
@@ -169,7 +169,7 @@ def write_shards(out_root: str | Path, manifest: Any, config: TilingConfig) -> d
                     "run `g2l tile` for it",
                 }
             )
-    index = build_shards(root, ok, config, manifest_sha256)
+    index = build_shards(root, ok, config, manifest_sha256, manifest_origin(manifest))
     summary = {
         "slides_ok": [sid for sid, _, _ in ok],
         "slides_failed": failed,
@@ -194,7 +194,7 @@ def run_tiling(
     cache_dir: str | None = None,
 ) -> TilingResult:
     """Tile every slide, then pack shards and write summary.json (a rerun of a finished run is a no-op)."""
-    loaded = LoadedManifest(*resolve_manifest(manifest))
+    loaded = LoadedManifest(*resolve_manifest(manifest), origin=manifest_origin(manifest))
     tile_slides(
         loaded,
         out_root,
