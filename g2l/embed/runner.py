@@ -155,16 +155,18 @@ def run_embed(
     loaded = model or build_model(config.teacher, config.weights, device="cpu", embedding=embedding)
     key, material = compute_key(shard_index, config, loaded)
     dest = dest_for(out_root, key, rank)
-    entries = shard_index["shards"]
-    mine = list(range(rank, len(entries), world_size))
-    if dest.sealed() and _sealed_and_intact(dest, material, mine, repair):
+    n_parts = len(shard_index["shards"])
+    ranks_parts = list(range(rank, n_parts, world_size))
+    if dest.sealed() and _sealed_and_intact(dest, material, ranks_parts, repair):
         with StageMetrics("embed", run_id=run_id, cancer=cancer, root=str(out_root)) as metrics:
-            metrics.gauge("parts_total", "Parts (shards) in the cache").set(len(entries))
-            metrics.counter("parts_skipped_total", "Parts already present and intact").inc(len(mine))
+            metrics.gauge("parts_total", "Parts (shards) in the cache").set(n_parts)
+            metrics.counter("parts_skipped_total", "Parts already present and intact").inc(len(ranks_parts))
         console.print(f"embed: cache {key[:12]} is sealed and intact; nothing to do, nothing rewritten")
         return dest.location
     dest.prepare(material)
 
+    entries = shard_index["shards"]
+    mine = list(range(rank, len(entries), world_size))
     todo = [i for i in mine if not dest.part_done(i, entries[i])]
     problems: list[str] = []
     runnable: list[int] = []
