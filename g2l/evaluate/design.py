@@ -11,18 +11,14 @@ from g2l.evaluate.robustness import balanced_subsets, eligibility
 
 def units(bench: Benchmark) -> tuple[str, list[str], np.ndarray]:
     """(kind, sorted unit ids, unit index per tile): the patients (else slides) a bootstrap resamples."""
-    column = bench.unit_column()
-    values = bench.column(column)
-    ids, index = np.unique(values, return_inverse=True)
-    kind = {"patient": "patient", "slide": "slide"}.get(column, "group")
-    return kind, [str(i) for i in ids], index.astype(np.int64)
+    return bench.resampling_units()
 
 
 def scoring(bench: Benchmark, features: np.ndarray) -> Scoring:
     """Samples, labels, units and folds the probe and kNN are scored on (tiles, or slides by mean pooling)."""
     _, ids, unit = units(bench)
     folds = tuple(Fold(train=tr, test=te, val_mask=vm) for tr, te, vm in bench.folds())
-    groups = bench.column(bench.unit_column())
+    groups = bench.column(bench.unit_column())  # the probe's validation split never splits a patient
     x, y = np.asarray(features), bench.labels
     if bench.definition.score_level == "slide":
         slide_rows, slides = bench.slide_rows()
