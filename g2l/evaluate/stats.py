@@ -164,13 +164,16 @@ def _auc_pair_matrix(
 
 
 def macro_auc_statistic(
-    unit_of_sample: np.ndarray, labels: np.ndarray, scores: np.ndarray, units: int
+    unit_of_sample: np.ndarray, labels: np.ndarray, scores: np.ndarray, units: int, method: str = "auto"
 ) -> UnitStatistic:
     """Macro one-vs-rest ROC AUC over the classes present (two columns: the positive class's AUC).
 
     `scores` [n, C] are per-class scores (log-probabilities); ties count one half, as scikit-learn's
-    `roc_auc_score`. Samples are weighted by their unit's multiplicity.
+    `roc_auc_score`. Samples are weighted by their unit's multiplicity. `method`: `pairs` (per-unit
+    pair matrices, the default up to 4000 units), `samples` (sample-weighted), or `auto`.
     """
+    if method not in ("auto", "pairs", "samples"):
+        raise ValueError(f"method must be auto, pairs or samples, got {method!r}")
     u = np.asarray(unit_of_sample, dtype=np.int64)
     y = np.asarray(labels, dtype=np.int64)
     sc = np.asarray(scores, dtype=np.float64)
@@ -178,7 +181,7 @@ def macro_auc_statistic(
         raise ValueError(f"scores must be [n, classes] with n = {y.size}, got {sc.shape}")
     classes = [1] if sc.shape[1] == 2 else list(range(sc.shape[1]))
     active = np.unique(u)
-    if active.size <= _MAX_PAIR_UNITS:
+    if method == "pairs" or (method == "auto" and active.size <= _MAX_PAIR_UNITS):
         compact = np.searchsorted(active, u)
         mats = [_auc_pair_matrix(compact, y == c, sc[:, c], active.size) for c in classes]
 
