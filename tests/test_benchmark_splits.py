@@ -119,3 +119,24 @@ def test_an_official_split_with_a_patient_on_both_sides_is_refused(tmp_path):
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(spec))
     ((train, test),) = load_benchmark(tmp_path / "b.yaml").splits
     assert train.tolist() == [2, 4] and test.tolist() == [1, 3]
+
+
+ROBUSTNESS = {
+    "synthetic": (True, "sites"),
+    "camelyon16": (True, "sites"),
+    "bach": (False, "single site"),
+    "bracs": (False, "single site"),
+    "idc": (False, "single site"),
+    "panda_gleason": (False, "only at radboud"),  # Gleason patterns come from Radboud only
+    "tcga_tils": (False, "declares"),  # tissue source site ~ cancer type
+    "tp53": (False, "declares"),
+}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_which_shipped_benchmarks_can_carry_a_robustness_rule(path, tmp_path):
+    LAYOUTS[path.stem](tmp_path / "data", np.random.default_rng(0))
+    bench = load_benchmark(path, root=str(tmp_path / "data"))
+    info = design.robustness_eligibility(bench, min_per_cell=2)
+    eligible, why = ROBUSTNESS[path.stem]
+    assert info["eligible"] is eligible and why in info["reason"], info

@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from g2l.embed import EmbedConfig, open_cache, run_embed
 from g2l.evaluate import EvaluateConfig, run_evaluate
-from g2l.evaluate.models import ModelSpecError
+from g2l.evaluate.models import ModelSpecError, load_model
 from g2l.models import build_model
 from tests.test_evaluate_e2e import FAST, synthetic_yaml
 
@@ -74,10 +74,14 @@ def test_the_evaluated_teacher_digest_equals_the_cache_digest(run_config, tmp_pa
     report = json.loads((out / "report.json").read_text())
     index = open_cache(cache).index
     teacher = report["models"]["teacher"]
-    assert teacher["spec"] == f"embed:{config}"  # added by the CLI: the teacher as embed: builds it
+    # Added by the CLI (the teacher as embed: builds it), recorded as a spec that rebuilds it later.
+    weights = yaml.safe_load(config.read_text())["embed"]["weights"]
+    assert teacher["spec"] == f"tiny-vit-teacher?weights={weights}&embedding=cls_mean"
     assert teacher["weights_sha256"] == index["weights_sha256"] and teacher["embedding"] == "cls_mean"
     identity = report["teacher_identity"]
     assert identity["matches"] and identity["cache"]["weights_sha256"] == index["weights_sha256"]
+    rebuilt = load_model("teacher", teacher["spec"])  # what `g2l audit --deep` does with the report
+    assert rebuilt.weights_sha256 == index["weights_sha256"] and rebuilt.digest == teacher["digest"]
 
 
 def test_a_teacher_built_by_name_only_is_refused(run_config, tmp_path):

@@ -2,7 +2,8 @@
 
 `embed:<config.yaml>` (optionally `embed:<config.yaml>?teacher=<name>`, as a pipeline overrides it) is
 the teacher exactly as that config's `embed:` section builds it: name, `weights` and `embedding`, so
-the gate's and CKA's teacher is the one the embedding cache (and the student) were made with.
+the gate's and CKA's teacher is the one the embedding cache (and the student) were made with. It is
+recorded as `<name>?weights=<path>&embedding=<kind>`, a spec that rebuilds the same model later.
 """
 
 from __future__ import annotations
@@ -119,6 +120,24 @@ def embed_teacher_args(spec: str) -> tuple[str, str | None, str | None]:
     return cfg.teacher, cfg.weights, None if cfg.embedding == "auto" else cfg.embedding
 
 
+def build_spec(name: str, weights: str | None = None, embedding: str | None = None) -> str:
+    """`name?weights=PATH&embedding=KIND`: a spec that rebuilds a model with explicit weights and pooling."""
+    options = [f"{k}={v}" for k, v in (("weights", weights), ("embedding", embedding)) if v]
+    return name + ("?" + "&".join(options) if options else "")
+
+
+def split_options(spec: str) -> tuple[str, dict[str, str]]:
+    """(`name`, {"weights", "embedding"}) of a `name?weights=...&embedding=...` spec; no `?`: no options."""
+    if "?" not in spec or spec.startswith((REGISTRY_PREFIX, EMBED_PREFIX)):
+        return spec, {}
+    base, _, query = spec.partition("?")
+    options = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
+    unknown = sorted(set(options) - {"weights", "embedding"})
+    if unknown:
+        raise ModelSpecError(f"model spec {spec!r}: unknown option(s) {unknown}; use weights= and embedding=")
+    return base, {k: v for k, v in options.items() if v}
+
+
 def resolve_device(device: str) -> str:
     """`auto` -> cuda when a GPU is present, else cpu."""
     if device != "auto":
@@ -170,16 +189,24 @@ def load_model(
     import g2l.models as zoo
 
     if resolved.startswith(EMBED_PREFIX):
+        # Recorded as the self-contained spec it resolves to (a run's staged config file is gone later,
+        # e.g. when `g2l audit --deep` rebuilds the teacher from report.json).
         teacher, weights, embedding = embed_teacher_args(resolved)
+        resolved = build_spec(teacher, weights, embedding)
+    base, options = split_options(resolved)
+    resolved = base if not options else resolved
+    if options:
         try:
-            loaded = zoo.build_model(teacher, weights=weights, device=device, embedding=embedding)
+            loaded = zoo.build_model(
+                base, weights=options.get("weights"), device=device, embedding=options.get("embedding")
+            )
         except zoo.ModelError as exc:
             raise ModelSpecError(f"--model {name}={spec}: {exc}") from exc
         loaded.model.eval()
         return EvalModel(
             name=name,
-            spec=spec,
-            resolved=f"{teacher} (weights {weights or 'default'}, embedding {loaded.embedding})",
+            spec=resolved,
+            resolved=resolved,
             loaded=loaded,
             digest=model_digest(loaded),
             embed_dim=int(loaded.embed_dim),
