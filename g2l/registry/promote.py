@@ -385,6 +385,15 @@ def _decide(
         client.set_model_version_tag(name, mine, REJECTED_TAG, "; ".join(reasons)[:90000])
         client.set_model_version_tag(name, mine, "g2l.decision", "rejected")
         return "rejected", ["gate failed: " + "; ".join(reasons)]
+    promotion = inputs.decision.get("promotion")
+    if champion is not None and isinstance(promotion, Mapping) and promotion.get("verdict") == "not_better":
+        # The gate's paired bootstrap found no evidence that the candidate beats the champion it was
+        # evaluated against (ADR 0008); point values alone would let noise move the alias.
+        reason = f"gate: {promotion.get('reason') or 'not better than the champion'}"
+        client.set_registered_model_alias(name, CHALLENGER, mine)
+        client.set_model_version_tag(name, mine, "g2l.decision", "challenger")
+        client.set_model_version_tag(name, mine, "g2l.not_promoted_reason", reason[:5000])
+        return "challenger", [reason]
     champ_value = None
     if champion is not None:
         champ_value = primary.score(recorded_benchmarks(champion.tags or {}), over)
