@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -69,14 +68,19 @@ def local_root(artifact_root: str, pull: list[str], push: list[str]) -> Iterator
 # --- tiling ---------------------------------------------------------------------------------------
 
 
-def tile_group(*, manifest: str, slide_ids: str, config_uri: str, artifact_root: str, cancer: str) -> str:
-    """Tile one group of slides (comma-joined ids) under ROOT/tiles/; returns the ids that finished ok."""
+def tile_group(
+    *, manifest: str, slide_ids: str, config_uri: str, artifact_root: str, cancer: str, index: str = "0"
+) -> str:
+    """Tile one group of slides (comma-joined ids) under ROOT/tiles/; returns the ids that finished ok.
+
+    `index` is the group's place in the fan-out: its metrics go to a Pushgateway group of their own.
+    """
     from g2l import tiling
     from g2l.metrics import StageMetrics
 
     config = load_stage_config(tiling.TilingConfig, config_uri, "tiling")
     ids = parse_list(slide_ids)
-    with StageMetrics("tiling", run_id=run_id(), cancer=cancer, root=artifact_root) as metrics:
+    with StageMetrics("tiling", run_id=run_id(), cancer=cancer, root=artifact_root, task=index) as metrics:
         outcomes = tiling.tile_slides(manifest, artifact_root, config, ids, quiet=True, metrics=metrics)
     return ",".join(o.slide_id for o in outcomes if o.status == "ok")
 
@@ -104,6 +108,22 @@ def _embed_config(config_uri: str, teacher: str) -> Any:  # noqa: D103
     return load_stage_config(embed.EmbedConfig, config_uri, "embed", teacher=teacher or None)
 
 
+@contextlib.contextmanager
+def metrics_task(task: str) -> Iterator[None]:
+    """Stage metrics inside the block are grouped under this fan-out task (see g2l.metrics.TASK_ENV)."""
+    from g2l.metrics import TASK_ENV
+
+    previous = os.environ.get(TASK_ENV)
+    os.environ[TASK_ENV] = task
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(TASK_ENV, None)
+        else:
+            os.environ[TASK_ENV] = previous
+
+
 def embed_rank(
     *,
     config_uri: str,
@@ -117,66 +137,51 @@ def embed_rank(
     """Fill this rank's parts of the teacher embedding cache; returns the cache directory (under ROOT).
 
     `gpus` is the pod's GPU request: 0 pins the teacher to the CPU, -1 keeps the config's device. With a
-    gs:// root only this rank's shards and this cache's finished parts are downloaded.
+    gs:// root the shards are read from the bucket (each of this rank's shards staged once, only when its
+    part is missing) and every finished part is uploaded as it is written: nothing is downloaded twice.
     """
     from g2l import embed, storage
-    from g2l.models import build_model
 
     config = _embed_config(config_uri, teacher)
     if gpus == 0:
         config = dataclasses.replace(config, device="cpu")
-    pull, push, model = ["shards"], ["embeddings"], None
-    if storage.is_remote(artifact_root):
-        index = json.loads(storage.read_text(storage.join(artifact_root, "shards", "index.json")))
-        embedding = None if config.embedding == "auto" else config.embedding
-        model = build_model(config.teacher, config.weights, device="cpu", embedding=embedding)
-        key, _ = embed.compute_key(index, config, model)
-        cache_uri = storage.join(artifact_root, "embeddings", key)
-        done = (
-            {f.uri.rsplit("/", 1)[-1] for f in storage.list_files(cache_uri, checksum=False)}
-            if storage.exists(cache_uri)
-            else set()
-        )
-        # Only the shards of this rank's parts that are not in the cache yet travel to the pod.
-        todo = [
-            f"shards/{e['name']}"
-            for i, e in enumerate(index["shards"])
-            if i % world_size == rank and f"part-{i:06d}.npy" not in done
-        ]
-        # Of the cache, its metadata and this rank's parts (a rank never reads the others' parts).
-        part = re.compile(r"part-(\d+)\.")
-        cached = [
-            f"embeddings/{key}/{name}"
-            for name in sorted(done)
-            if not (m := part.match(name)) or int(m[1]) % world_size == rank
-        ]
-        pull = ["shards/index.json", *todo, *cached]
-        push = [f"embeddings/{key}"]
-    with local_root(artifact_root, pull=pull, push=push) as root:
-        cache = embed.run_embed(
-            str(Path(root) / "shards"),
-            root,
+    with metrics_task(str(rank)):
+        return embed.run_embed(
+            storage.join(artifact_root, "shards"),
+            artifact_root,
             config,
             rank=rank,
             world_size=world_size,
             quiet=True,
-            model=model,
             run_id=run_id(),
             cancer=cancer,
         )
-        return storage.join(artifact_root, relative_to_root(cache, root))
 
 
-def seal_cache(*, config_uri: str, artifact_root: str, teacher: str, cancer: str) -> str:
-    """Once every rank is done, a single-worker pass finds every part present and writes index + _COMPLETE."""
-    return embed_rank(
-        config_uri=config_uri,
-        artifact_root=artifact_root,
-        teacher=teacher,
-        rank=0,
-        world_size=1,
-        cancer=cancer,
-    )
+def seal_cache(*, rank_caches: list[str]) -> str:
+    """Check that every rank filled one and the same cache and that it is sealed; returns its URI.
+
+    A metadata step: the rank that writes the last part writes index.json and _COMPLETE itself, so this
+    reads the index and lists the parts (no part is downloaded, no teacher is loaded).
+    """
+    from g2l import storage
+    from g2l.embed.cache import COMPLETE, INDEX, CacheError
+
+    caches = sorted({c.rstrip("/") for c in rank_caches if c})
+    if len(caches) != 1:
+        raise CacheError(
+            f"the embedding ranks wrote {len(caches)} different caches ({', '.join(caches) or 'none'}): "
+            "the teacher, its weights or the embed config changed between ranks; rerun the run"
+        )
+    uri = caches[0]
+    if not storage.exists(storage.join(uri, COMPLETE)):
+        raise CacheError(f"{uri} has no {COMPLETE}: a rank's parts are missing; rerun the embedding ranks")
+    index = json.loads(storage.read_text(storage.join(uri, INDEX)))
+    present = {f.uri.rsplit("/", 1)[-1] for f in storage.list_files(uri, checksum=False)}
+    missing = [p["file"] for p in index["parts"] if p["file"] not in present]
+    if missing:
+        raise CacheError(f"{uri}: index.json lists parts that are gone: {', '.join(missing[:5])}")
+    return uri
 
 
 # --- distillation ---------------------------------------------------------------------------------
@@ -300,7 +305,7 @@ def evaluate_student(
         report = evaluate.run_evaluate(
             config,
             local_models,
-            [str(stage_file(b)) for b in bench_list],
+            [str(stage_benchmark(b)) for b in bench_list],
             out,
             quiet=True,
             registry_resolver=resolver,
@@ -309,9 +314,47 @@ def evaluate_student(
         )
         if html_out:
             shutil.copyfile(Path(out) / "report.html", html_out)
-    return EvaluateResult(
-        report_uri=storage.join(run_dir, "eval", "report.json"), metrics=flatten_report(report)
-    )
+    report_uri = storage.join(run_dir, "eval", "report.json")
+    record_run_outputs(artifact_root, student=student, report=report_uri)
+    return EvaluateResult(report_uri=report_uri, metrics=flatten_report(report))
+
+
+def run_outputs_uri(artifact_root: str, run: str) -> str:
+    """Where a run's outputs are indexed: ROOT/pipeline/runs/<run id>.json."""
+    from g2l import storage
+
+    return storage.join(artifact_root, "pipeline", "runs", f"{run}.json")
+
+
+def record_run_outputs(artifact_root: str, **outputs: str) -> str:
+    """Add `outputs` (URIs) to this run's index (pipeline outputs cannot leave KFP's exit handler)."""
+    from g2l import storage
+
+    uri = run_outputs_uri(artifact_root, run_id())
+    current = json.loads(storage.read_text(uri)) if storage.exists(uri) else {}
+    storage.put_text(uri, json.dumps({**current, **outputs}, indent=2, sort_keys=True) + "\n")
+    return uri
+
+
+def stage_benchmark(definition: str) -> Path:
+    """A local benchmark definition whose data is local: a gs:// data root is downloaded once (files
+    already present with the right size are kept) and the definition rewritten to point at the copy."""
+    import yaml
+
+    from g2l import storage
+    from g2l.pipeline.io import benchmark_root
+
+    local = stage_file(definition)
+    root, _generated = benchmark_root(local.read_text())
+    if not storage.is_remote(root):
+        return local
+    data = yaml.safe_load(local.read_text())
+    work = Path(os.environ.get(WORK_DIR_ENV) or tempfile.gettempdir()) / "benchmarks" / str(data["name"])
+    _download(root, work)
+    data["root"] = str(work)
+    out = work.parent / f"{data['name']}.yaml"
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
 
 
 def gate_report(report: str, gate_policy: str, candidate: str, *, cancer: str = "none") -> bool:
