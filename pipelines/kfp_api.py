@@ -24,6 +24,19 @@ def package_sha256(package: str | Path) -> str:
     return hashlib.sha256(Path(package).read_bytes()).hexdigest()
 
 
+def package_images(package: str | Path) -> list[str]:
+    """The container images a compiled pipeline runs (a digest after infra/build-image.sh)."""
+    import yaml
+
+    spec = next(yaml.safe_load_all(Path(package).read_text()))
+    return sorted({e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()})
+
+
+def _description(package: str | Path, marker: str) -> str:
+    """The version's description: what it is, its package hash and the image it runs (its lineage)."""
+    return f"{DESCRIPTION} {marker} image: {', '.join(package_images(package))}"
+
+
 @dataclass(frozen=True)
 class PipelineVersion:
     """Where a compiled package lives on the server, and what it took to put it there."""
@@ -104,7 +117,7 @@ def ensure_pipeline_version(
         created = api.upload_pipeline(
             str(package),
             pipeline_name=pipeline_name,
-            description=f"{DESCRIPTION} {marker}",
+            description=_description(package, marker),
             namespace=namespace or None,
         )
         first = _versions(api, created.pipeline_id)
@@ -122,7 +135,7 @@ def ensure_pipeline_version(
         str(package),
         pipeline_version_name=version_name,
         pipeline_id=pipeline_id,
-        description=f"{DESCRIPTION} {marker}",
+        description=_description(package, marker),
     )
     return PipelineVersion(pipeline_id, version.pipeline_version_id, version_name, "uploaded version")
 

@@ -63,4 +63,5 @@ def submit(
         "pipeline_version_id": version.version_id,
         "pipeline_version": version.version_name,
         "upload": version.action,
+        "image": ", ".join(kfp_api.package_images(package)),
     }

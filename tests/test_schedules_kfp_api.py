@@ -159,6 +159,9 @@ def test_submit_uploads_once_and_starts_runs_with_the_config_parameters(
         core=ready_cluster.core(),
     )
     assert first["upload"] == "uploaded pipeline" and second["upload"] == "existing"
+    assert first["image"] == "ghcr.io/g2l-project/g2l:0.1.0"  # the image the run executes, recorded
+    version = kfp_api_server.state.versions[first["pipeline_version_id"]]
+    assert "image: ghcr.io/g2l-project/g2l:0.1.0" in version["description"]
     assert first["pipeline_version_id"] == second["pipeline_version_id"]
     runs = kfp_api_server.state.runs
     assert set(runs) == {first["run_id"], second["run_id"]}

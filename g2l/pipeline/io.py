@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -301,13 +302,14 @@ def check_benchmarks(benchmarks: str) -> list[str]:
     return roots
 
 
-def configure_git_credentials(env: dict[str, str] | None = None) -> bool:
+def configure_git_credentials(env: MutableMapping[str, str] | None = None) -> bool:
     """Let git (and DVC through it) authenticate with $GIT_USERNAME/$GIT_PASSWORD from a Secret.
 
     Sets a credential helper through GIT_CONFIG_COUNT/KEY/VALUE (git >= 2.31) that answers from the
     environment, so the token is never written to disk; returns whether credentials were configured.
     """
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
     if not (env.get("GIT_USERNAME") and env.get("GIT_PASSWORD")):
         return False
     index = int(env.get("GIT_CONFIG_COUNT") or 0)
