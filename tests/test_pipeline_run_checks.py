@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,20 @@ def test_git_credentials_from_the_secret_reach_git_without_touching_disk(tmp_pat
     assert "username=x-access-token" in proc.stdout and "password=s3cret" in proc.stdout
     assert not list(tmp_path.iterdir())  # nothing written under HOME
     assert configure_git_credentials({}) is False
+
+
+def test_weights_mirrored_on_gcs_are_staged_once_per_pod(tmp_path, gcs_bucket, monkeypatch):
+    """A gs:// mirror of gated weights: every pod reads the bucket, none goes to the hub."""
+    from g2l.pipeline.steps import _embed_config
+
+    storage.put_bytes(f"gs://{gcs_bucket}/weights/h-optimus-0/model.safetensors", b"weights")
+    monkeypatch.setenv("G2L_CACHE_DIR", str(tmp_path / "cache" / "staging"))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"embed: {{teacher: tiny-vit-teacher, weights: gs://{gcs_bucket}/weights/h-optimus-0}}\n"
+    )
+    local = Path(_embed_config(str(config), "").weights)
+    assert (
+        local.is_relative_to(tmp_path / "cache") and (local / "model.safetensors").read_bytes() == b"weights"
+    )
+    assert _embed_config(str(config), "").weights == str(local)  # the same place on a second call

@@ -48,8 +48,9 @@ def cleanup_run(
             out["metric_groups"] = delete_run_groups(gateway, rid)
         except OSError as exc:  # an unreachable gateway must not fail the run's end
             say(f"warning: metric groups of run {rid} not deleted: {exc}")
-    say(
-        f"cleanup of run {rid}: {out['trainjobs']} TrainJob(s), "
-        f"{out['metric_groups']} metric group(s) deleted"
-    )
+    if any(out.values()):  # silent under kfp.local, where there is nothing to clean up
+        say(
+            f"cleanup of run {rid}: {out['trainjobs']} TrainJob(s), "
+            f"{out['metric_groups']} metric group(s) deleted"
+        )
     return out

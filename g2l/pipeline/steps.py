@@ -102,10 +102,29 @@ def pack_shards(*, manifest: str, config_uri: str, artifact_root: str) -> tuple[
 # --- teacher embedding cache ----------------------------------------------------------------------
 
 
+def stage_weights(uri: str | None) -> str | None:
+    """A local path for model weights: a gs:// file or directory (the preferred mirror of a gated hub
+    model) is downloaded once per pod under the staging volume; local paths and None pass through."""
+    import hashlib
+
+    from g2l import storage
+
+    if not uri or not storage.is_remote(uri):
+        return uri
+    base = (
+        Path(storage.default_cache_dir()).parent / "weights" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    )
+    dest = base / uri.rstrip("/").rsplit("/", 1)[-1]
+    _download(uri, dest)
+    return str(dest)
+
+
 def _embed_config(config_uri: str, teacher: str) -> Any:  # noqa: D103
     from g2l import embed
 
-    return load_stage_config(embed.EmbedConfig, config_uri, "embed", teacher=teacher or None)
+    config = load_stage_config(embed.EmbedConfig, config_uri, "embed", teacher=teacher or None)
+    # The cache key holds the weights' digest, not their path: staging them leaves the key unchanged.
+    return dataclasses.replace(config, weights=stage_weights(config.weights))
 
 
 @contextlib.contextmanager
@@ -219,6 +238,8 @@ def distill_local(
         artifact_root,
     )
     cache_rel = relative_to_root(cache, artifact_root)
+    # The run directory is keyed by the config as written (gs:// weights URI); the run reads a local copy.
+    config = dataclasses.replace(config, student_weights=stage_weights(config.student_weights))
     # The run directory travels both ways: its checkpoints let a preempted pod's successor resume.
     with local_root(artifact_root, pull=["shards", cache_rel, run_rel], push=[run_rel]) as root:
         student_dir = distill.run_distill(
