@@ -28,7 +28,8 @@ def package_images(package: str | Path) -> list[str]:
     """The container images a compiled pipeline runs (a digest after infra/build-image.sh)."""
     import yaml
 
-    spec = next(yaml.safe_load_all(Path(package).read_text()))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    spec = next(yaml.load_all(Path(package).read_text(), Loader=loader))
     return sorted({e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()})
 
 

@@ -105,3 +105,30 @@ def test_weights_mirrored_on_gcs_are_staged_once_per_pod(tmp_path, gcs_bucket, m
         local.is_relative_to(tmp_path / "cache") and (local / "model.safetensors").read_bytes() == b"weights"
     )
     assert _embed_config(str(config), "").weights == str(local)  # the same place on a second call
+
+
+def test_a_retry_after_bad_input_fails_at_once_and_a_preemption_is_retried(tmp_path, monkeypatch):
+    """KFP retries every failed attempt; a step whose input was rejected must not redo its work."""
+    from g2l.pipeline.retry import RETRY_ENV, BadInputOnRetry
+    from g2l.pipeline.steps import embed_rank
+
+    monkeypatch.setenv("G2L_RUN_ID", "run-7")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("embed: {teacher: tiny-vit-teacher, views: 0}\n")  # rejected by EmbedConfig
+    root = str(tmp_path / "root")
+    monkeypatch.setenv(RETRY_ENV, "0")
+    with pytest.raises(ConfigError, match="views"):
+        embed_rank(config_uri=str(bad), artifact_root=root, teacher="", rank=1, world_size=2, cancer="t")
+    monkeypatch.setenv(RETRY_ENV, "1")
+    with pytest.raises(BadInputOnRetry, match=r"not retrying embed-1: an earlier attempt rejected .*views"):
+        embed_rank(
+            config_uri=str(tmp_path / "no-such-file.yaml"),
+            artifact_root=root,
+            teacher="",
+            rank=1,
+            world_size=2,
+            cancer="t",
+        )
+    # Another rank, or a step that was preempted (no record), runs again on its retry.
+    with pytest.raises(ConfigError, match="views"):
+        embed_rank(config_uri=str(bad), artifact_root=root, teacher="", rank=0, world_size=2, cancer="t")

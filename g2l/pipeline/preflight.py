@@ -281,7 +281,9 @@ STEP_EXECUTORS = {
 
 def load_package(package: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(pipeline spec, kubernetes platform executors) of a compiled pipeline file."""
-    docs = [d for d in yaml.safe_load_all(Path(package).read_text()) if d]
+    # libyaml when built in: a compiled pipeline is thousands of lines (pure-Python parsing takes seconds).
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    docs = [d for d in yaml.load_all(Path(package).read_text(), Loader=loader) if d]
     spec = docs[0]
     platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if len(docs) > 1 else {}
     return spec, platform

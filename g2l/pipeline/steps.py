@@ -77,11 +77,15 @@ def tile_group(
     """
     from g2l import tiling
     from g2l.metrics import StageMetrics
+    from g2l.pipeline.retry import no_retry_on_bad_input
 
-    config = load_stage_config(tiling.TilingConfig, config_uri, "tiling")
-    ids = parse_list(slide_ids)
-    with StageMetrics("tiling", run_id=run_id(), cancer=cancer, root=artifact_root, task=index) as metrics:
-        outcomes = tiling.tile_slides(manifest, artifact_root, config, ids, quiet=True, metrics=metrics)
+    with no_retry_on_bad_input(artifact_root, f"tile-{index}"):
+        config = load_stage_config(tiling.TilingConfig, config_uri, "tiling")
+        ids = parse_list(slide_ids)
+        with StageMetrics(
+            "tiling", run_id=run_id(), cancer=cancer, root=artifact_root, task=index
+        ) as metrics:
+            outcomes = tiling.tile_slides(manifest, artifact_root, config, ids, quiet=True, metrics=metrics)
     return ",".join(o.slide_id for o in outcomes if o.status == "ok")
 
 
@@ -160,11 +164,12 @@ def embed_rank(
     part is missing) and every finished part is uploaded as it is written: nothing is downloaded twice.
     """
     from g2l import embed, storage
+    from g2l.pipeline.retry import no_retry_on_bad_input
 
-    config = _embed_config(config_uri, teacher)
-    if gpus == 0:
-        config = dataclasses.replace(config, device="cpu")
-    with metrics_task(str(rank)):
+    with no_retry_on_bad_input(artifact_root, f"embed-{rank}"), metrics_task(str(rank)):
+        config = _embed_config(config_uri, teacher)
+        if gpus == 0:
+            config = dataclasses.replace(config, device="cpu")
         return embed.run_embed(
             storage.join(artifact_root, "shards"),
             artifact_root,
@@ -225,6 +230,23 @@ def distill_local(
     cancer: str,
 ) -> str:
     """Distil with torchrun in this pod (a process per GPU, or one on CPU); returns the student directory."""
+    from g2l.pipeline.retry import no_retry_on_bad_input
+
+    with no_retry_on_bad_input(artifact_root, "distill"):
+        return _distill_local(
+            cache=cache,
+            config_uri=config_uri,
+            artifact_root=artifact_root,
+            student=student,
+            gpus=gpus,
+            max_steps=max_steps,
+            cancer=cancer,
+        )
+
+
+def _distill_local(
+    *, cache: str, config_uri: str, artifact_root: str, student: str, gpus: int, max_steps: int, cancer: str
+) -> str:
     from g2l import distill, storage
 
     config = load_stage_config(distill.DistillConfig, config_uri, "distill", student=student or None)
@@ -304,6 +326,32 @@ def evaluate_student(
     html_out: str | None = None,
 ) -> EvaluateResult:
     """Evaluate student, teacher and the current champion; report.json/html in the run's eval/ directory."""
+    from g2l.pipeline.retry import no_retry_on_bad_input
+
+    with no_retry_on_bad_input(artifact_root, "evaluate"):
+        return _evaluate_student(
+            student=student,
+            config_uri=config_uri,
+            teacher=teacher,
+            benchmarks=benchmarks,
+            cancer=cancer,
+            registry_uri=registry_uri,
+            artifact_root=artifact_root,
+            html_out=html_out,
+        )
+
+
+def _evaluate_student(
+    *,
+    student: str,
+    config_uri: str,
+    teacher: str,
+    benchmarks: str,
+    cancer: str,
+    registry_uri: str,
+    artifact_root: str,
+    html_out: str | None,
+) -> EvaluateResult:
     from g2l import evaluate, registry, storage
 
     config = load_stage_config(evaluate.EvaluateConfig, config_uri, "evaluate")

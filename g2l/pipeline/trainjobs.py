@@ -245,19 +245,22 @@ def distill_trainjob(
     poll_s: float = 30.0,
 ) -> str:
     """Distil over `nodes` x `gpus` GPUs as a TrainJob; waits for it and returns the student's gs:// URI."""
-    manifest, student_uri = trainjob_for_run(
-        shards=shards,
-        cache=cache,
-        config_uri=config_uri,
-        artifact_root=artifact_root,
-        student=student,
-        gpus=gpus,
-        nodes=nodes,
-        max_steps=max_steps,
-        image=image,
-        cancer=cancer,
-        timeout_s=timeout_s,
-    )
+    from g2l.pipeline.retry import no_retry_on_bad_input
+
+    with no_retry_on_bad_input(artifact_root, "distill"):
+        manifest, student_uri = trainjob_for_run(
+            shards=shards,
+            cache=cache,
+            config_uri=config_uri,
+            artifact_root=artifact_root,
+            student=student,
+            gpus=gpus,
+            nodes=nodes,
+            max_steps=max_steps,
+            image=image,
+            cancer=cancer,
+            timeout_s=timeout_s,
+        )
     run_job(manifest, api=api, poll_s=poll_s, timeout_s=timeout_s or 7 * 24 * 3600)
     return student_uri
 
