@@ -11,7 +11,7 @@ from g2l import manifest, storage
 from g2l.config import ConfigError
 from g2l.pipeline.config import pipeline_arguments
 from g2l.pipeline.io import pin_inputs, rank_items, slide_group_items, split_groups, yaml_sha256
-from g2l.pipeline.steps import local_root
+from g2l.pipeline.staging import local_root
 
 CONFIG = "# a comment\nrun:\n  cancer: demo\ntiling:\n  tile_px: 256\n"
 

@@ -60,7 +60,7 @@ def test_benchmarks_are_required_and_their_data_must_be_reachable(tmp_path, gcs_
 
 
 def test_a_gcs_benchmark_is_staged_for_evaluation(tmp_path, gcs_bucket, monkeypatch):
-    from g2l.pipeline.steps import stage_benchmark
+    from g2l.pipeline.staging import stage_benchmark
 
     storage.put_text(f"gs://{gcs_bucket}/benchmarks/bracs/tiles.csv", "path,label\na.png,N\n")
     monkeypatch.setenv("G2L_DATA", f"gs://{gcs_bucket}/benchmarks")
