@@ -187,29 +187,18 @@ def test_schedule_refuses_before_any_write_when_preflight_fails(
     assert [c.action for c in changes] == ["create", "create"]
 
 
-def test_submit_refuses_an_old_backend_through_the_cli(kfp_api_server, schedules_file, ready_cluster):
+def test_submit_refuses_an_old_backend_before_uploading(kfp_api_server, schedules_file, ready_cluster):
+    """The backend's version comes from its healthz `tag_name` (kubeflow/pipelines main.go at 2.17.0)."""
     kfp_api_server.state.tag_name = "2.4.0"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "g2l",
-            "pipeline",
-            "submit",
-            "--host",
-            kfp_api_server.url,
-            "--config",
-            str(schedules_file.parent / "brca.yaml"),
-            "--package",
-            str(DEFAULT_OUT),
-        ],
-        env=os.environ,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "FAIL kfp-backend: KFP backend 2.4.0 is older than 2.15.0" in proc.stderr
+    with pytest.raises(
+        PreflightFailed, match=r"FAIL kfp-backend: KFP backend 2\.4\.0 is older than 2\.15\.0"
+    ):
+        submit(
+            schedules_file.parent / "brca.yaml",
+            host=kfp_api_server.url,
+            package=DEFAULT_OUT,
+            core=ready_cluster.core(),
+        )
     assert kfp_api_server.state.writes() == []
 
 

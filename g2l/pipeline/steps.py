@@ -1,9 +1,9 @@
 """One function per pipeline step: load the stage's config from the pinned file, call the stage, report.
 
 Each kfp component calls exactly one of these. They hold the little that is pipeline-specific (which
-config section, which run id and cancer the metrics carry, where outputs go under the artifact root,
-mirroring a gs:// root to local disk for the stages that work on local directories) so that the
-components stay argument plumbing and this logic is tested without Kubeflow.
+config section, which run id, cancer and fan-out task the metrics carry, where outputs go under the
+artifact root; staging is g2l.pipeline.staging, retries g2l.pipeline.retry) so that the components stay
+argument plumbing and this logic is tested without Kubeflow.
 """
 
 from __future__ import annotations
