@@ -286,6 +286,8 @@ def make_pipeline(budgets: dict[str, StepBudget] | None = None) -> Callable[...,
                 )
                 kubernetes.use_field_path_as_env(on_nodes, "G2L_POD_NAME", "metadata.name")
                 kubernetes.use_field_path_as_env(on_nodes, "G2L_POD_UID", "metadata.uid")
+                # The nodes run as this pod's account (its Workload Identity reads the bucket).
+                kubernetes.use_field_path_as_env(on_nodes, "G2L_SERVICE_ACCOUNT", "spec.serviceAccountName")
             distilled = dsl.OneOf(in_pod.outputs["Output"], on_nodes.outputs["Output"])
 
             evaluated = evaluate_models(

@@ -196,6 +196,7 @@ def test_the_trainjob_waiter_asks_for_no_gpu_and_knows_its_pod(compiled):
     assert "accelerator" not in _executor(spec, task)["resources"]
     env = {e["name"]: e["fieldPath"] for e in platform[_label(spec, task)]["fieldPathAsEnv"]}
     assert env["G2L_POD_NAME"] == "metadata.name" and env["G2L_POD_UID"] == "metadata.uid"
+    assert env["G2L_SERVICE_ACCOUNT"] == "spec.serviceAccountName"
 
 
 def test_cpu_stages_ask_for_no_gpu(compiled):

@@ -37,7 +37,8 @@ def cleanup_run(
     say = log or (lambda msg: console.print(msg))
     rid = env.get("G2L_RUN_ID") or run_id()
     out = {"trainjobs": 0, "metric_groups": 0}
-    if k8s_api is not None or in_cluster(env):
+    # kfp.local runs (ids "local-...") have no TrainJobs, even when the runner itself is a pod.
+    if k8s_api is not None or (in_cluster(env) and not rid.startswith("local")):
         ns = namespace or env.get(NAMESPACE_ENV) or "kubeflow"
         out["trainjobs"] = delete_run_jobs(rid, ns, api=k8s_api, log=say)
     gateway = env.get(PUSHGATEWAY_ENV)

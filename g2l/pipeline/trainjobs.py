@@ -269,13 +269,20 @@ def delete_run_jobs(
     run: str, namespace: str, *, api: Any = None, log: Callable[[str], None] | None = None
 ) -> int:
     """Delete every TrainJob labelled with this run's id (the pipeline's exit handler); returns how many."""
+    from kubernetes.client.exceptions import ApiException
+
     from g2l.progress import console
 
     say = log or (lambda msg: console.print(msg))
     api = api or _custom_objects_api()
-    found = api.list_namespaced_custom_object(
-        TRAINJOB_GROUP, TRAINJOB_VERSION, namespace, TRAINJOB_PLURAL, label_selector=f"{RUN_LABEL}={run}"
-    )
+    try:
+        found = api.list_namespaced_custom_object(
+            TRAINJOB_GROUP, TRAINJOB_VERSION, namespace, TRAINJOB_PLURAL, label_selector=f"{RUN_LABEL}={run}"
+        )
+    except ApiException as exc:
+        if exc.status == 404:  # Kubeflow Trainer is not installed: this run created no TrainJob
+            return 0
+        raise
     items = found.get("items") or []
     for item in items:
         manifest = {
