@@ -474,6 +474,8 @@ class Trainer:
                     g_cos.set(record["val_cosine"])
                 if self.env.device.type == "cuda":
                     g_mem.set(torch.cuda.max_memory_allocated(self.env.device))
+                if record:  # every log step: the dashboard follows training while it runs
+                    metrics.push_progress()
             bar.advance(task, rate=f"{tiles_per_s:.0f} tiles/s")
             if self.step_callback is not None:
                 self.step_callback(self.step)
