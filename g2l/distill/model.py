@@ -116,7 +116,9 @@ def param_groups(module: Distiller, weight_decay: float) -> list[dict[str, Any]]
     for name, p in module.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # `decays` marks the group a weight-decay schedule may change (its value can anneal to 0)
+    return [{"params": decay, "weight_decay": weight_decay, "decays": True},
+            {"params": no_decay, "weight_decay": 0.0, "decays": False}]
 
 
 def trainable(model: nn.Module) -> Iterator[nn.Parameter]:
