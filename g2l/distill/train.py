@@ -114,6 +114,9 @@ class Trainer:
                 f"(sha256 {str(cached)[:12]}) "
                 f"than {shards} ({self.tiles.shards_sha256[:12]}); run `g2l embed` on these shards",
             )
+        if sources.cache is not None and len(sources.cache) < len(self.tiles):
+            # a tile-budgeted cache (embed.max_tiles_per_slide): train on exactly the tiles it holds
+            self.tiles = self.tiles.subset(set(sources.cache.tile_keys()))
         vcfg = config.validation
         self.split = split_by_slide(self.tiles, vcfg.fraction, vcfg.seed, vcfg.max_tiles)
         self.plan = DataPlan(
