@@ -64,8 +64,18 @@ def rehearse_cmd(
     checkpoints in their published layouts; two generated slides; the config's settings except sizes
     and step counts. The last line is one JSON object: ok, teacher_params, student_params, stages.
     """
+    from g2l.config import ConfigError
+    from g2l.models.errors import ModelError
+    from g2l.progress import console
     from g2l.rehearse import run_rehearsal
 
-    summary = run_rehearsal(config, out, quiet=quiet)
+    try:
+        summary = run_rehearsal(config, out, quiet=quiet)
+    except (ConfigError, ModelError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True, markup=True)
+        raise typer.Exit(2) from None
+    except RuntimeError as exc:
+        console.print(f"[red]rehearse failed:[/red] {exc}", highlight=False, soft_wrap=True, markup=True)
+        raise typer.Exit(1) from None
     typer.echo(json.dumps(summary, sort_keys=True))
     raise typer.Exit(0 if summary["ok"] else 1)

@@ -86,7 +86,9 @@ def wrap(module: Distiller, strategy: str, device: torch.device, world_size: int
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids)
+    # gradients as views into DDP's all-reduce buckets: one copy of the gradients instead of two
+    # (1.2 GB less per rank for a ViT-L student, on GPU and CPU alike)
+    return DistributedDataParallel(module, device_ids=ids, gradient_as_bucket_view=True)
 
 
 def grad_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager[Any]:

@@ -140,7 +140,10 @@ def _create_with_weights(arch: str, kwargs: dict[str, Any], path: str | Path, na
             f"Check --teacher/--weights belong together (`g2l models check {name} --weights {path}` "
             f"lists every difference)."
         )
-    model.load_state_dict({k: state[k].to(expected[k].dtype) for k in expected}, strict=True, assign=True)
+    # contiguous: converted tensors may be views (pos_embed = pos[:, 1:]); assigned as parameters they
+    # would keep odd strides (DDP's gradient buckets then warn and copy)
+    model.load_state_dict({k: state[k].to(expected[k].dtype).contiguous() for k in expected}, strict=True,
+                          assign=True)
     if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
         # non-persistent buffers (not in any checkpoint) need a real build; rare for ViTs
         model = _create(arch, kwargs, seed=0)
@@ -207,6 +210,11 @@ def _spec_from_dir(path: Path, base: ModelSpec | None, name: str | None) -> tupl
         # class-valued kwargs never appear in a hub config.json; take them from the spec
         kwargs = {**{k: v for k, v in base.kwargs.items() if k not in kwargs}, **kwargs}
     kwargs.setdefault("num_classes", 0)
+    size = (cfg.get("pretrained_cfg") or {}).get("input_size")
+    if "img_size" not in kwargs and isinstance(size, list | tuple) and len(size) == 3:
+        # timm's hub configs (H-optimus-0's) give the input size only in pretrained_cfg; timm builds
+        # the model at that size, so its position embedding fits the published weights
+        kwargs["img_size"] = int(size[-1])
     pre = cfg.get("preprocess") or _hf_preprocess(path) or {}
     if not pre and base is None and is_hf_dinov2_config(cfg):
         pre = {"input_px": kwargs["img_size"]}
@@ -221,6 +229,9 @@ def _spec_from_dir(path: Path, base: ModelSpec | None, name: str | None) -> tupl
         std=tuple(pre["std"]) if "std" in pre else (base.std if base else None),  # type: ignore[arg-type]
         interpolation=pre.get("interpolation") or (base.interpolation if base else None),
         embedding=cfg.get("embedding") or (base.embedding if base else "cls"),
+        layouts=base.layouts if base else (
+            ("hf-dinov2", "dinov2") if is_hf_dinov2_config(cfg) else ("timm",)),
+        pretrained=base.pretrained if base else False,
     )
     return spec, cfg
 
