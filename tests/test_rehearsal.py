@@ -1,9 +1,10 @@
 """`g2l rehearse --config configs/brca.yaml`: the real architectures (H-optimus-0 teacher, Hibou-L student)
 with random weights through tile -> embed -> distill (2 gloo processes) -> evaluate on CPU.
 
-Marked `rehearsal`: about 10-20 minutes and up to ~16 GB on a 2-core machine, so it is not in
-`make test`; run it with `pytest -m rehearsal tests/test_rehearsal.py` (benchmarks/rehearsal.py records
-its figures in benchmarks/RESULTS.md).
+Marked `rehearsal`: about 20 minutes and up to ~15 GB on the shared 2-core machine, so it is not in
+`make test`; run it with `pytest -m rehearsal tests/test_rehearsal.py`. Its time and memory are a
+benchmark (benchmarks/rehearsal.py, figures in benchmarks/RESULTS.md), not asserted here beyond
+fitting in memory.
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ def test_brca_rehearsal_passes_at_real_sizes(tmp_path: Path) -> None:
     # the published sizes: H-optimus-0 ViT-g/14 (1.13B), Hibou-L ViT-L/14 SwiGLU (303.7M)
     assert summary["teacher_params"] == 1_134_774_272 and summary["student_params"] == 303_657_216
     assert list(summary["stages"]) == ["tile", "embed", "distill", "evaluate"]
-    for stage in summary["stages"].values():
+    for stage in summary["stages"].values():  # fits the 24 GB box (times: benchmarks/RESULTS.md)
         assert stage["seconds"] > 0 and 0 < stage["peak_rss_gb"] < 24
-    assert summary["total_seconds"] < 20 * 60
     run = tmp_path / "rehearsal" / "artifacts" / "run"
     card = json.loads((run / "student" / "config.json").read_text())
     assert card["steps"] == 2 and card["world_size"] == 2 and card["status"] == "finished"
