@@ -3,6 +3,7 @@ from its header only, and every tensor that does not fit named before anyone boo
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import subprocess
@@ -41,14 +42,19 @@ def write_header_only_safetensors(path: Path, shapes: dict[str, torch.Tensor]) -
     return path
 
 
-def _hibou_hf_header(mlp_hidden: int | None = None) -> dict[str, torch.Tensor]:
+@functools.cache
+def _published_hibou_state() -> dict[str, torch.Tensor]:
     from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
     config = Dinov2WithRegistersConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                                        mlp_ratio=4, use_swiglu_ffn=True, num_register_tokens=4,
                                        image_size=224, patch_size=14)
     with torch.device("meta"):
-        state = Dinov2WithRegistersModel(config).state_dict()
+        return Dinov2WithRegistersModel(config).state_dict()
+
+
+def _hibou_hf_header(mlp_hidden: int | None = None) -> dict[str, torch.Tensor]:
+    state = dict(_published_hibou_state())
     if mlp_hidden is not None:  # one wrong tensor: block 7's fused SwiGLU input projection
         state["encoder.layer.7.mlp.weights_in.weight"] = torch.empty(2 * mlp_hidden, 1024, device="meta")
     return state
