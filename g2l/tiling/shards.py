@@ -169,11 +169,13 @@ def build_shards(
     slides: list[tuple[str, str, dict[str, Any]]],
     config: TilingConfig,
     manifest_sha256: str,
+    manifest_origin: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Pack the ok slides' tiles (manifest order, coords order) into shards; idempotent; returns the index.
 
     `slides` is [(slide_id, site, meta)]. JPEG bytes are copied from each slide's tiles.tar, never
     re-encoded. The index records a hash of its inputs, so a rerun with the same inputs is a no-op.
+    `manifest_origin` ({uri[, rev, repo]}) is recorded as `manifest`, the lineage the student carries.
     """
     source = {
         "manifest_sha256": manifest_sha256,
@@ -234,10 +236,13 @@ def build_shards(
         "n_tiles": sum(s["n_tiles"] for s in shards),
         "tile_px": config.tile_px,
         "target_mpp": config.target_mpp,
+        "tiles_per_shard": config.tiles_per_shard,
         "manifest_sha256": manifest_sha256,
         "sha256": _shards_hash(shards),
         "source_sha256": source_sha256,
         "slides": [sid for sid, _, meta in slides if meta.get("n_tiles")],
     }
+    if manifest_origin:
+        index["manifest"] = {**manifest_origin, "sha256": manifest_sha256}
     root.write_json("shards/index.json", index)
     return index
