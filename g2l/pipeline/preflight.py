@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from g2l.config import ConfigError
+from g2l.distill.config import STUDENT_HUB
 
 # Directories infra/Dockerfile copies into the image (its WORKDIR): a relative path under one of them is
 # readable by every pod.
@@ -177,6 +178,8 @@ def check_weights(raw: dict[str, Any]) -> Check:
         cfg = raw.get(section) or {}
         weights = str(cfg.get(weights_key) or "")
         name = str(cfg.get(name_key) or "")
+        if weights == STUDENT_HUB:  # distill.student_weights: hub = the card's registered hub source
+            weights = ""
         if weights and not weights.startswith("gs://"):
             problems.append(
                 f"{section}.{weights_key} {weights!r} is a path on this machine: upload the weights to "
