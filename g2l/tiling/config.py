@@ -33,6 +33,7 @@ class TilingConfig:
     jpeg_quality: int = 90
     jpeg_passthrough: bool = True
     fast_jpeg: bool = True
+    jpeg_scaled_decode: bool = True
     max_failed_fraction: float = 0.05
     max_attempts: int = 3
 

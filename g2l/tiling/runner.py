@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +12,9 @@ from g2l.progress import console, progress
 from g2l.tiling.config import TilingConfig
 from g2l.tiling.manifest_io import LoadedManifest, SlideRow, resolve_manifest, slide_rows
 from g2l.tiling.outputs import OutputRoot
+from g2l.tiling.pipeline import Observer, SlidePipeline
 from g2l.tiling.shards import build_shards
-from g2l.tiling.slide import PreparedSlide, SlideOutcome, prepare_slide, write_slide
+from g2l.tiling.slide import SlideOutcome
 from g2l.tiling.summary import describe
 
 
@@ -69,10 +68,12 @@ def tile_slides(
     quiet: bool = False,
     metrics: Any = None,
     cache_dir: str | None = None,
+    observer: Observer | None = None,
 ) -> list[SlideOutcome]:
     """Tile the manifest's slides (or `slide_ids` of them) into ROOT/tiles/<slide_id>/; finished ones skip.
 
     One pod of a fan-out calls this with its slide group; `write_shards` joins the groups afterwards.
+    `observer(step, slide_id)` hears each slide's steps (prepare, prepared, tiles, finish, done).
     """
     df, _ = resolve_manifest(manifest)
     rows = _select(slide_rows(df), slide_ids)
@@ -91,29 +92,14 @@ def tile_slides(
             rate = tiles_done / max(time.monotonic() - started, 1e-6)
             bar.advance(tiles_task, n, rate=f"{rate:,.0f} tiles/s")
 
-        # One slide is prepared (staged, opened, tissue found) on a side thread while the previous one's
-        # tiles are read and encoded, so downloads and tissue detection overlap with the tile work.
-        with ThreadPoolExecutor(1, thread_name_prefix="g2l-prepare") as planner:
-            ahead: deque[Future[PreparedSlide | SlideOutcome]] = deque()
-            pending = iter(rows)
-
-            def prepare_next() -> None:
-                row = next(pending, None)
-                if row is not None:
-                    ahead.append(planner.submit(prepare_slide, row, root, config, cache_dir=cache_dir))
-
-            prepare_next()
-            while ahead:
-                prepared = ahead.popleft().result()
-                prepare_next()
-                if isinstance(prepared, SlideOutcome):
-                    outcome = prepared
-                else:
-                    outcome = write_slide(prepared, root, config, threads=threads, on_tiles=on_tiles)
-                outcomes.append(outcome)
-                if outcome.status == "failed":
-                    console.print(f"[red]slide {outcome.slide_id} failed:[/red] {outcome.error}")
-                bar.advance(slides_task)
+        pipeline = SlidePipeline(
+            root, config, threads=threads, cache_dir=cache_dir, on_tiles=on_tiles, observer=observer
+        )
+        for outcome in pipeline.run(rows):
+            outcomes.append(outcome)
+            if outcome.status == "failed":
+                console.print(f"[red]slide {outcome.slide_id} failed:[/red] {outcome.error}")
+            bar.advance(slides_task)
     elapsed = time.monotonic() - started
     if metrics is not None:
         written = sum(o.n_tiles for o in outcomes if not o.skipped and o.status == "ok")
