@@ -126,7 +126,11 @@ def startup(manifest: Path, out: Path, extra: list[str]) -> tuple[float, float, 
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", *cmd[1:], *extra], env=env, check=True, capture_output=True, text=True
+        [sys.executable, "-X", "importtime", *cmd[1:], *extra],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     by_package: dict[str, float] = collections.Counter()
     for line in done.stderr.splitlines():
@@ -138,7 +142,9 @@ def startup(manifest: Path, out: Path, extra: list[str]) -> tuple[float, float, 
 
 def main() -> None:
     """Profile one slide set and print the stage table and the start-up figures."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--set", default="small", choices=("small", "large", "20x"))
     parser.add_argument("--count", type=int, default=40, help="slides in the set")
     parser.add_argument("--unique", type=int, default=8)
@@ -181,13 +187,19 @@ def main() -> None:
     for stage, s in stages:
         if s > 0:
             print(
-                f"| {stage} | {s:.2f} | {1000 * s / n_slides:.1f} | {1000 * s / n_tiles:.3f} | {s / total:.0%} |"
+                f"| {stage} | {s:.2f} | {1000 * s / n_slides:.1f} | "
+                f"{1000 * s / n_tiles:.3f} | {s / total:.0%} |"
             )
     rest = total - sum(s for _, s in stages)
-    print(f"| everything else (incl. native threads) | {rest:.2f} | {1000 * rest / n_slides:.1f} | "
-          f"{1000 * rest / n_tiles:.3f} | {rest / total:.0%} |")
+    print(
+        f"| everything else (incl. native threads) | {rest:.2f} | {1000 * rest / n_slides:.1f} | "
+        f"{1000 * rest / n_tiles:.3f} | {rest / total:.0%} |"
+    )
     cpu, wall, imports = startup(manifest, out, extra)
-    print(f"\nfixed cost of a call (no-op rerun of the finished run, best of 3): CPU {cpu:.2f} s, wall {wall:.2f} s")
+    print(
+        "\nfixed cost of a call (no-op rerun of the finished run, best of 3): "
+        f"CPU {cpu:.2f} s, wall {wall:.2f} s"
+    )
     print("heaviest imports (self time summed by top-level package, -X importtime, wall):")
     for package, s in imports:
         print(f"  {package:24s} {s:.3f} s")

@@ -11,7 +11,8 @@ from itertools import islice
 
 import numpy as np
 
-from g2l.slides.base import AREA_EXACT_FACTORS, BaseReader, area_downsample, as_wh, default_workers
+from g2l.slides.base import AREA_EXACT_FACTORS, BaseReader, area_downsample, default_workers
+from g2l.slides.geometry import exact_native
 from g2l.slides.protocol import BackendUnavailableError
 
 _UNIT_TO_UM = {
@@ -120,9 +121,11 @@ class CuCIMReader(BaseReader):
             path, metadata_mpp=_metadata_mpp(self._img), mpp_override=mpp_override, reason=reason
         )
         res = self._img.resolutions
-        self._level_dimensions = tuple(as_wh(d) for d in res["level_dimensions"])
-        self._level_downsamples = tuple(float(d) for d in res["level_downsamples"])
-        self._dimensions = self._level_dimensions[0]
+        self._set_levels(res["level_dimensions"])
+        # cuCIM reads level pixel (int64)(x / downsample) computed in float32, its downsample being the
+        # float32 mean of both axis ratios (cuCIM v26.06.00 cpp/plugins/cucim.kit.cuslide/src/cuslide/
+        # tiff/tiff.cpp:762-768, cuslide.cpp:233).
+        self._native_downsamples = tuple(np.float32(d) for d in res["level_downsamples"])
         self.device = ("cuda" if gpu_available() else "cpu") if device == "auto" else device
         self.metadata = self._img.metadata
 
@@ -133,7 +136,17 @@ class CuCIMReader(BaseReader):
             return cupy.asnumpy(cupy.asarray(region))
         return np.asarray(region)
 
-    def _read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    def _native_location(self, lx: int, ly: int, level: int) -> tuple[int, int]:
+        """The level-0 location cuCIM needs to read level pixel (lx, ly)."""
+        ds = self._native_downsamples[level]
+
+        def maps_to(x: int) -> int:
+            return int(np.float32(x) / ds)
+
+        return exact_native(lx, float(ds), maps_to), exact_native(ly, float(ds), maps_to)
+
+    def _read_level(self, lx: int, ly: int, level: int, size: tuple[int, int]) -> np.ndarray:
+        location = self._native_location(lx, ly, level)
         region = self._img.read_region(location=location, size=size, level=level, device=self.device)
         return np.ascontiguousarray(self._to_numpy(region)[..., :3])
 
@@ -157,11 +170,13 @@ class CuCIMReader(BaseReader):
             if len(chunk) == 1:
                 yield self.read_region(chunk[0], level, size)
                 continue
+            origins = [self.level_origin(loc, level) for loc in chunk]
             batch_size = max(1, min(32, len(chunk) // workers or 1))
             i = 0
             try:
+                native = [self._native_location(lx, ly, level) for lx, ly in origins]
                 batches = self._img.read_region(
-                    chunk, size, level, num_workers=workers, batch_size=batch_size, device=self.device
+                    native, size, level, num_workers=workers, batch_size=batch_size, device=self.device
                 )
                 for batch in batches:
                     # Copy now: cuCIM reuses the batch buffer once the iterator advances (cuCIM 26.06).
@@ -169,7 +184,8 @@ class CuCIMReader(BaseReader):
                         -1, size[1], size[0], batch.shape[-1]
                     )
                     for tile in arr:
-                        yield self._whiten_outside(np.ascontiguousarray(tile[..., :3]), chunk[i], level)
+                        lx, ly = origins[i]
+                        yield self._whiten_outside(np.ascontiguousarray(tile[..., :3]), lx, ly, level)
                         i += 1
             except (RuntimeError, ValueError, OSError) as e:
                 what = f"batched read_region(level={level}, size={size}) near {chunk[min(i, len(chunk) - 1)]}"
@@ -199,22 +215,22 @@ class CuCIMReader(BaseReader):
         if factor not in AREA_EXACT_FACTORS:
             raise ValueError(f"GPU resampling supports factors {AREA_EXACT_FACTORS}, got {factor}")
         lw, lh = self._level_dimensions[level]
-        ds = self._level_downsamples[level]
         workers = default_workers(num_workers)
         it = iter(locations)
         while True:
             chunk = [(int(x), int(y)) for x, y in islice(it, 2048)]
             if not chunk:
                 return
-            for x, y in chunk:
-                lx, ly = int(x // ds), int(y // ds)
+            origins = [self.level_origin(loc, level) for loc in chunk]
+            for (x, y), (lx, ly) in zip(chunk, origins, strict=True):
                 if lx < 0 or ly < 0 or lx + size[0] > lw or ly + size[1] > lh:
                     raise ValueError(f"region at {(x, y)} reaches outside level {level}")
             batch_size = max(1, min(32, len(chunk) // workers or 1))
             i = 0
             try:
+                native = [self._native_location(lx, ly, level) for lx, ly in origins]
                 batches = self._img.read_region(
-                    chunk, size, level, num_workers=workers, batch_size=batch_size, device=self.device
+                    native, size, level, num_workers=workers, batch_size=batch_size, device=self.device
                 )
                 for batch in batches:
                     pixels = cupy.asarray(batch).reshape(-1, size[1], size[0], batch.shape[-1])[..., :3]

@@ -21,6 +21,7 @@ class SlideRow:
     site: str
     mpp: float | None
     checksum: str | None
+    mpp_source: str | None = None  # "manifest" | "metadata" | None (they must agree)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +86,7 @@ def slide_rows(df: pd.DataFrame) -> list[SlideRow]:
                 site=_optional_str(rec.get("site")) or "",
                 mpp=_optional_float(rec.get("mpp")),
                 checksum=_optional_str(rec.get("checksum")),
+                mpp_source=(_optional_str(rec.get("mpp_source")) or "").lower() or None,
             )
         )
     return rows

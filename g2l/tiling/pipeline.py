@@ -5,8 +5,10 @@ Three kinds of work overlap, each on its own threads:
   time on a side thread, up to `LOOKAHEAD` slides ahead of the tiles being written;
 * tiles: one task per tile on a pool of `threads` workers, in manifest and grid order across slide
   boundaries, at most `window` of them in flight (memory stays bounded whatever the slide count);
-* finishing (`finish_slide`: coords, the QC picture, meta.json), on another side thread once a slide's
-  tiles.tar is in place.
+* finishing (`finish_slide`: coords, the QC picture, meta.json) on side threads once a slide's tiles.tar
+  is in place, at most `MAX_FINISHING` slides at a time.
+Set-up and finishing run on daemon threads (g2l.tiling.steps.in_background): Ctrl-C never waits for a
+download or an upload.
 The calling thread only moves finished tiles, in order, into each slide's tiles.tar. Tile tasks run almost
 entirely in C libraries that release the GIL (libjpeg-turbo, OpenCV, pread), so every core decodes.
 
@@ -17,6 +19,7 @@ with nothing else in flight, so that a repeat crash counts against it alone.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -28,6 +31,7 @@ from g2l.tiling.manifest_io import SlideRow
 from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.shards import TarWriter, tile_key
 from g2l.tiling.slide import (
+    RUN_LEVEL_ERRORS,
     PreparedSlide,
     SlideOutcome,
     Suspect,
@@ -35,6 +39,7 @@ from g2l.tiling.slide import (
     prepare_slide,
     record_failure,
 )
+from g2l.tiling.steps import in_background
 
 #: Slides prepared ahead of the one whose tiles are being made (each holds an open reader and its masks).
 LOOKAHEAD = 2
@@ -44,6 +49,7 @@ MAX_FINISHING = 2
 PROGRESS_EVERY = 32
 
 Observer = Callable[[str, str], None]
+StepCallback = Callable[[str, str | None], None]
 
 
 @dataclasses.dataclass
@@ -95,24 +101,54 @@ class SlidePipeline:
         *,
         threads: int,
         cache_dir: str | None = None,
+        replace: bool = False,
         on_tiles: Callable[[int], None] | None = None,
+        on_step: StepCallback | None = None,
         observer: Observer | None = None,
     ) -> None:
-        self.root, self.config, self.cache_dir = root, config, cache_dir
+        self.root, self.config, self.cache_dir, self.replace = root, config, cache_dir, replace
         self.threads = max(1, threads)
         # Enough tiles in flight to keep every worker busy across a slide boundary; bounded by batch_tiles.
         self.window = max(4 * self.threads, config.batch_tiles)
         self._on_tiles = on_tiles
+        self._on_step = on_step
         self._observer = observer
         self._unreported = 0
+        self._open: dict[str, None] = {}  # slides set up or being set up and not yet done, in order
+        self._lock = threading.Lock()
+        self._tiling: list[_Active] = []  # slides whose tiles are in flight (begun, not ended)
+
+    def in_flight(self) -> list[str]:
+        """Slides being set up, tiled or finished right now, oldest first (their attempts are in progress)."""
+        with self._lock:
+            return list(self._open)
 
     def _event(self, what: str, slide_id: str) -> None:
+        with self._lock:
+            if what == "prepare":
+                self._open[slide_id] = None
+            elif what in ("done", "deferred"):
+                self._open.pop(slide_id, None)
+        if what == "done" and self._on_step is not None:
+            self._on_step(slide_id, None)
         if self._observer is not None:
             self._observer(what, slide_id)
 
     def _prepare(self, row: SlideRow, alone: bool) -> PreparedSlide | SlideOutcome | Suspect:
         self._event("prepare", row.slide_id)
-        result = prepare_slide(row, self.root, self.config, cache_dir=self.cache_dir, alone=alone)
+        try:
+            result = prepare_slide(
+                row,
+                self.root,
+                self.config,
+                cache_dir=self.cache_dir,
+                replace=self.replace,
+                on_step=self._on_step,
+                alone=alone,
+            )
+        except BaseException:
+            self._event("failed", row.slide_id)
+            raise
         if isinstance(result, Suspect):
             self._event("deferred", row.slide_id)
         elif isinstance(result, SlideOutcome):
@@ -131,15 +167,14 @@ class SlidePipeline:
                     return record_failure(p.row, self.root, p.config_sha256, error, p.started)
                 finally:
                     p.close()
-            return finish_slide(p, self.root, self.config, tiles_sha256, time.monotonic() - active.started)
+            tiles_s = time.monotonic() - active.started
+            return finish_slide(p, self.root, self.config, tiles_sha256, tiles_s, on_step=self._on_step)
         finally:
             self._event("done", active.slide_id)
 
     # ------------------------------------------------------------------------------------ the work
 
-    def _items(
-        self, rows: list[SlideRow], pool: ThreadPoolExecutor, preparer: ThreadPoolExecutor
-    ) -> Iterator[_Item]:
+    def _items(self, rows: list[SlideRow], pool: ThreadPoolExecutor) -> Iterator[_Item]:
         """The writer's steps in order; submitting tile tasks (and set-ups) as the writer asks for more."""
         pending_rows = iter(rows)
         ahead: deque[tuple[SlideRow, Future[PreparedSlide | SlideOutcome | Suspect]]] = deque()
@@ -155,36 +190,45 @@ class SlidePipeline:
                 return
             row = next(pending_rows, None)
             if row is not None:
-                last = preparer.submit(self._prepare, row, False)
+                last = in_background(self._prepare, row, False)
                 ahead.append((row, last))
 
-        top_up()
-        while ahead:
-            row, future = ahead.popleft()
-            while not future.done():
-                yield _Item("idle", waiting=future)  # the writer writes what is ready meanwhile
-            result = future.result()
-            alone = isinstance(result, Suspect)
-            if alone:
-                paused = True
-                yield _Item("drain")  # everything before it is written and finished
-                last = preparer.submit(self._prepare, row, True)
-                result = last.result()
-            else:
-                top_up()
-            if isinstance(result, SlideOutcome):
-                yield _Item("outcome", outcome=_done_future(result))
-            elif isinstance(result, PreparedSlide):
-                yield from self._slide_items(result, pool, top_up)
-            if alone:
-                yield _Item("drain")  # ... and it is finished before anything after it starts
-                paused = False
+        try:
             top_up()
+            while ahead:
+                row, future = ahead.popleft()
+                while not future.done():
+                    yield _Item("idle", waiting=future)  # the writer writes what is ready meanwhile
+                result = future.result()
+                alone = isinstance(result, Suspect)
+                if alone:
+                    paused = True
+                    yield _Item("drain")  # everything before it is written and finished
+                    last = in_background(self._prepare, row, True)
+                    result = last.result()
+                else:
+                    top_up()
+                if isinstance(result, SlideOutcome):
+                    yield _Item("outcome", outcome=_done_future(result))
+                elif isinstance(result, PreparedSlide):
+                    yield from self._slide_items(result, pool, top_up)
+                if alone:
+                    yield _Item("drain")  # ... and it is finished before anything after it starts
+                    paused = False
+                top_up()
+        finally:
+            # Stopped early (Ctrl-C, an error): close the slides set up ahead and never started.
+            for _, waiting in ahead:
+                if waiting.done() and waiting.exception() is None:
+                    prepared = waiting.result()
+                    if isinstance(prepared, PreparedSlide):
+                        prepared.close()
 
     def _slide_items(
         self, prepared: PreparedSlide, pool: ThreadPoolExecutor, top_up: Callable[[], None]
     ) -> Iterator[_Item]:
         active = _Active(prepared)
+        self._tiling.append(active)  # from here on the writer (or `_abandon`) owns its reader
         yield _Item("begin", active)
         maker = prepared.maker
         if maker is not None and len(maker):
@@ -217,15 +261,12 @@ class SlidePipeline:
 
     def run(self, rows: list[SlideRow]) -> Iterator[SlideOutcome]:
         """Tile `rows` in order; yields each slide's outcome in manifest order as it completes."""
-        with (
-            ThreadPoolExecutor(self.threads, thread_name_prefix="g2l-tile") as pool,
-            ThreadPoolExecutor(1, thread_name_prefix="g2l-prepare") as preparer,
-            ThreadPoolExecutor(1, thread_name_prefix="g2l-finish") as finisher,
-        ):
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="g2l-tile")
+        try:
             outcomes: deque[Future[SlideOutcome]] = deque()
             pending: deque[_Item] = deque()
             in_flight = 0
-            source = self._items(rows, pool, preparer)
+            source = self._items(rows, pool)
             exhausted = False
             try:
                 while True:
@@ -235,12 +276,12 @@ class SlidePipeline:
                             exhausted = True
                         elif item.kind == "drain":
                             while pending:
-                                in_flight -= self._handle(pending.popleft(), finisher, outcomes)
+                                in_flight -= self._handle(pending.popleft(), outcomes)
                             wait(list(outcomes))
                         elif item.kind == "idle":
                             # The next slide's set-up is not ready: write a ready tile, else wait for it.
                             if pending:
-                                in_flight -= self._handle(pending.popleft(), finisher, outcomes)
+                                in_flight -= self._handle(pending.popleft(), outcomes)
                             else:
                                 assert item.waiting is not None
                                 wait([item.waiting])
@@ -252,7 +293,7 @@ class SlidePipeline:
                             yield outcomes.popleft().result()
                     if not pending:
                         break
-                    in_flight -= self._handle(pending.popleft(), finisher, outcomes)
+                    in_flight -= self._handle(pending.popleft(), outcomes)
                     while outcomes and outcomes[0].done():
                         yield outcomes.popleft().result()
                 while outcomes:
@@ -262,13 +303,19 @@ class SlidePipeline:
                 for item in pending:  # interrupted (Ctrl-C, a bug): release what is still open
                     if item.kind == "tile" and item.future is not None:
                         item.future.cancel()
-                    if item.kind == "begin" and item.active is not None:
-                        self._abandon(item.active)
+                for active in list(self._tiling):
+                    self._abandon(active)
                 if self._on_tiles is not None and self._unreported:
                     self._on_tiles(self._unreported)
                     self._unreported = 0
+        finally:
+            # Queued tile tasks are dropped; running ones take milliseconds. Set-up and finishing threads
+            # are daemons and are not waited for.
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _abandon(self, active: _Active) -> None:
+        """Drop a slide whose tiles were in flight when the run stopped: no tiles.tar, reader closed."""
+        self._tiling.remove(active)
         for future in active.futures:
             future.cancel()
         wait(active.futures)
@@ -277,9 +324,7 @@ class SlidePipeline:
             active.tar = None
         active.prepared.close()
 
-    def _handle(
-        self, item: _Item, finisher: ThreadPoolExecutor, outcomes: deque[Future[SlideOutcome]]
-    ) -> int:
+    def _handle(self, item: _Item, outcomes: deque[Future[SlideOutcome]]) -> int:
         """Carry out one writer step; returns the number of tiles it took off the in-flight count."""
         if item.kind == "outcome":
             assert item.outcome is not None
@@ -292,9 +337,14 @@ class SlidePipeline:
             while sum(not f.done() for f in outcomes) >= MAX_FINISHING:
                 wait([next(f for f in outcomes if not f.done())])
             self._event("tiles", active.slide_id)
+            maker = active.prepared.maker
+            if self._on_step is not None and maker is not None:
+                self._on_step(active.slide_id, f"making {len(maker)} tiles ({maker.read_path})")
             active.started = time.monotonic()
             try:
                 active.tar = TarWriter(self.root, f"tiles/{active.slide_id}/tiles.tar")
+            except RUN_LEVEL_ERRORS:
+                raise
             except Exception as exc:  # noqa: BLE001 - e.g. an unwritable root: this slide fails
                 active.error = exc
             return 0
@@ -323,6 +373,9 @@ class SlidePipeline:
         if active.error is None and active.tar is not None:
             try:
                 sha256 = active.tar.commit()
+            except RUN_LEVEL_ERRORS:
+                active.tar = None
+                raise
             except Exception as exc:  # noqa: BLE001
                 active.error = exc
         else:
@@ -332,5 +385,6 @@ class SlidePipeline:
             if active.tar is not None:
                 active.tar.abort()
         active.tar = None
-        outcomes.append(finisher.submit(self._finish, active, sha256))
+        self._tiling.remove(active)  # the finishing thread owns it now
+        outcomes.append(in_background(self._finish, active, sha256))
         return 0

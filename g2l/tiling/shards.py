@@ -277,6 +277,7 @@ def build_shards(
         "n_tiles": sum(s["n_tiles"] for s in shards),
         "tile_px": config.tile_px,
         "target_mpp": config.target_mpp,
+        "tiles_per_shard": config.tiles_per_shard,
         "manifest_sha256": manifest_sha256,
         "sha256": _shards_hash(shards),
         "source_sha256": source_sha256,

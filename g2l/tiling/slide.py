@@ -1,14 +1,16 @@
 """One slide's set-up and outputs: stage, open, plan, find tissue, choose the read path; coords, QC, meta.
 
-The tiles themselves are made and written by `g2l.tiling.pipeline`, which overlaps slides.
+The tiles themselves are made and written by `g2l.tiling.pipeline`, which overlaps neighbouring slides.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +19,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from g2l.config import to_dict
+from g2l.storage.base import StorageAccessError, StorageUnreachableError
 from g2l.tiling.config import TilingConfig
 from g2l.tiling.grid import TilePlan, grid, plan_tiles
 from g2l.tiling.manifest_io import SlideRow
-from g2l.tiling.outputs import OutputRoot, canonical_json
+from g2l.tiling.mpp import resolve_slide_mpp
+from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.reader import SlideError, bounded_thumbnail, open_reader, stage_slide
+from g2l.tiling.settings import check_slide_settings, output_config_hash
 from g2l.tiling.thumbnail import qc_image, render_thumbnail
-from g2l.tiling.tile_sources import TileMaker, choose_read_path
+from g2l.tiling.tile_pixels import TileMaker, choose_read_path, level_coords
 from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
 
-# Config keys that change no output byte: they are left out of the hash that decides whether a
-# finished slide can be skipped.
-RUNTIME_ONLY_KEYS = ("workers", "batch_tiles", "max_failed_fraction", "tiles_per_shard", "max_attempts")
+# Errors of the storage endpoint or credentials, not of one slide: they stop the run instead of failing
+# every remaining slide one by one (and are not recorded in any slide's meta.json).
+RUN_LEVEL_ERRORS: tuple[type[BaseException], ...] = (StorageUnreachableError, StorageAccessError)
 COORDS_SCHEMA = pa.schema(
     [("x", pa.int64()), ("y", pa.int64()), ("size0", pa.int64()), ("tissue", pa.float32())]
 )
@@ -47,15 +52,12 @@ class SlideOutcome:
     bytes_read: int = 0
 
 
-def output_config_hash(config: TilingConfig) -> str:
-    """sha256 of the config keys that affect a slide's outputs."""
-    data = {k: v for k, v in to_dict(config).items() if k not in RUNTIME_ONLY_KEYS}
-    return hashlib.sha256(canonical_json(data)).hexdigest()
-
-
 def slide_identity(row: SlideRow) -> dict[str, Any]:
     """What identifies the input slide (re-tiled when any of it changes)."""
-    return {"uri": row.uri, "manifest_checksum": row.checksum, "manifest_mpp": row.mpp}
+    identity: dict[str, Any] = {"uri": row.uri, "manifest_checksum": row.checksum, "manifest_mpp": row.mpp}
+    if row.mpp_source is not None:  # only when set, so slides finished before the column existed stay done
+        identity["manifest_mpp_source"] = row.mpp_source
+    return identity
 
 
 def is_done(meta: Any, row: SlideRow, config_sha256: str) -> bool:
@@ -148,12 +150,29 @@ def record_failure(
     return SlideOutcome(row.slide_id, "failed", error=error, seconds=time.monotonic() - started)
 
 
+def release_attempt(root: OutputRoot, slide_id: str) -> None:
+    """Uncount an attempt that stopped for a reason outside the slide (Ctrl-C, an unreachable endpoint).
+
+    `max_attempts` counts attempts that took the tiler down with them; these did not, so they must not
+    bring a good slide closer to being skipped. Best effort: a root that cannot be written is left as is.
+    """
+    rel = f"tiles/{slide_id}/meta.json"
+    with contextlib.suppress(Exception):
+        meta = root.read_json(rel)
+        if isinstance(meta, dict) and meta.get("status") == "running":
+            attempts = int(meta.get("attempts", 1)) - 1
+            status = "running" if attempts > 0 else "pending"
+            root.write_json(rel, {**meta, "status": status, "attempts": attempts})
+
+
 def prepare_slide(
     row: SlideRow,
     root: OutputRoot,
     config: TilingConfig,
     *,
     cache_dir: str | None = None,
+    replace: bool = False,
+    on_step: Callable[[str, str | None], None] | None = None,
     alone: bool = True,
 ) -> PreparedSlide | SlideOutcome | Suspect:
     """Stage, open, plan, find tissue, choose tiles and their read path.
@@ -161,6 +180,8 @@ def prepare_slide(
     Returns an outcome instead when the slide is done already or failed, and `Suspect` (touching
     nothing) when an earlier run was interrupted on it and the caller has other slides in flight
     (`alone=False`): the caller finishes those first and calls again with `alone=True`.
+    A slide finished with other settings raises `SettingsConflictError` (nothing touched) unless `replace`.
+    `on_step(slide_id, step)` hears each step as it starts (staging, opening, finding tissue).
     """
     started = time.monotonic()
     rel = f"tiles/{row.slide_id}"
@@ -168,6 +189,7 @@ def prepare_slide(
     meta = root.read_json(f"{rel}/meta.json")
     if isinstance(meta, dict) and is_done(meta, row, config_sha256):
         return SlideOutcome(row.slide_id, "ok", n_tiles=int(meta["n_tiles"]), skipped=True)
+    check_slide_settings(root, meta, config, replace=replace)
     # A reader that segfaults or exhausts memory on a slide takes the process down before any error can
     # be recorded; the restarted run would hit the same slide forever. A "running" meta.json counts the
     # attempts, and after `max_attempts` interrupted ones the slide is failed and skipped like any other.
@@ -202,28 +224,39 @@ def prepare_slide(
     root.clean_stale_temps(rel)
     if not retry_of_failure:
         root.write_json(f"{rel}/meta.json", {**record, "status": "running", "attempts": attempts})
+
+    def step(name: str) -> None:
+        if on_step is not None:
+            on_step(row.slide_id, name)
+
     try:
-        return _prepare(row, config, config_sha256, cache_dir, started)
+        return _prepare(row, config, config_sha256, cache_dir, started, step)
+    except RUN_LEVEL_ERRORS:
+        release_attempt(root, row.slide_id)  # the endpoint or credentials, not this slide: stop the run
+        raise
     except Exception as exc:
         return record_failure(row, root, config_sha256, exc, started)
 
 
 def _prepare(
-    row: SlideRow, config: TilingConfig, config_sha256: str, cache_dir: str | None, started: float
+    row: SlideRow,
+    config: TilingConfig,
+    config_sha256: str,
+    cache_dir: str | None,
+    started: float,
+    step: Callable[[str], None],
 ) -> PreparedSlide:
     timings: dict[str, float] = {}
     clock = time.monotonic()
+    step(f"staging {row.uri}" if "://" in row.uri else "checking the file")
     path = stage_slide(row.uri, row.checksum, cache_dir)
     bytes_read = path.stat().st_size
     timings["stage_s"] = time.monotonic() - clock
     clock = time.monotonic()
-    reader = open_reader(path, config.backend, row.mpp)
+    step(f"opening ({config.backend})")
+    reader = open_reader(path, config.backend, None)  # reader.mpp is then the slide's own metadata
     try:
-        mpp = row.mpp if row.mpp is not None else getattr(reader, "mpp", None)
-        if mpp is None or not mpp > 0:
-            raise SlideError(
-                f"slide {row.slide_id} has no mpp in its metadata; add an `mpp` value to its manifest row"
-            )
+        mpp, mpp_source = resolve_slide_mpp(row, getattr(reader, "mpp", None), config.mpp_tolerance)
         try:
             plan = plan_tiles(
                 float(mpp),
@@ -238,6 +271,7 @@ def _prepare(
         timings["open_s"] = time.monotonic() - clock
 
         clock = time.monotonic()
+        step("finding tissue")
         tissue_px = tissue_image_px(
             reader.dimensions, reader.level_dimensions, float(mpp), plan.size0, config
         )
@@ -253,15 +287,15 @@ def _prepare(
         )
         xs, ys = grid(width0, height0, plan.size0)
         level_w, level_h = (int(v) for v in reader.level_dimensions[plan.level])
-        inside = (np.round(xs / plan.downsample) + plan.read_px <= level_w) & (
-            np.round(ys / plan.downsample) + plan.read_px <= level_h
-        )
+        level_xs, level_ys = level_coords(reader, plan.level, xs, ys)
+        inside = (level_xs + plan.read_px <= level_w) & (level_ys + plan.read_px <= level_h)
         xs, ys = xs[inside], ys[inside]
         fractions = tile_tissue_fractions(tissue.mask, xs, ys, plan.size0, scale_x, scale_y)
         keep = fractions >= config.min_tissue_fraction
         timings["tissue_s"] = time.monotonic() - clock
 
         clock = time.monotonic()
+        step("checking the stored tiles")
         xs, ys = xs[keep], ys[keep]
         read_path, stored = choose_read_path(reader, path, plan, xs, ys, config)
         maker = TileMaker(reader, plan, xs, ys, config, read_path, stored)
@@ -275,7 +309,7 @@ def _prepare(
         reader=reader,
         path=path,
         mpp=float(mpp),
-        mpp_source="manifest" if row.mpp is not None else "metadata",
+        mpp_source=mpp_source,
         plan=plan,
         thumb=thumb,
         mask=tissue.mask,
@@ -293,12 +327,23 @@ def _prepare(
 
 
 def finish_slide(
-    prepared: PreparedSlide, root: OutputRoot, config: TilingConfig, tiles_sha256: str, tiles_s: float
+    prepared: PreparedSlide,
+    root: OutputRoot,
+    config: TilingConfig,
+    tiles_sha256: str,
+    tiles_s: float,
+    *,
+    on_step: Callable[[str, str | None], None] | None = None,
 ) -> SlideOutcome:
     """Write coords.parquet, thumbnail.png and, last, meta.json of a slide whose tiles.tar is in place."""
     p = prepared
+    if on_step is not None:
+        on_step(p.row.slide_id, "writing outputs")
     try:
         return _finish(p, root, config, tiles_sha256, tiles_s)
+    except RUN_LEVEL_ERRORS:
+        release_attempt(root, p.row.slide_id)
+        raise
     except Exception as exc:
         return record_failure(p.row, root, p.config_sha256, exc, p.started)
     finally:

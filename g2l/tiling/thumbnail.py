@@ -19,12 +19,13 @@ PNG_FAST = {"level": 1, "strategy": 3, "filter": 16}
 
 
 def qc_image(reader: Any, path: str | Path, max_px: int) -> np.ndarray:
-    """The whole slide with its longer side `max_px`, for the QC picture.
+    """The whole slide for the QC picture: longer side `max_px`, or a pyramid level down to 3/4 of it as is.
 
-    From a tiled JPEG TIFF, the stored tiles of the smallest level that is large enough are decoded at
-    the coarsest DCT scale (1/2, 1/4, 1/8) that still covers `max_px` and area-averaged down: a fraction
-    of a full decode of that level. The framing is checked on one stored tile against the reader's
-    pixels; anything else (other formats, a mismatch, a level too large to hold) uses the reader.
+    A level within 3/4 of `max_px` is used without resampling, as the tissue image is (a 4x pyramid
+    otherwise makes the next level up 16x the pixels to decode). From a tiled JPEG TIFF, that level's
+    stored tiles are decoded directly, at the coarsest DCT scale (1/2, 1/4, 1/8) that still covers
+    `max_px`, then area-averaged down; the framing is checked on one stored tile against the reader's
+    pixels. Anything else (other formats, a mismatch, a level too large to hold) uses the reader.
     """
     try:
         image = _stored_qc_image(reader, str(path), max_px)
@@ -37,24 +38,23 @@ def _stored_qc_image(reader: Any, path: str, max_px: int) -> np.ndarray | None:
     from g2l.tiling.stored_tiles import MATCH_TOLERANCE, StoredTiles, _mad
 
     w0, h0 = (int(v) for v in reader.dimensions)
-    ratio = max_px / max(w0, h0)
-    out_w, out_h = max(1, round(w0 * ratio)), max(1, round(h0 * ratio))
-    level = 0
-    for i, (lw, lh) in enumerate(reader.level_dimensions):
-        if lw >= out_w and lh >= out_h:
-            level = i
-    lw, lh = (int(v) for v in reader.level_dimensions[level])
-    scale = 1
-    for s in (8, 4, 2):
-        if lw // s >= out_w and lh // s >= out_h:
-            scale = s
-            break
+    least = 0.75 * max_px
+    sizes = [(int(w), int(h)) for w, h in reader.level_dimensions]
+    fits = [i for i, (w, h) in enumerate(sizes) if max(w, h) >= least]
+    level = min(fits, key=lambda i: max(sizes[i])) if fits else 0
+    lw, lh = sizes[level]
+    scale = next((s for s in (8, 4, 2) if max(lw, lh) // s >= max_px), 1)
+    if max(lw, lh) // scale > max_px:
+        ratio = max_px / max(w0, h0)
+        out_w, out_h = max(1, round(w0 * ratio)), max(1, round(h0 * ratio))
+    else:  # the level (at this scale) is at most max_px: used as it is, never enlarged
+        out_w, out_h = -(-lw // scale), -(-lh // scale)
     if (lw // scale) * (lh // scale) > MAX_READ_PIXELS:
         return None
     stored = StoredTiles(path, width=lw, height=lh)
     try:
         tile = stored.tile
-        if tile % scale or tile // scale < 1:
+        if tile % scale:
             return None
         part = tile // scale
         # Framing: the first stored tile decoded at full size must match the reader's pixels there.
@@ -81,8 +81,9 @@ def _stored_qc_image(reader: Any, path: str, max_px: int) -> np.ndarray | None:
         stored.close()
     cv2 = opencv()
     canvas = canvas[: -(-lh // scale), : -(-lw // scale)]
-    small = cv2.resize(canvas, (out_w, out_h), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+    if canvas.shape[:2] != (out_h, out_w):
+        canvas = cv2.resize(canvas, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
 
 
 def render_thumbnail(

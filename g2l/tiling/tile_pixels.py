@@ -1,9 +1,10 @@
-"""Where a slide's tile bytes come from: stored JPEG tiles copied or decoded directly, or the backend's reads.
+"""Where a slide's tile pixels come from (the backend's reads, or the stored-JPEG shortcuts of ADR 0002)
+and how they become JPEG bytes.
 
-`choose_read_path` picks one per slide (docs/adr/0002); `TileMaker` then makes tile i's JPEG bytes. Stored
-paths make each tile in one call that runs with the GIL released almost throughout (pread, libjpeg-turbo,
-OpenCV), so a thread pool keeps every core busy; the reader path streams the backend's batched reads and
-only resamples and encodes them on the pool.
+`choose_read_path` picks one per slide; `TileMaker` then makes tile i's JPEG bytes. Stored paths make each
+tile in one call that runs with the GIL released almost throughout (pread, libjpeg-turbo, OpenCV), so a
+thread pool keeps every core busy; the reader path streams the backend's batched reads and only resamples
+and encodes them on the pool (or, on a GPU, has the backend resample before the copy to the host).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from g2l.slides.geometry import level_axis_downsamples, to_level_array
 from g2l.tiling.config import TilingConfig
 from g2l.tiling.grid import TilePlan
 from g2l.tiling.stored_tiles import StoredTiles
@@ -21,11 +23,13 @@ from g2l.tiling.stored_tiles import StoredTiles
 READ_PATHS = ("jpeg-copy", "jpeg-tiles", "reader")
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    """JPEG bytes of an RGB tile at `quality` (libjpeg-turbo through imagecodecs, GIL released)."""
+def encode_jpeg(rgb: np.ndarray, quality: int, subsampling: str = "4:2:0") -> bytes:
+    """JPEG bytes of an RGB tile at `quality` with chroma `subsampling` ("4:2:0", "4:2:2" or "4:4:4")."""
     import imagecodecs
 
-    return bytes(imagecodecs.jpeg8_encode(np.ascontiguousarray(rgb), level=quality))
+    # imagecodecs takes "420"; its default (None) is libjpeg's 4:2:0, byte for byte.
+    mode = subsampling.replace(":", "")
+    return bytes(imagecodecs.jpeg8_encode(np.ascontiguousarray(rgb), level=quality, subsampling=mode))
 
 
 def resize_area(rgb: np.ndarray, tile_px: int) -> np.ndarray:
@@ -42,6 +46,15 @@ def resize_area(rgb: np.ndarray, tile_px: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(rgb[..., :3]), (tile_px, tile_px), interpolation=cv2.INTER_AREA)
 
 
+def level_coords(reader: Any, level: int, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Level pixels of level-0 tile corners, by the one definition every backend reads with.
+
+    (g2l.slides.geometry: nearest pixel at the axis's true downsample.)
+    """
+    dx, dy = level_axis_downsamples(reader.dimensions, reader.level_dimensions)[level]
+    return to_level_array(xs, dx), to_level_array(ys, dy)
+
+
 def choose_read_path(
     reader: Any, path: Path, plan: TilePlan, xs: np.ndarray, ys: np.ndarray, config: TilingConfig
 ) -> tuple[str, StoredTiles | None]:
@@ -52,16 +65,15 @@ def choose_read_path(
     """
     if len(xs) == 0 or not (config.jpeg_passthrough or config.fast_jpeg):
         return "reader", None
-    ds = plan.downsample
-    if abs(ds - round(ds)) > 1e-9 or (plan.identity is False and plan.read_px % plan.tile_px):
+    axis_ds = level_axis_downsamples(reader.dimensions, reader.level_dimensions)[plan.level]
+    if any(ds != int(ds) for ds in axis_ds) or (plan.identity is False and plan.read_px % plan.tile_px):
         return "reader", None
     width, height = (int(v) for v in reader.level_dimensions[plan.level])
     try:
         stored = StoredTiles(path, width=width, height=height)
     except Exception:  # not a tiled JPEG TIFF level (or not a TIFF): the backend reads it
         return "reader", None
-    xl = (xs / ds).round().astype(np.int64)
-    yl = (ys / ds).round().astype(np.int64)
+    xl, yl = level_coords(reader, plan.level, xs, ys)
     if not all(stored.aligned(int(x), int(y), plan.read_px) for x, y in zip(xl, yl, strict=True)):
         stored.close()
         return "reader", None
@@ -105,8 +117,8 @@ class TileMaker:
         self.reader, self.plan, self.config = reader, plan, config
         self.read_path, self.stored = read_path, stored
         self.xs, self.ys = xs, ys
-        self._xl = [int(round(x / plan.downsample)) for x in xs.tolist()]
-        self._yl = [int(round(y / plan.downsample)) for y in ys.tolist()]
+        level_xs, level_ys = level_coords(reader, plan.level, xs, ys)
+        self._xl, self._yl = level_xs.tolist(), level_ys.tolist()
 
     @property
     def method(self) -> str:
@@ -133,7 +145,7 @@ class TileMaker:
         if self.read_path == "jpeg-copy":
             return self.stored.jpeg(self._xl[i], self._yl[i])
         rgb = self.stored.read_resized(self._xl[i], self._yl[i], self.plan.read_px, self.plan.tile_px)
-        return encode_jpeg(rgb, self.config.jpeg_quality)
+        return encode_jpeg(rgb, self.config.jpeg_quality, self.config.jpeg_subsampling)
 
     @property
     def resampled_on_device(self) -> bool:
@@ -166,7 +178,8 @@ class TileMaker:
 
     def encode_region(self, rgb: np.ndarray) -> bytes:
         """JPEG bytes of one backend read, area-averaged to the tile size."""
-        return encode_jpeg(resize_area(rgb, self.plan.tile_px), self.config.jpeg_quality)
+        rgb = resize_area(rgb, self.plan.tile_px)
+        return encode_jpeg(rgb, self.config.jpeg_quality, self.config.jpeg_subsampling)
 
     def close(self) -> None:
         """Release the stored tiles' file descriptor."""
