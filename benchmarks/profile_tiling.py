@@ -43,7 +43,9 @@ STAGES: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
     ("area-average resample + colour order", ("resize", "cvtColor"), "read_resized"),
     ("area-average resample + colour order", ("resize_area", "_resize_area"), None),
     ("JPEG encode", ("_encode_jpeg", "encode_jpeg"), None),
-    ("backend read_regions (reader path)", ("read_regions",), None),
+    ("backend read_regions (reader path)", ("read_regions",), "_slide_items"),
+    ("backend read_regions (reader path)", ("read_regions",), "_tile_bytes"),
+    ("backend read_regions (reader path)", ("read_regions",), "tile_bytes"),
     ("tar members + sha256", ("add",), "_write"),
     ("tar members + sha256", ("add",), "_handle"),
     ("QC image read", ("bounded_thumbnail",), "_write"),
@@ -96,6 +98,7 @@ def _child(manifest: str, out: str, extra: list[str], stats_path: str) -> None:
     stats = pstats.Stats(main)
     for profile in finished:
         stats.add(profile)
+    stats.dump_stats(f"{stats_path}.pstats")  # for `python -m pstats` (all threads, thread CPU time)
     table: dict[str, float] = collections.Counter()
     for stage, names, caller in STAGES:
         for (_, _, func), (_, _, _, cum, callers) in stats.stats.items():  # type: ignore[attr-defined]
