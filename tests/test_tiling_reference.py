@@ -147,3 +147,39 @@ def test_shard_members_are_byte_identical_to_the_reference() -> None:
         x, y = (int(v) for v in rng.integers(0, 10**6, size=2))
         tissue = float(np.float32(rng.random())) if i % 4 else (0.0, 1.0, 0.25, 1e-5)[i // 4 % 4]
         assert records.json(x, y, 512, tissue) == tile_json('TCGA-"ü"\\1', x, y, 512, "site ê", tissue)
+
+
+def test_shards_written_side_by_side_equal_shards_written_one_by_one(
+    tmp_path: Path, tiled_run: TiledRun
+) -> None:
+    """Shards are packed in parallel from a plan of tile runs; the bytes must equal a one-at-a-time pack."""
+    import shutil
+
+    from g2l.tiling import write_shards
+
+    got = {}
+    for workers in (1, 3):
+        root = tmp_path / f"w{workers}"
+        shutil.copytree(tiled_run.root / "tiles", root / "tiles")
+        (root / "tiles/settings.json").unlink(missing_ok=True)
+        config = TilingConfig(tiles_per_shard=5, workers=workers)
+        summary = write_shards(root, tiled_run.manifest, config, replace=True)
+        assert summary["n_shards"] >= 4  # runs start and end inside slides
+        got[workers] = {p.name: p.read_bytes() for p in sorted((root / "shards").glob("shard-*.tar"))}
+    assert got[1] == got[3]
+    names = [name for data in got[1].values() for name in _tar_names(data)]
+    expected = []
+    for slide_id in ("s025", "s050", "nompp"):
+        xs, ys, _ = _written(tiled_run.root, slide_id)
+        expected += [
+            f"{slide_id}_{x}_{y}.{ext}" for x, y in zip(xs, ys, strict=True) for ext in ("jpg", "json")
+        ]
+    assert names == expected
+
+
+def _tar_names(data: bytes) -> list[str]:
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return tar.getnames()

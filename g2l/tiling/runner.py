@@ -242,7 +242,7 @@ def write_shards(
                     "run `g2l tile` for it",
                 }
             )
-    index = build_shards(root, ok, config, manifest_sha256)
+    index = build_shards(root, ok, config, manifest_sha256, workers=config.workers or default_workers())
     summary = {
         "slides_ok": [sid for sid, _, _ in ok],
         "slides_failed": failed,
