@@ -163,6 +163,8 @@ def main() -> None:
     from benchmarks.tiling import default_sets, make_slides, warm
 
     work = args.work or Path(tempfile.mkdtemp(prefix="g2l-profile-"))
+    # As installed (bytecode compiled), not as an editable checkout under PYTHONDONTWRITEBYTECODE.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "g2l")], check=True)
     spec = default_sets(args.count, args.count)[args.set]
     df = make_slides(work, spec, args.unique)
     warm(df["uri"].tolist())

@@ -20,6 +20,7 @@ the median beside it.
 CPU decode floor of the same node.
 
     PYTHONPATH=. python benchmarks/tiling.py [--small 40] [--large 2] [--repeat 3] [--work /tmp/g2l-bench]
+        [--compare /tmp/g2l-before] [--device cuda]
 """
 
 from __future__ import annotations
@@ -144,10 +145,15 @@ class Timing:
     cpu: float
 
 
-def run_cli(manifest: Path, out: Path, workers: int, device: str, backend: str | None) -> Timing:
-    """`python -m g2l tile` into a fresh `out`, timed as a user sees it: wall and the child's CPU."""
+def run_cli(
+    manifest: Path, out: Path, workers: int, device: str, backend: str | None, repo: Path = REPO
+) -> Timing:
+    """`python -m g2l tile` (of the g2l in `repo`) into a fresh `out`, timed as a user sees it.
+
+    Wall seconds, and the CPU seconds of the child process over all its threads.
+    """
     shutil.rmtree(out, ignore_errors=True)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(repo))
     env["G2L_SLIDES_DEVICE"] = device
     cmd = [sys.executable, "-m", "g2l", "tile", "--manifest", str(manifest), "--out", str(out), "--quiet"]
     cmd += ["--workers", str(workers)]
@@ -274,6 +280,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds; best and median are printed")
     parser.add_argument("--naive-slides", type=int, default=2, help="slides per set the naive loop reads")
     parser.add_argument("--work", type=Path, default=None, help="directory for slides and outputs (kept)")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        help="another g2l checkout (e.g. `git worktree add /tmp/g2l-before 85fb676`) run in the same rounds",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     workers = args.workers or _cores()
@@ -286,6 +298,11 @@ def main() -> None:
         if not gpu_available():
             raise SystemExit("--device cuda needs a CUDA device visible to cupy")
         backend = backend or "cucim"
+    # An installed g2l (wheel, container image) has its bytecode compiled at install time; an editable
+    # checkout under PYTHONDONTWRITEBYTECODE would compile every module at every start instead.
+    for tree in (REPO, args.compare):
+        if tree is not None:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "g2l")], check=True)
     specs = default_sets(args.small, args.large)
     chosen = [specs[name] for name in args.sets.split(",")]
     start = time.perf_counter()
@@ -316,6 +333,10 @@ def main() -> None:
                     manifests[s.name], work / "out_bench", workers, args.device, backend
                 ),
             }
+            if args.compare is not None:
+                contestants["g2l@compare"] = lambda s=spec: run_cli(
+                    manifests[s.name], work / "out_compare", workers, args.device, backend, args.compare
+                )
             for name, fn in contestants.items():
                 runs.setdefault((spec.name, name), []).append(fn())
     for spec in chosen:
@@ -339,7 +360,7 @@ def main() -> None:
         )
         best = {k: min(v, key=lambda t: t.wall) for (s, k), v in runs.items() if s == spec.name}
         median = {k: statistics.median(t.wall for t in v) for (s, k), v in runs.items() if s == spec.name}
-        for name in ("floor", "g2l", "naive"):
+        for name in ("floor", "g2l", "g2l@compare", "naive"):
             if name not in best:
                 continue
             rate, rate_med = n / best[name].wall, n / median[name]
@@ -355,6 +376,8 @@ def main() -> None:
             print(line)
         if "naive" in best:
             print(f"  g2l / naive: {best['naive'].wall / best['g2l'].wall:.1f}x")
+        if "g2l@compare" in best:
+            print(f"  g2l / g2l@compare: {best['g2l@compare'].wall / best['g2l'].wall:.2f}x (wall)")
 
 
 if __name__ == "__main__":
