@@ -53,7 +53,8 @@ STAGES: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
     ("QC thumbnail render + PNG", ("render_thumbnail",), None),
     ("coords parquet", ("write_table",), None),
     ("meta.json and other small writes", ("write_json",), None),
-    ("shards + index", ("build_shards",), None),
+    ("shards + index", ("_pack_run",), None),
+    ("shards + index", ("build_shards",), "write_shards"),
 )
 
 
