@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,13 @@ import pytest
 from PIL import Image
 
 from g2l.slides import open_slide
-from g2l.synth.slides import write_synthetic_slide
+from g2l.synth.slides import Blob, write_synthetic_slide
 from g2l.tiling import TilingConfig, tile_slides
 from g2l.tiling.manifest_io import resolve_manifest, slide_rows
-from g2l.tiling.pipeline import LOOKAHEAD, MAX_FINISHING
+from g2l.tiling.outputs import OutputRoot
+from g2l.tiling.pipeline import LOOKAHEAD, MAX_FINISHING, SlidePipeline
 from g2l.tiling.reader import bounded_thumbnail
-from g2l.tiling.slide import output_config_hash, slide_identity
+from g2l.tiling.slide import output_config_hash, prepare_slide, slide_identity
 from g2l.tiling.thumbnail import CONTOUR_RGB, TILE_RGB, qc_image
 from tests.fixtures.tiling import write_manifest
 
@@ -137,3 +139,45 @@ def test_thumbnail_png_shows_slide_contour_and_tiles(tmp_path: Path, slide_025) 
     for colour in (CONTOUR_RGB, TILE_RGB):
         plain &= ~np.all(png == colour, axis=-1)
     assert np.abs(png.astype(np.int16) - slide)[plain].mean() < 3.0  # the picture is the slide itself
+
+
+class BulkyTiles:
+    """A slide's real tile maker whose every tile comes out 2 MiB larger (a stand-in for big tiles)."""
+
+    def __init__(self, maker) -> None:
+        self._maker = maker
+        self.read_path, self.method, self.stored_path = maker.read_path, maker.method, True
+
+    def __len__(self) -> int:
+        return len(self._maker)
+
+    def tile(self, i: int) -> bytes:
+        return self._maker.tile(i) + bytes(2 * 2**20)
+
+    def close(self) -> None:
+        self._maker.close()
+
+
+def test_written_tiles_are_let_go(tmp_path: Path, make_slide) -> None:
+    """Memory is bounded by the tiles in flight (the window), not by the number of tiles in a slide."""
+    section = Blob(cx=1024.0, cy=1024.0, rx=960.0, ry=960.0, angle=0.0)  # ~45 tiles of tissue
+    slide = make_slide(width=2048, height=2048, mpp=0.5, blobs=[section], seed=21)
+    manifest = write_manifest(tmp_path / "m.csv", [{"slide_id": "big", "uri": str(slide.path)}])
+    rows = slide_rows(resolve_manifest(manifest)[0])
+    config = TilingConfig(workers=2, batch_tiles=8)
+
+    def bulky(*args, **kwargs):
+        prepared = prepare_slide(*args, **kwargs)
+        prepared.maker = BulkyTiles(prepared.maker)
+        return prepared
+
+    pipeline = SlidePipeline(OutputRoot(tmp_path / "out"), config, threads=2, prepare=bulky)
+    tracemalloc.start()
+    try:
+        [outcome] = list(pipeline.run(rows))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert outcome.status == "ok" and outcome.n_tiles >= 40, outcome
+    # Holding every written tile would take 2 x n_tiles MiB; the window is max(4 x 2 workers, 8) tiles.
+    assert peak < 40 * 2**20 < outcome.n_tiles * 2**20, peak

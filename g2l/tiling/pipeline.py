@@ -57,7 +57,9 @@ class _Active:
     """A slide whose tiles are being made and written."""
 
     prepared: PreparedSlide
-    futures: list[Future[bytes]] = dataclasses.field(default_factory=list)
+    # Its tile tasks not yet written (a written tile's bytes must not stay referenced: memory is bounded by
+    # the window, not by the slide's size).
+    futures: set[Future[bytes]] = dataclasses.field(default_factory=set)
     error: BaseException | None = None
     tar: TarWriter | None = None
     started: float = 0.0
@@ -105,8 +107,10 @@ class SlidePipeline:
         on_tiles: Callable[[int], None] | None = None,
         on_step: StepCallback | None = None,
         observer: Observer | None = None,
+        prepare: Callable[..., PreparedSlide | SlideOutcome | Suspect] = prepare_slide,
     ) -> None:
         self.root, self.config, self.cache_dir, self.replace = root, config, cache_dir, replace
+        self._prepare_slide = prepare  # `prepare_slide`; tests pass a wrapper around it
         self.threads = max(1, threads)
         # Enough tiles in flight to keep every worker busy across a slide boundary; bounded by batch_tiles.
         self.window = max(4 * self.threads, config.batch_tiles)
@@ -137,7 +141,7 @@ class SlidePipeline:
     def _prepare(self, row: SlideRow, alone: bool) -> PreparedSlide | SlideOutcome | Suspect:
         self._event("prepare", row.slide_id)
         try:
-            result = prepare_slide(
+            result = self._prepare_slide(
                 row,
                 self.root,
                 self.config,
@@ -237,7 +241,7 @@ class SlidePipeline:
                     if active.error is not None:
                         break
                     future = pool.submit(maker.tile, i)
-                    active.futures.append(future)
+                    active.futures.add(future)
                     yield _Item("tile", active, i, future)
                     top_up()
             else:
@@ -251,7 +255,7 @@ class SlidePipeline:
                         yield _Item("tile", active, i, _failed_future(exc))
                         break
                     future = pool.submit(maker.encode_region, region)
-                    active.futures.append(future)
+                    active.futures.add(future)
                     yield _Item("tile", active, i, future)
                     top_up()
                 close = getattr(regions, "close", None)
@@ -353,6 +357,7 @@ class SlidePipeline:
             if active.error is not None:
                 item.future.cancel()
                 return 1
+            active.futures.discard(item.future)
             try:
                 data = item.future.result()
                 assert active.tar is not None
