@@ -125,7 +125,7 @@ def startup(manifest: Path, out: Path, extra: list[str]) -> tuple[float, float, 
     for _ in range(3):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run(cmd + extra, env=env, check=True, capture_output=True)
+        subprocess.run(cmd + extra, env=env, cwd=REPO, check=True, capture_output=True)
         walls.append(time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -176,7 +176,7 @@ def main() -> None:
     stats_path = work / "profile_stats.json"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = [sys.executable, __file__, *(["--workers", str(args.workers)] if args.workers else [])]
-    subprocess.run([*cmd, "--child", str(manifest), str(out), str(stats_path)], env=env, check=True)
+    subprocess.run([*cmd, "--child", str(manifest), str(out), str(stats_path)], env=env, cwd=REPO, check=True)
     result = json.loads(stats_path.read_text())
     metas = [json.loads((out / "tiles" / s / "meta.json").read_text()) for s in df["slide_id"]]
     n_slides, n_tiles = len(metas), sum(m["n_tiles"] for m in metas)

@@ -161,7 +161,8 @@ def run_cli(
         cmd += ["--backend", backend]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    # cwd: `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH.
+    done = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
