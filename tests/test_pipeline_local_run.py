@@ -30,7 +30,7 @@ def _policy(threshold: float) -> str:
         {
             "metric": "lp_balanced_accuracy",
             "benchmark": "all",
-            "comparator": ">=",
+            "test": "threshold",
             "reference": "constant",
             "value": threshold,
         }

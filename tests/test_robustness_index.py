@@ -1,9 +1,20 @@
-"""Robustness index: matches a plain-loop reference, known answers, same-group neighbours excluded."""
+"""Robustness index: matches a plain-loop reference, known answers, same-group neighbours excluded.
+
+de Jong et al. (arXiv 2501.18055) define R_k = sum SO / sum OS (> 1: biology dominates the centre);
+PathoROB (bifold-pathomics/PathoROB, pathorob/robustness_index/robustness_index_utils.py,
+`aggregate_stats`) reports SO / (SO + OS), i.e. R_k / (1 + R_k).
+"""
 
 import numpy as np
 import pytest
 
-from g2l.evaluate.robustness import nearest_other_group, robustness_index
+from g2l.evaluate.robustness import (
+    balanced_subsets,
+    eligibility,
+    nearest_other_group,
+    robustness_index,
+    unit_counts,
+)
 
 
 def reference_index(x, labels, sites, groups, ks):
@@ -21,7 +32,7 @@ def reference_index(x, labels, sites, groups, ks):
                 ss += same_label and same_site
                 so += same_label and not same_site
                 os_ += (not same_label) and same_site
-        out[k] = {"de_jong": (ss + so) / (ss + os_), "pathorob": so / (so + os_)}
+        out[k] = {"de_jong": so / os_, "pathorob": so / (so + os_), "SS": ss}
     return out
 
 
@@ -38,6 +49,13 @@ def test_matches_plain_loop_reference_on_random_data():
     for k in ks:
         assert got[k]["de_jong"] == pytest.approx(want[k]["de_jong"], abs=1e-12)
         assert got[k]["pathorob"] == pytest.approx(want[k]["pathorob"], abs=1e-12)
+        r = got[k]["de_jong"]
+        assert got[k]["pathorob"] == pytest.approx(r / (1 + r), abs=1e-12)  # one is a transform of the other
+    # Per-unit counts sum to the pooled ones: the gate's bootstrap resamples exactly these numbers.
+    per_unit = unit_counts(x, labels, sites, groups, groups, 25, ks)
+    for k in ks:
+        so, os_ = per_unit[k]["SO"].sum(), per_unit[k]["OS"].sum()
+        assert so / os_ == pytest.approx(want[k]["de_jong"]) and per_unit[k]["SS"].sum() == want[k]["SS"]
 
 
 def _clustered(by, n_per=20, seed=1):
@@ -56,7 +74,7 @@ def test_features_clustered_by_site_give_pathorob_near_zero():
     ri = robustness_index(x, labels, sites, groups, (3, 5, 10, 20))
     for k in (3, 5, 10, 20):
         assert ri[k]["pathorob"] < 0.05
-        assert ri[k]["de_jong"] < 0.5  # (SS + SO) / (SS + OS) with SO ~ 0: about 1/3 here
+        assert ri[k]["de_jong"] < 0.06  # SO / OS with SO ~ 0
 
 
 def test_features_clustered_by_label_give_pathorob_near_one():
@@ -64,7 +82,7 @@ def test_features_clustered_by_label_give_pathorob_near_one():
     ri = robustness_index(x, labels, sites, groups, (3, 5, 10, 20))
     for k in (3, 5, 10, 20):
         assert ri[k]["pathorob"] > 0.95
-        assert ri[k]["de_jong"] > 2.0  # SS + SO >> SS + OS when neighbours share the label across sites
+        assert ri[k]["de_jong"] > 19.0  # SO >> OS (infinite when no OS neighbour is left)
 
 
 def test_same_group_neighbours_are_excluded():
@@ -100,3 +118,35 @@ def test_rows_with_too_few_other_group_samples_use_what_exists():
 def test_bad_shapes_are_named():
     with pytest.raises(ValueError, match="sites"):
         robustness_index(np.zeros((5, 2)) + 1, np.zeros(5), np.zeros(4), np.arange(5), (3,))
+
+
+def test_balanced_subsets_are_two_classes_by_two_sites_with_equal_cells():
+    rng = np.random.default_rng(4)
+    labels = rng.choice(["a", "b", "c"], 600, p=[0.6, 0.3, 0.1])
+    sites = rng.choice(["s1", "s2"], 600, p=[0.8, 0.2])
+    subsets = balanced_subsets(labels, sites, min_per_cell=10, seed=0)
+    assert len(subsets) == 3  # class pairs ab, ac, bc x the one site pair
+    for sel in subsets:
+        cells = {(lab, s) for lab, s in zip(labels[sel], sites[sel], strict=True)}
+        assert len(cells) == 4
+        counts = [np.sum((labels[sel] == c) & (sites[sel] == s)) for c, s in cells]
+        assert len(set(counts)) == 1  # equal tiles per class and site
+    assert balanced_subsets(labels, sites, min_per_cell=10, seed=0)[0].tolist() == subsets[0].tolist()
+
+
+@pytest.mark.parametrize(
+    ("labels", "sites", "declared", "eligible", "why"),
+    [
+        (["a", "b"] * 40, ["bach"] * 80, "", False, "single site"),
+        # PANDA: the Gleason patterns come from Radboud only, Karolinska gives benign and cancer.
+        (["benign"] * 40 + ["gleason4"] * 40 + ["benign"] * 40, ["radboud"] * 80 + ["karolinska"] * 40, "",
+         False, "gleason4 (only at radboud)"),
+        (["a", "b"] * 40, ["s1"] * 40 + ["s2"] * 40, "TCGA tissue source site = cancer type", False,
+         "declares"),
+        (["a", "b"] * 40, ["s1"] * 40 + ["s2"] * 40, "", True, "2 sites"),
+        (["a"] * 70 + ["b"] * 10, ["s1", "s2"] * 40, "", False, "no two classes"),
+    ],
+)
+def test_eligibility_refuses_single_site_and_confounded_benchmarks(labels, sites, declared, eligible, why):
+    info = eligibility(np.array(labels), np.array(sites), min_per_cell=10, declared_confound=declared)
+    assert info["eligible"] is eligible and why in info["reason"]

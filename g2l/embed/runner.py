@@ -133,13 +133,16 @@ def run_embed(
     forward: Forward | None = None,
     run_id: str = "local",
     cancer: str = "none",
+    repair: bool = False,
 ) -> str:
     """Embed every tile's K views with the teacher into ROOT/embeddings/<key>/; returns that directory.
 
     Rank R of W computes parts R, R+W, ...; finished parts (sha256-checked) are skipped; the rank that
-    finds every part present writes index.json and _COMPLETE. `model` / `forward` inject a prebuilt
-    teacher or a forward callable (preprocessed batch -> [B, dim]) - tests use them to count calls or
-    simulate out-of-memory.
+    finds every part present seals the cache (index.json, then _COMPLETE). A sealed cache is immutable:
+    a rerun only checks it and writes nothing into it; a damaged one raises CacheError unless `repair`,
+    which unseals it, recomputes the damaged parts and seals it again. `model` / `forward` inject a
+    prebuilt teacher or a forward callable (preprocessed batch -> [B, dim]) - tests use them to count
+    calls or simulate out-of-memory.
     """
     from g2l.metrics import StageMetrics
     from g2l.progress import console, progress
@@ -152,6 +155,14 @@ def run_embed(
     loaded = model or build_model(config.teacher, config.weights, device="cpu", embedding=embedding)
     key, material = compute_key(shard_index, config, loaded)
     dest = dest_for(out_root, key, rank)
+    n_parts = len(shard_index["shards"])
+    ranks_parts = list(range(rank, n_parts, world_size))
+    if dest.sealed() and _sealed_and_intact(dest, material, ranks_parts, repair):
+        with StageMetrics("embed", run_id=run_id, cancer=cancer, root=str(out_root)) as metrics:
+            metrics.gauge("parts_total", "Parts (shards) in the cache").set(n_parts)
+            metrics.counter("parts_skipped_total", "Parts already present and intact").inc(len(ranks_parts))
+        console.print(f"embed: cache {key[:12]} is sealed and intact; nothing to do, nothing rewritten")
+        return dest.location
     dest.prepare(material)
 
     entries = shard_index["shards"]
@@ -172,12 +183,45 @@ def run_embed(
         if problems:
             metrics.failures.inc(len(problems))
             raise ShardError("; ".join(problems))
-        complete = dest.finalize(material, shard_index, loaded.embed_dim)
+        complete = dest.finalize(material, shard_index, loaded.embed_dim, _teacher_origin(config, model))
     skipped = len(mine) - len(todo)
     state = "complete" if complete else "waiting for other ranks' parts"
     console.print(f"embed: rank {rank}/{world_size}: {len(runnable)} part(s) computed, {skipped} already "
                   f"present; cache {key[:12]} {state}")
     return dest.location
+
+
+def _teacher_origin(config: EmbedConfig, injected: LoadedModel | None) -> dict[str, Any]:
+    """Where the teacher came from (index.json, not the key): what `g2l audit` rebuilds it from."""
+    import os
+
+    weights = config.weights
+    if weights is not None and "://" not in weights:
+        weights = os.path.abspath(weights)
+    spec = injected.name if injected is not None else config.teacher
+    if os.path.exists(spec):  # a local model directory: absolute, so the audit finds it from anywhere
+        spec = os.path.abspath(spec)
+    return {"teacher_spec": spec, "teacher_weights": weights}
+
+
+def _sealed_and_intact(dest: CacheDest, material: dict[str, Any], mine: list[int], repair: bool) -> bool:
+    """True when this rank's parts of a sealed cache are intact; a damaged one raises, or with `repair` is
+    unsealed (False: the caller recomputes the damaged parts and seals again)."""
+    from g2l.embed.cache import CacheError
+    from g2l.progress import console
+
+    damaged = dest.check_sealed(material, mine)  # each rank checks its own share, as it fills it
+    if not damaged:
+        return True
+    if not repair:
+        raise CacheError(
+            f"sealed cache {dest.location} is damaged: {'; '.join(damaged)}. A sealed cache is never "
+            f"rewritten in place (other nodes may be reading it); rerun with --repair to recompute only "
+            f"the damaged parts and seal it again"
+        )
+    console.print(f"[yellow]embed: repairing {dest.location}: {'; '.join(damaged)}[/yellow]")
+    dest.unseal()
+    return False
 
 
 def _compute(parts: list[int], entries: list[dict[str, Any]], source: ShardSource, dest: CacheDest,

@@ -19,8 +19,9 @@ TABLE_METRICS = (
     ("lp_auc", "LP AUC", "lp_auc_std"),
     ("knn_balanced_accuracy", "kNN bal. acc.", None),
     ("pathorob_ri@k=10", "PathoROB RI k=10", None),
+    ("pathorob_ri_balanced@k=10", "PathoROB RI k=10, balanced", None),
     ("de_jong_ri@k=10", "de Jong RI k=10", None),
-    ("cka_teacher", "CKA to teacher", None),
+    ("cka_teacher", "debiased CKA to teacher (random baseline)", "cka_teacher_random_baseline"),
 )
 
 
@@ -76,12 +77,18 @@ def _img(b64: str, alt: str) -> str:
     return f'<img src="data:image/png;base64,{b64}" alt="{html.escape(alt)}">'
 
 
-def _fmt(value: Any, spread: Any = None) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fmt(value: Any, spread: Any = None, interval: Any = None, spread_kind: str = "std") -> str:
+    if not _finite(value):
         return "&ndash;"
     text = f"{value:.3f}"
-    if spread is not None and isinstance(spread, float) and math.isfinite(spread):
-        text += f" &plusmn; {spread:.3f}"
+    if _finite(spread):
+        text += f" ({spread:.3f})" if spread_kind == "baseline" else f" &plusmn; {spread:.3f}"
+    if isinstance(interval, list | tuple) and len(interval) == 2 and all(_finite(v) for v in interval):
+        text += f"<br><small>[{interval[0]:.3f}, {interval[1]:.3f}]</small>"
     return text
 
 
@@ -90,7 +97,7 @@ def _ri_curves(report: dict[str, Any], bench: str) -> str:
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, (kind, title) in zip(
-        axes, (("pathorob", "PathoROB SO/(SO+OS)"), ("de_jong", "de Jong (SS+SO)/(SS+OS)")), strict=True
+        axes, (("pathorob", "PathoROB SO/(SO+OS)"), ("de_jong", "de Jong SO/OS")), strict=True
     ):
         for name, model in report["models"].items():
             metrics = model["benchmarks"].get(bench, {})
@@ -122,23 +129,30 @@ def _bars(report: dict[str, Any], bench: str) -> str:
     width = 0.8 / len(metrics)
     for j, (key, label) in enumerate(metrics):
         xs = np.arange(len(names)) + (j - (len(metrics) - 1) / 2) * width
-        means, stds = [], []
+        means, lows, highs = [], [], []
         for i, name in enumerate(names):
             m = report["models"][name]["benchmarks"].get(bench, {})
-            means.append(np.nan if m.get(key) is None else m[key])
-            stds.append(m.get(f"{key}_std") or 0.0)
+            value = np.nan if m.get(key) is None else float(m[key])
+            means.append(value)
+            ci = (report["models"][name].get("intervals") or {}).get(bench, {}).get(key)
+            ok = isinstance(ci, list | tuple) and len(ci) == 2 and all(_finite(v) for v in ci)
+            lows.append(max(0.0, value - ci[0]) if ok else 0.0)  # type: ignore[index]
+            highs.append(max(0.0, ci[1] - value) if ok else 0.0)  # type: ignore[index]
             seeds = report["models"][name].get("per_seed", {}).get(bench, {}).get(key)
             if seeds:
                 jitter = np.linspace(-width / 4, width / 4, len(seeds))
                 ax.scatter(
                     xs[i] + jitter, [np.nan if s is None else s for s in seeds], s=8, color="k", zorder=3
                 )
-        ax.bar(xs, means, width=width, yerr=stds, capsize=3, label=label, alpha=0.85)
+        ax.bar(xs, means, width=width, yerr=[lows, highs], capsize=3, label=label, alpha=0.85)
     ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(f"{bench}: mean and spread over seeds (dots: individual seeds)", fontsize=10)
+    ax.set_title(
+        f"{bench}: seed-averaged probe and kNN, 95% interval over test patients (dots: single seeds)",
+        fontsize=10,
+    )
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
@@ -180,10 +194,11 @@ def _table(report: dict[str, Any]) -> str:
         cells = []
         for b in benches:
             m = model["benchmarks"].get(b, {})
-            cells += [
-                f"<td>{_fmt(m.get(key), m.get(spread) if spread else None)}</td>"
-                for key, _, spread in TABLE_METRICS
-            ]
+            ci = (model.get("intervals") or {}).get(b, {})
+            for key, _, spread in TABLE_METRICS:
+                kind = "baseline" if spread and spread.endswith("baseline") else "std"
+                text = _fmt(m.get(key), m.get(spread) if spread else None, ci.get(key), kind)
+                cells.append(f"<td>{text}</td>")
         role = " (teacher)" if name == report.get("teacher") else ""
         rows.append(f"<tr><th>{html.escape(name)}{role}</th>{''.join(cells)}</tr>")
     return f"<table>{head1}{head2}{''.join(rows)}</table>"
@@ -208,11 +223,15 @@ def render_html(report: dict[str, Any], projections: dict[str, dict[str, dict[st
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>g2l evaluation report</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>g2l evaluation report</h1>",
-        "<p class=meta>Linear probe (LP): logistic regression on standardised embeddings, C chosen on a "
-        f"validation split, mean &plusmn; std over seeds {html.escape(str(report.get('seeds')))}. "
-        "kNN: cosine, train &rarr; test. Robustness index: cosine neighbours from other slides/patients; "
-        "PathoROB = SO/(SO+OS) (1: neighbours share the label across sites, 0: they share only the site). "
-        "CKA: linear CKA to the teacher's embeddings of the same tiles.</p>",
+        "<p class=meta>Linear probe (LP): logistic regression on standardised embeddings, C chosen on the "
+        "official validation set or a patient-grouped validation split; the score is the probe averaged over "
+        f"seeds {html.escape(str(report.get('seeds')))} (&plusmn;: spread of single seeds). Out-of-fold "
+        "predictions are pooled over folds. kNN: cosine, train &rarr; test. [lo, hi]: 95% bootstrap interval "
+        "over test patients. Robustness index: cosine neighbours from other slides/patients; "
+        "PathoROB = SO/(SO+OS) (1: neighbours share the label across sites, 0: they share only the site), "
+        "pooled and within balanced class &times; site subsets; de Jong = SO/OS. "
+        "CKA: debiased linear CKA to the teacher's embeddings of the same tiles (in brackets: the same for "
+        "random features, what no relation reads as).</p>",
         "<h2>Models &times; benchmarks</h2>",
         _table(report),
     ]

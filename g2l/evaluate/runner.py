@@ -6,81 +6,28 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from g2l.config import config_hash
+from g2l.evaluate import design
 from g2l.evaluate.benchmark import Benchmark, load_benchmark
-from g2l.evaluate.cka import linear_cka
 from g2l.evaluate.config import EvaluateConfig
 from g2l.evaluate.embed import embed_benchmark
-from g2l.evaluate.knn import knn_balanced_accuracy
-from g2l.evaluate.linear_probe import linear_probe
+from g2l.evaluate.identity import teacher_identity
+from g2l.evaluate.metrics import benchmark_metrics
 from g2l.evaluate.models import EvalModel, RegistryResolver, load_model, resolve_device
 from g2l.evaluate.report import clean_json, pca_2d, write_html, write_json
-from g2l.evaluate.robustness import robustness_index
-
-
-def benchmark_metrics(
-    features: np.ndarray,
-    bench: Benchmark,
-    config: EvaluateConfig,
-    teacher_features: np.ndarray | None,
-    device: str = "cpu",
-) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """All metrics of one model on one benchmark: `(metrics, per-seed values)`.
-
-    With k folds the probe and kNN are averaged over folds (per seed), so the seed spread stays a
-    spread over seeds.
-    """
-    y = bench.labels
-    per_fold_bacc, per_fold_auc, per_fold_c, knn = [], [], [], []
-    for train, test in bench.splits:
-        res = linear_probe(
-            features[train],
-            y[train],
-            features[test],
-            y[test],
-            seeds=config.seeds,
-            c_grid=config.probe_c_grid,
-            val_fraction=config.probe_val_fraction,
-            max_iter=config.probe_max_iter,
-        )
-        per_fold_bacc.append(res.balanced_accuracy)
-        per_fold_auc.append(res.auc)
-        per_fold_c.append(res.chosen_c)
-        knn.append(knn_balanced_accuracy(features[train], y[train], features[test], y[test], k=config.knn_k))
-    bacc = np.mean(np.array(per_fold_bacc), axis=0)
-    auc = np.mean(np.array(per_fold_auc), axis=0)
-    metrics: dict[str, float] = {
-        "lp_balanced_accuracy": float(np.mean(bacc)),
-        "lp_balanced_accuracy_std": float(np.std(bacc)),
-        "lp_auc": float(np.mean(auc)),
-        "lp_auc_std": float(np.std(auc)),
-        "knn_balanced_accuracy": float(np.mean(knn)),
-    }
-    ri = robustness_index(
-        features, y, bench.column("site"), bench.column("group"), config.robustness_ks, device=device
-    )
-    for k, values in ri.items():
-        metrics[f"de_jong_ri@k={k}"] = values["de_jong"]
-        metrics[f"pathorob_ri@k={k}"] = values["pathorob"]
-    if teacher_features is not None:
-        metrics["cka_teacher"] = linear_cka(features, teacher_features)
-    per_seed = {
-        "lp_balanced_accuracy": bacc.tolist(),
-        "lp_auc": auc.tolist(),
-        "lp_c": np.array(per_fold_c).T.tolist(),
-    }
-    return metrics, per_seed
+from g2l.evaluate.samples import benchmark_block
 
 
 def _inputs_hash(report: dict[str, Any], benches: list[Benchmark]) -> str:
     """sha256 of everything that determines the report: model names + digests, benchmark hashes, config."""
     payload = {
-        "models": {name: m["digest"] for name, m in report["models"].items()},
+        "models": {name: [m["digest"], m["precision"]] for name, m in report["models"].items()},
         "roles": [report["teacher"], report["champion"], sorted(report["skipped_models"])],
         "benchmarks": {b.name: b.sha256 for b in benches},
         "config_sha256": report["config_sha256"],
@@ -122,8 +69,17 @@ def run_evaluate(
     registry_resolver: RegistryResolver | None = None,
     run_id: str = "local",
     cancer: str = "none",
+    store: str | None = None,
+    teacher_cache: str | None = None,
+    loader: Callable[..., EvalModel | None] = load_model,
 ) -> dict[str, Any]:
-    """Evaluate `models` ({name: spec}) on benchmark YAMLs; write report.json + report.html under `out`."""
+    """Evaluate `models` ({name: spec}) on benchmark YAMLs; write report.json + report.html under `out`.
+
+    Embeddings come from, and go to, `store` (default `out/embeddings`; a pipeline passes
+    `<artifact_root>/eval-store` so that runs share them). `teacher_cache` (an embedding cache dir)
+    makes evaluation check that the teacher's weight digest is the cache's. `loader` builds a model
+    from (name, spec, device=, registry_resolver=, precision=); tests pass a wrapper that counts forwards.
+    """
     from g2l import __version__
     from g2l.metrics import StageMetrics
     from g2l.progress import console, progress
@@ -138,7 +94,7 @@ def run_evaluate(
     with StageMetrics("evaluate", run_id=run_id, cancer=cancer, root=str(out_dir)) as sm:
         benches: list[Benchmark] = []
         for path in benchmarks:
-            b = load_benchmark(path)
+            b = load_benchmark(path, input_mpp=config.input_mpp)
             if any(b.name == other.name for other in benches):
                 raise ValueError(
                     f"benchmark name {b.name!r} appears twice ({path}); benchmark names must be unique"
@@ -147,7 +103,9 @@ def run_evaluate(
         loaded: list[EvalModel] = []
         skipped: dict[str, str] = {}
         for name, spec in models.items():
-            m = load_model(name, spec, device=device, registry_resolver=registry_resolver)
+            m = loader(
+                name, spec, device=device, registry_resolver=registry_resolver, precision=config.precision
+            )
             if m is None:
                 skipped[name] = f"{spec}: nothing registered under this alias yet"
                 console.print(f"[yellow]{name}: {skipped[name]}; evaluated without it[/yellow]")
@@ -161,15 +119,21 @@ def run_evaluate(
                 f"[yellow]no model named {config.teacher_model!r} (evaluate.teacher_model): "
                 f"CKA to the teacher is not computed[/yellow]"
             )
+        identity = teacher_identity(loaded, teacher, cache=teacher_cache)
         report: dict[str, Any] = {
             "models": {
                 m.name: {
                     "digest": m.digest,
                     "spec": m.spec,
                     "resolved": m.resolved,
+                    "weights_sha256": m.weights_sha256,
+                    "embedding": m.embedding,
+                    "precision": m.precision,
                     "embed_dim": m.embed_dim,
                     "benchmarks": {},
                     "per_seed": {},
+                    "intervals": {},
+                    "samples": {},
                 }
                 for m in loaded
             },
@@ -180,6 +144,7 @@ def run_evaluate(
             if any(m.name == config.champion_model for m in loaded)
             else None,
             "skipped_models": skipped,
+            "teacher_identity": identity,
             "config": dataclasses.asdict(config),
             "config_sha256": config_hash(config),
             "g2l_version": __version__,
@@ -210,7 +175,7 @@ def run_evaluate(
                 feats, stats = embed_benchmark(
                     loaded,
                     b,
-                    out_dir / "embeddings",
+                    store or str(out_dir / "embeddings"),
                     batch_size=config.batch_size,
                     num_workers=config.num_workers,
                     progress=bar,
@@ -219,16 +184,29 @@ def run_evaluate(
                 cache_hits.inc(stats["cache_hits"])
                 if stats["seconds"] > 0:
                     rate.set(stats["tiles_embedded"] / stats["seconds"])
+                kind, unit_ids, _ = design.units(b)
+                ref = feats[teacher] if teacher is not None else None
+                any_model = feats[loaded[0].name]
+                scoring = design.scoring(b, any_model)
+                test_rows = scoring.test_rows()
+                robustness = design.robustness_input(b, config.robustness_min_per_cell)
                 report["benchmarks"][b.name] = {
                     "sha256": b.sha256,
+                    "content_sha256": b.content_sha256,
                     "file": b.source_file,
+                    "input": b.input.to_dict(),
+                    "split_source": b.definition.split.source or b.definition.split.kind,
                     "n_tiles": len(b),
                     "classes": b.classes,
                     "sites": sorted(set(b.column("site"))),
                     "n_groups": int(len(set(b.column("group")))),
                     "split": b.definition.split.kind,
                     "n_splits": len(b.splits),
+                    "score_level": b.definition.score_level,
+                    "n_test_samples": int(test_rows.size),
                     "groups_shared_across_split": b.groups_shared_across_split(),
+                    "robustness": design.robustness_eligibility(b, config.robustness_min_per_cell),
+                    **benchmark_block(kind, unit_ids, scoring.unit[test_rows], scoring.y[test_rows]),
                 }
                 if report["benchmarks"][b.name]["groups_shared_across_split"]:
                     console.print(
@@ -238,10 +216,21 @@ def run_evaluate(
                 projections[b.name] = {}
                 started = time.monotonic()
                 for m in loaded:
-                    ref = feats[teacher] if teacher is not None else None
-                    metrics, per_seed = benchmark_metrics(feats[m.name], b, config, ref, device=device)
-                    report["models"][m.name]["benchmarks"][b.name] = metrics
-                    report["models"][m.name]["per_seed"][b.name] = per_seed
+                    result = benchmark_metrics(
+                        feats[m.name],
+                        design.scoring(b, feats[m.name]),
+                        robustness,
+                        config,
+                        ref,
+                        bench_name=b.name,
+                        n_units=len(unit_ids),
+                        device=device,
+                    )
+                    entry = report["models"][m.name]
+                    entry["benchmarks"][b.name] = result.metrics
+                    entry["per_seed"][b.name] = result.per_seed
+                    entry["intervals"][b.name] = result.intervals
+                    entry["samples"][b.name] = result.samples
                     projections[b.name][m.name] = _projection(feats[m.name], b, config.projection_max_points)
                     bar.advance(task, 1)
                 t_metrics += time.monotonic() - started

@@ -34,6 +34,8 @@ class Manifest:
     content_hash: str
     rev: str | None
     source: str
+    uri: str = ""  # the path or URI as given (relative to `repo` when read at a revision)
+    repo: str | None = None
 
 
 def is_parquet(name: str) -> bool:
@@ -178,4 +180,4 @@ def load(path_or_uri: str | os.PathLike[str], rev: str | None = None, repo: str 
         if errors:
             raise ManifestError(source, errors)
     return Manifest(df=to_manifest_frame(df), content_hash=content_hash(df),
-                    rev=_resolve_commit(repo, rev), source=source)
+                    rev=_resolve_commit(repo, rev), source=source, uri=path, repo=repo)

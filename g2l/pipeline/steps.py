@@ -289,7 +289,9 @@ def evaluate_student(
         )
     use_registry(registry_uri, config_uri, artifact_root)
     resolver = getattr(registry, "resolve_spec", None)
-    models = {"student": student, config.teacher_model: teacher or _embed_config(config_uri, "").teacher}
+    # The teacher exactly as the embed step built it (name, weights, pooling): the one distilled from.
+    teacher_spec = f"embed:{stage_file(config_uri)}" + (f"?teacher={teacher}" if teacher else "")
+    models = {"student": student, config.teacher_model: teacher_spec}
     models.update(config.extra_models)
     if resolver is not None:  # the first run of a cancer has no champion: evaluate skips it then
         models[config.champion_model] = f"registry:{cancer}@champion"
@@ -306,6 +308,7 @@ def evaluate_student(
             registry_resolver=resolver,
             run_id=run_id(),
             cancer=cancer,
+            store=storage.join(artifact_root, "eval-store"),  # embeddings shared across runs
         )
         if html_out:
             shutil.copyfile(Path(out) / "report.html", html_out)

@@ -60,6 +60,7 @@ class PromotionResult:
     created: bool
     run_id: str
     registry_uri: str
+    lineage_missing: tuple[str, ...] = ()  # required lineage items not recorded: the audit will fail
 
     @property
     def promoted(self) -> bool:
@@ -81,6 +82,7 @@ class PromotionResult:
                 "status": self.status,
                 "created": self.created,
                 "reasons": list(self.reasons),
+                "lineage_missing": list(self.lineage_missing),
             }
         )
 
@@ -168,6 +170,17 @@ def promote(
             f"metric); it has {have}; fix: evaluate those benchmarks or change the policy's primary_metric"
         )
     lin = lineage.collect(student, inputs.student_config, overrides)
+    gaps = lineage.missing(lin)
+    if gaps and not quiet:
+        from g2l.progress import console
+
+        console.print(
+            f"[yellow]warning: the lineage of {student} lacks {', '.join(gaps)}: `g2l audit` will fail "
+            f"until it is complete; fix: distil with this g2l (config.json records it) or pass "
+            f"--manifest-uri, --shards-index, --cache-dir[/yellow]",
+            highlight=False,
+            soft_wrap=True,
+        )
     uri = resolve_uri(registry_uri, config, artifact_root)
     check_uri(uri)  # before any lock file is made next to a database that cannot exist
     name = model_name(cancer)
@@ -220,6 +233,7 @@ def promote(
         created=created,
         run_id=run_id,
         registry_uri=uri,
+        lineage_missing=tuple(gaps),
     )
     if metrics is not None:
         metrics.gauge("promote_lock_wait_seconds", "Time spent waiting for the promotion lock").set(
@@ -371,6 +385,15 @@ def _decide(
         client.set_model_version_tag(name, mine, REJECTED_TAG, "; ".join(reasons)[:90000])
         client.set_model_version_tag(name, mine, "g2l.decision", "rejected")
         return "rejected", ["gate failed: " + "; ".join(reasons)]
+    promotion = inputs.decision.get("promotion")
+    if champion is not None and isinstance(promotion, Mapping) and promotion.get("verdict") == "not_better":
+        # The gate's paired bootstrap found no evidence that the candidate beats the champion it was
+        # evaluated against (ADR 0008); point values alone would let noise move the alias.
+        reason = f"gate: {promotion.get('reason') or 'not better than the champion'}"
+        client.set_registered_model_alias(name, CHALLENGER, mine)
+        client.set_model_version_tag(name, mine, "g2l.decision", "challenger")
+        client.set_model_version_tag(name, mine, "g2l.not_promoted_reason", reason[:5000])
+        return "challenger", [reason]
     champ_value = None
     if champion is not None:
         champ_value = primary.score(recorded_benchmarks(champion.tags or {}), over)

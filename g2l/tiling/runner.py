@@ -13,7 +13,7 @@ from rich.markup import escape
 from g2l.progress import console, progress
 from g2l.tiling.config import TilingConfig
 from g2l.tiling.errors import TilingInputError, TilingInterrupted
-from g2l.tiling.manifest_io import LoadedManifest, SlideRow, resolve_manifest, slide_rows
+from g2l.tiling.manifest_io import LoadedManifest, SlideRow, manifest_origin, resolve_manifest, slide_rows
 from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.pipeline import Observer, SlidePipeline
 from g2l.tiling.settings import (
@@ -242,7 +242,14 @@ def write_shards(
                     "run `g2l tile` for it",
                 }
             )
-    index = build_shards(root, ok, config, manifest_sha256, workers=config.workers or default_workers())
+    index = build_shards(
+        root,
+        ok,
+        config,
+        manifest_sha256,
+        manifest_origin(manifest),
+        workers=config.workers or default_workers(),
+    )
     summary = {
         "slides_ok": [sid for sid, _, _ in ok],
         "slides_failed": failed,
@@ -271,7 +278,7 @@ def run_tiling(
 
     Outputs made with other settings are refused before any work unless `replace` (see `tile_slides`).
     """
-    loaded = LoadedManifest(*resolve_manifest(manifest))
+    loaded = LoadedManifest(*resolve_manifest(manifest), origin=manifest_origin(manifest))
     check_settings(out_root, config, replace=replace)  # before hours of tiling, not after
     tile_slides(
         loaded,

@@ -276,6 +276,7 @@ def build_shards(
     slides: list[tuple[str, str, dict[str, Any]]],
     config: TilingConfig,
     manifest_sha256: str,
+    manifest_origin: dict[str, str] | None = None,
     *,
     workers: int = 1,
 ) -> dict[str, Any]:
@@ -283,6 +284,7 @@ def build_shards(
 
     `slides` is [(slide_id, site, meta)]. JPEG bytes are copied from each slide's tiles.tar, never
     re-encoded. The index records a hash of its inputs, so a rerun with the same inputs is a no-op.
+    `manifest_origin` ({uri[, rev, repo]}) is recorded as `manifest`, the lineage the student carries.
     Up to `workers` shards are written at once; the bytes do not depend on it.
     """
     source = {
@@ -329,5 +331,7 @@ def build_shards(
         "source_sha256": source_sha256,
         "slides": [sid for sid, _, meta in slides if meta.get("n_tiles")],
     }
+    if manifest_origin:
+        index["manifest"] = {**manifest_origin, "sha256": manifest_sha256}
     root.write_json("shards/index.json", index)
     return index
