@@ -8,6 +8,7 @@ the process's total CPU from the OS (C++ threads such as cuCIM's included), and 
 heaviest imports (`python -X importtime`) and the CPU of a no-op rerun (the fixed cost of a call).
 
     PYTHONPATH=. python benchmarks/profile_tiling.py [--set small] [--count 40] [--work /tmp/g2l-bench]
+    PYTHONPATH=. python benchmarks/profile_tiling.py --set large --count 2 --tile-costs
 """
 
 from __future__ import annotations
@@ -144,6 +145,80 @@ def startup(manifest: Path, out: Path, extra: list[str]) -> tuple[float, float, 
     return min(cpus), min(walls), sorted(by_package.items(), key=lambda kv: -kv[1])[:12]
 
 
+def tile_costs(uri: str, rounds: int = 3) -> dict[str, list[float]]:
+    """CPU ms per output tile of the floor and of g2l's tile task (DCT-scaled, exact), alternating.
+
+    One slide, one process, a pool of two threads each: the floor decodes the stored tiles under the
+    kept tiles; the tile task makes each kept tile (decode, resample, encode) as the pipeline does.
+    """
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import imagecodecs
+    import pandas as pd
+
+    from g2l.tiling.config import TilingConfig
+    from g2l.tiling.manifest_io import slide_rows
+    from g2l.tiling.outputs import OutputRoot
+    from g2l.tiling.slide import PreparedSlide, prepare_slide
+
+    row = slide_rows(pd.DataFrame([{"slide_id": "s", "uri": uri, "cancer_type": "b", "site": "S"}]))[0]
+    makers = {}
+    for name, config in (("scaled", TilingConfig()), ("exact", TilingConfig(jpeg_scaled_decode=False))):
+        scratch = Path(tempfile.mkdtemp(prefix="g2l-tile-costs-"))
+        prepared = prepare_slide(row, OutputRoot(scratch), config)
+        if (
+            not isinstance(prepared, PreparedSlide)
+            or prepared.maker is None
+            or not prepared.maker.stored_path
+        ):
+            raise SystemExit(f"{uri}: not a slide whose stored tiles are decoded directly")
+        makers[name] = prepared.maker
+    maker = makers["scaled"]
+    n, stored, k = len(maker), maker.stored, maker.plan.read_px // maker.stored.tile  # type: ignore[union-attr]
+    raw = [
+        stored.raw(maker._xl[i] + dx * stored.tile, maker._yl[i] + dy * stored.tile)
+        for i in range(n)
+        for dy in range(k)
+        for dx in range(k)
+    ]
+
+    def floor() -> None:
+        chunks = iter([raw[i : i + 32] for i in range(0, len(raw), 32)])
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    chunk = next(chunks, None)
+                if chunk is None:
+                    return
+                for data in chunk:
+                    imagecodecs.jpeg8_decode(data, tables=stored.tables or None)
+
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def tiles(name: str) -> None:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(makers[name].tile, range(n)))
+
+    costs: dict[str, list[float]] = {"floor": [], "scaled": [], "exact": []}
+    for _ in range(rounds):
+        for name, fn in (
+            ("floor", floor),
+            ("scaled", lambda: tiles("scaled")),
+            ("exact", lambda: tiles("exact")),
+        ):
+            cpu = time.process_time()
+            fn()
+            costs[name].append(1000 * (time.process_time() - cpu) / n)
+    return costs
+
+
 def main() -> None:
     """Profile one slide set and print the stage table and the start-up figures."""
     parser = argparse.ArgumentParser(
@@ -154,6 +229,9 @@ def main() -> None:
     parser.add_argument("--unique", type=int, default=8)
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument(
+        "--tile-costs", action="store_true", help="only: floor vs g2l's tile task, CPU ms per tile, one slide"
+    )
     parser.add_argument("--child", nargs=3, metavar=("MANIFEST", "OUT", "STATS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     extra = ["--workers", str(args.workers)] if args.workers else []
@@ -169,6 +247,10 @@ def main() -> None:
     spec = default_sets(args.count, args.count)[args.set]
     df = make_slides(work, spec, args.unique)
     warm(df["uri"].tolist())
+    if args.tile_costs:
+        for name, values in tile_costs(str(df["uri"].iloc[0])).items():
+            print(f"{name:7s} CPU ms per output tile, rounds: {', '.join(f'{v:.2f}' for v in values)}")
+        return
     manifest = work / f"profile_{args.set}.csv"
     df.to_csv(manifest, index=False)
     out = work / "out_profile"

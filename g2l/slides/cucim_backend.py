@@ -50,7 +50,8 @@ def _import_cucim():  # noqa: ANN202 - class object
     """
     hide_cupy = "cupy" not in sys.modules and not nvidia_device_visible()
     if hide_cupy:
-        sys.modules["cupy"] = None  # type: ignore[assignment] - makes `import cupy` raise ImportError
+        # None in sys.modules makes `import cupy` raise ImportError.
+        sys.modules["cupy"] = None  # type: ignore[assignment]
     try:
         from cucim import CuImage
     except ImportError as e:

@@ -22,7 +22,7 @@ import dataclasses
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -178,7 +178,7 @@ class SlidePipeline:
 
     # ------------------------------------------------------------------------------------ the work
 
-    def _items(self, rows: list[SlideRow], pool: ThreadPoolExecutor) -> Iterator[_Item]:
+    def _items(self, rows: list[SlideRow], pool: ThreadPoolExecutor) -> Generator[_Item, None, None]:
         """The writer's steps in order; submitting tile tasks (and set-ups) as the writer asks for more."""
         pending_rows = iter(rows)
         ahead: deque[tuple[SlideRow, Future[PreparedSlide | SlideOutcome | Suspect]]] = deque()
@@ -270,7 +270,7 @@ class SlidePipeline:
             outcomes: deque[Future[SlideOutcome]] = deque()
             pending: deque[_Item] = deque()
             in_flight = 0
-            source = self._items(rows, pool)
+            source: Generator[_Item, None, None] = self._items(rows, pool)
             exhausted = False
             try:
                 while True:

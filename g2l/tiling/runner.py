@@ -11,6 +11,7 @@ from typing import Any
 from rich.markup import escape
 
 from g2l.progress import console, progress
+from g2l.storage.base import StorageAccessError, StorageUnreachableError
 from g2l.tiling.config import TilingConfig
 from g2l.tiling.errors import TilingInputError, TilingInterrupted
 from g2l.tiling.manifest_io import LoadedManifest, SlideRow, manifest_origin, resolve_manifest, slide_rows
@@ -23,7 +24,7 @@ from g2l.tiling.settings import (
     record_tile_settings,
 )
 from g2l.tiling.shards import build_shards
-from g2l.tiling.slide import RUN_LEVEL_ERRORS, SlideOutcome, release_attempt
+from g2l.tiling.slide import SlideOutcome, release_attempt
 from g2l.tiling.steps import StepTracker, StepWatcher
 from g2l.tiling.summary import describe
 
@@ -160,8 +161,8 @@ def tile_slides(
                         error = escape(str(outcome.error))
                         console.print(f"[red]slide {outcome.slide_id} failed:[/red] {error}")
                     bar.advance(slides_task)
-        except (KeyboardInterrupt, *RUN_LEVEL_ERRORS) as exc:
-            # Neither Ctrl-C nor an unreachable endpoint is the fault of the slides in flight.
+        except (KeyboardInterrupt, StorageUnreachableError, StorageAccessError) as exc:
+            # Ctrl-C, or slide.RUN_LEVEL_ERRORS: neither is the fault of the slides in flight.
             in_flight = pipeline.in_flight()
             current = in_flight[0] if in_flight else None
             step = tracker.step_of(current) if current is not None else None
