@@ -32,9 +32,10 @@ class _ShardViews(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, source: ShardSource, tasks: list[tuple[int, dict[str, Any]]], spec: ViewSpec,
-                 tiles_per_batch: int):
+                 tiles_per_batch: int, keep: set[str] | None = None):
         self.source, self.tasks, self.spec = source, tasks, spec
         self.tiles_per_batch = tiles_per_batch
+        self.keep = keep  # the tile budget's choice; None = every tile
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
@@ -45,6 +46,8 @@ class _ShardViews(torch.utils.data.IterableDataset):
             views: list[np.ndarray] = []
             start = 0
             for key, jpg, _meta in iter_shard(self.source.local_path(entry)):
+                if self.keep is not None and key not in self.keep:
+                    continue
                 try:
                     tile = decode_tile(jpg)
                 except Exception as exc:  # name the tile: a DataLoader worker's traceback would not
@@ -114,11 +117,28 @@ def forward_with_backoff(forward: Forward, x: torch.Tensor, micro: int,
 
 def compute_key(shard_index: dict[str, Any], config: EmbedConfig, model: LoadedModel) -> tuple[str, dict]:
     """The cache key (and its material) for these shards, config and teacher."""
+    budget = config.tile_budget()
     material = key_material(
         teacher=model.name, weights_sha256=model.weights_sha256, preprocess=model.preprocess,
         view_spec=config.view_spec(), embedding=model.embedding, shards_sha256=shard_index["sha256"],
+        tile_budget=budget.to_dict() if budget.active else None,
     )
     return cache_key(material), material
+
+
+def budgeted(source: ShardSource, entries: list[dict[str, Any]],
+             config: EmbedConfig) -> tuple[list[dict[str, Any]], set[str] | None]:
+    """Shard entries whose n_tiles counts only the tiles the budget keeps, and those tiles (None: all)."""
+    from g2l.tile_budget import choose_in_shards
+
+    budget = config.tile_budget()
+    if not budget.active:
+        return entries, None
+    problems = [why for e in entries if (why := source.problem(e))]
+    if problems:  # the choice is per slide, and a slide's tiles may span shards: all must be readable
+        raise ShardError("; ".join(problems))
+    keep, keys = choose_in_shards([source.local_path(e) for e in entries], budget)
+    return [dict(e, n_tiles=sum(k in keep for k in ks)) for e, ks in zip(entries, keys, strict=True)], keep
 
 
 def run_embed(
@@ -165,7 +185,7 @@ def run_embed(
         return dest.location
     dest.prepare(material)
 
-    entries = shard_index["shards"]
+    entries, keep = budgeted(source, shard_index["shards"], config)
     mine = list(range(rank, len(entries), world_size))
     todo = [i for i in mine if not dest.part_done(i, entries[i])]
     problems: list[str] = []
@@ -179,7 +199,7 @@ def run_embed(
         metrics.counter("parts_skipped_total", "Parts already present and intact").inc(len(mine) - len(todo))
         if runnable:
             _compute(runnable, entries, source, dest, config, loaded, forward, rank, quiet,
-                     metrics, console, progress)
+                     metrics, console, progress, keep)
         if problems:
             metrics.failures.inc(len(problems))
             raise ShardError("; ".join(problems))
@@ -226,7 +246,7 @@ def _sealed_and_intact(dest: CacheDest, material: dict[str, Any], mine: list[int
 
 def _compute(parts: list[int], entries: list[dict[str, Any]], source: ShardSource, dest: CacheDest,
              config: EmbedConfig, loaded: LoadedModel, forward: Forward | None, rank: int, quiet: bool,
-             metrics: Any, console: Any, progress: Any) -> None:
+             metrics: Any, console: Any, progress: Any, keep: set[str] | None = None) -> None:
     device = resolve_device(config.device)
     spec = config.view_spec()
     k = spec.views
@@ -241,7 +261,7 @@ def _compute(parts: list[int], entries: list[dict[str, Any]], source: ShardSourc
         fwd = forward
 
     tiles_per_batch = max(1, config.batch_size // k)
-    dataset = _ShardViews(source, [(i, entries[i]) for i in parts], spec, tiles_per_batch)
+    dataset = _ShardViews(source, [(i, entries[i]) for i in parts], spec, tiles_per_batch, keep)
     workers = min(config.num_workers, len(parts))
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
