@@ -14,7 +14,7 @@ import dataclasses
 import math
 from typing import Any
 
-from g2l.pipeline.plan import ALIASES, ARCHITECTURES, Plan
+from g2l.pipeline.plan import Plan, architecture
 
 HOUR = 3600
 # Staging assumptions the plan does not carry (printed by `preflight` when a budget is short).
@@ -57,7 +57,7 @@ DEFAULT_BUDGETS: dict[str, StepBudget] = {
 
 
 def _params(model: str) -> float:
-    arch = ARCHITECTURES.get(model) or ARCHITECTURES.get(ALIASES.get(model.lower(), ""), {})
+    arch = architecture(model) or {}  # the zoo's own skeleton (plan.py since the models merge)
     return float(arch.get("params", 1.2e9))  # unknown models: assume a ViT-g-sized file
 
 
