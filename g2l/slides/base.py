@@ -58,6 +58,27 @@ def default_workers(num_workers: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: Integer factors for which `area_downsample` gives OpenCV INTER_AREA's pixels exactly.
+AREA_EXACT_FACTORS = (2, 4, 8)
+
+
+def area_downsample(xp: Any, batch: Any, factor: int) -> Any:
+    """Area-average a uint8 batch [n, h, w, c] by an integer factor with array module `xp` (numpy, cupy).
+
+    Rounds as OpenCV's INTER_AREA does for these factors (tests compare them): half up for 2 (its
+    fixed-point 2x2 path), half to even for 4 and 8 (float average, then rint). h and w must divide.
+    """
+    n, h, w, c = batch.shape
+    if h % factor or w % factor:
+        raise ValueError(f"{h}x{w} does not divide by {factor}")
+    blocks = batch.reshape(n, h // factor, factor, w // factor, factor, c).astype(xp.uint32)
+    sums = blocks.sum(axis=(2, 4))
+    area = factor * factor
+    if factor == 2:
+        return ((sums + area // 2) // area).astype(xp.uint8)
+    return xp.rint(sums.astype(xp.float32) * xp.float32(1.0 / area)).astype(xp.uint8)
+
+
 def area_resize(img: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     """Resize RGB uint8 with area averaging (PIL's BOX filter), the right filter for downsampling."""
     from PIL import Image

@@ -38,6 +38,7 @@ class TilingConfig:
     jpeg_subsampling: str = "4:2:0"
     jpeg_passthrough: bool = True
     fast_jpeg: bool = True
+    jpeg_scaled_decode: bool = True
     max_failed_fraction: float = 0.05
     max_attempts: int = 3
 

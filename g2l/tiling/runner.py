@@ -5,18 +5,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections import deque
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 
 from g2l.progress import console, progress
+from g2l.storage.base import StorageAccessError, StorageUnreachableError
 from g2l.tiling.config import TilingConfig
 from g2l.tiling.errors import TilingInputError, TilingInterrupted
 from g2l.tiling.manifest_io import LoadedManifest, SlideRow, manifest_origin, resolve_manifest, slide_rows
 from g2l.tiling.outputs import OutputRoot
+from g2l.tiling.pipeline import Observer, SlidePipeline
 from g2l.tiling.settings import (
     check_shard_settings,
     check_tile_settings,
@@ -24,8 +24,8 @@ from g2l.tiling.settings import (
     record_tile_settings,
 )
 from g2l.tiling.shards import build_shards
-from g2l.tiling.slide import PreparedSlide, SlideOutcome, prepare_slide, release_attempt, write_slide
-from g2l.tiling.steps import StepTracker, StepWatcher, in_background
+from g2l.tiling.slide import SlideOutcome, release_attempt
+from g2l.tiling.steps import StepTracker, StepWatcher
 from g2l.tiling.summary import describe
 
 
@@ -106,12 +106,15 @@ def tile_slides(
     metrics: Any = None,
     cache_dir: str | None = None,
     replace: bool = False,
+    observer: Observer | None = None,
 ) -> list[SlideOutcome]:
     """Tile the manifest's slides (or `slide_ids` of them) into ROOT/tiles/<slide_id>/; finished ones skip.
 
     One pod of a fan-out calls this with its slide group; `write_shards` joins the groups afterwards.
     A root whose finished tiles were made with other settings is refused (`SettingsConflictError`, nothing
     written) unless `replace`. Ctrl-C raises `TilingInterrupted` (what finished, where it stopped) at once.
+    Slides go through `SlidePipeline` (set-up, tiles and outputs of neighbouring slides overlap);
+    `observer(step, slide_id)` hears its steps (prepare, prepared, deferred, tiles, finish, done).
     """
     rows = check_inputs(manifest, out_root, slide_ids)
     root = OutputRoot(out_root)
@@ -137,37 +140,19 @@ def tile_slides(
 
         # Where no live bar is drawn (a pod's log, a pipe), a slow step is named in a line of its own.
         log = None if quiet or console.is_terminal else lambda line: console.print(line, highlight=False)
-        # One slide is prepared (staged, opened, tissue found) on a side thread while the previous one's
-        # tiles are read and encoded, so downloads and tissue detection overlap with the tile work. The
-        # side thread is a daemon: Ctrl-C during a long download stops the run at once.
-        ahead: deque[tuple[str, Future[PreparedSlide | SlideOutcome]]] = deque()
-        pending = iter(rows)
-
-        def prepare_next() -> None:
-            row = next(pending, None)
-            if row is not None:
-                future = in_background(
-                    prepare_slide, row, root, config, cache_dir=cache_dir, replace=replace,
-                    on_step=tracker.on_step,
-                )
-                ahead.append((row.slide_id, future))
-
-        current: str | None = None
+        pipeline = SlidePipeline(
+            root,
+            config,
+            threads=threads,
+            cache_dir=cache_dir,
+            replace=replace,
+            on_tiles=on_tiles,
+            on_step=tracker.on_step,
+            observer=observer,
+        )
         try:
             with StepWatcher(tracker, show, log):
-                prepare_next()
-                while ahead:
-                    current, future = ahead.popleft()
-                    prepared = future.result()
-                    prepare_next()
-                    if isinstance(prepared, SlideOutcome):
-                        outcome = prepared
-                    else:
-                        outcome = write_slide(
-                            prepared, root, config, threads=threads, on_tiles=on_tiles,
-                            on_step=tracker.on_step,
-                        )
-                    tracker.on_step(outcome.slide_id, None)
+                for outcome in pipeline.run(rows):
                     outcomes.append(outcome)
                     if outcome.status == "ok" and not recorded:
                         record_tile_settings(root, config)  # the root now holds tiles of these settings
@@ -176,14 +161,17 @@ def tile_slides(
                         error = escape(str(outcome.error))
                         console.print(f"[red]slide {outcome.slide_id} failed:[/red] {error}")
                     bar.advance(slides_task)
-                    current = None
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, StorageUnreachableError, StorageAccessError) as exc:
+            # Ctrl-C, or slide.RUN_LEVEL_ERRORS: neither is the fault of the slides in flight.
+            in_flight = pipeline.in_flight()
+            current = in_flight[0] if in_flight else None
             step = tracker.step_of(current) if current is not None else None
             if not root.remote:  # a remote root may be the very thing that hangs; local writes are instant
-                for slide_id in [current, *(sid for sid, _ in ahead)]:
-                    if slide_id is not None:
-                        release_attempt(root, slide_id)
-            raise TilingInterrupted(outcomes, len(rows), current, step) from None
+                for slide_id in in_flight:
+                    release_attempt(root, slide_id)
+            if isinstance(exc, KeyboardInterrupt):
+                raise TilingInterrupted(outcomes, len(rows), current, step) from None
+            raise
     elapsed = time.monotonic() - started
     if metrics is not None:
         written = sum(o.n_tiles for o in outcomes if not o.skipped and o.status == "ok")
@@ -255,7 +243,14 @@ def write_shards(
                     "run `g2l tile` for it",
                 }
             )
-    index = build_shards(root, ok, config, manifest_sha256, manifest_origin(manifest))
+    index = build_shards(
+        root,
+        ok,
+        config,
+        manifest_sha256,
+        manifest_origin(manifest),
+        workers=config.workers or default_workers(),
+    )
     summary = {
         "slides_ok": [sid for sid, _, _ in ok],
         "slides_failed": failed,

@@ -22,7 +22,9 @@ SETTINGS_FILE = "tiles/settings.json"
 RUNTIME_ONLY_KEYS = ("workers", "batch_tiles", "max_failed_fraction", "tiles_per_shard", "max_attempts")
 # Keys added after outputs were first written: left out of that hash while they hold the value that gives
 # the old bytes, so slides finished before the key existed stay finished.
-HASHED_UNLESS = {"jpeg_subsampling": "4:2:0"}
+# (jpeg_scaled_decode's default, True, changes 40x tiles within the resample tolerance: a root tiled before
+# it existed is refused by the default settings and kept by `jpeg_scaled_decode: false`.)
+HASHED_UNLESS: dict[str, Any] = {"jpeg_subsampling": "4:2:0", "jpeg_scaled_decode": False}
 
 
 def output_settings(config: TilingConfig) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""Tile one slide: stage, open, plan the level, find tissue, read/encode tiles, write its outputs."""
+"""One slide's set-up and outputs: stage, open, plan, find tissue, choose the read path; coords, QC, meta.
+
+The tiles themselves are made and written by `g2l.tiling.pipeline`, which overlaps neighbouring slides.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import hashlib
 import io
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,8 @@ from g2l.tiling.mpp import resolve_slide_mpp
 from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.reader import SlideError, bounded_thumbnail, open_reader, stage_slide
 from g2l.tiling.settings import check_slide_settings, output_config_hash
-from g2l.tiling.shards import DeterministicTar, HashingWriter, tile_key
-from g2l.tiling.thumbnail import render_thumbnail
-from g2l.tiling.tile_pixels import choose_read_path, level_coords, tile_bytes
+from g2l.tiling.thumbnail import qc_image, render_thumbnail
+from g2l.tiling.tile_pixels import TileMaker, choose_read_path, level_coords
 from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
 
 # Errors of the storage endpoint or credentials, not of one slide: they stop the run instead of failing
@@ -94,7 +95,7 @@ def tissue_image_px(
 
 @dataclasses.dataclass
 class PreparedSlide:
-    """A slide opened and planned, its tissue found and its tiles chosen; ready to read and write."""
+    """A slide opened and planned, its tissue found, its tiles chosen and their read path; ready to tile."""
 
     row: SlideRow
     config_sha256: str
@@ -114,10 +115,27 @@ class PreparedSlide:
     bytes_read: int
     started: float
     timings: dict[str, float]
+    maker: TileMaker | None = None
+
+    def close(self) -> None:
+        """Release the reader and the stored tiles."""
+        try:
+            if self.maker is not None:
+                self.maker.close()
+        finally:
+            self.reader.close()
 
 
-def _failure(
-    row: SlideRow, root: OutputRoot, config_sha256: str, exc: Exception, started: float
+@dataclasses.dataclass(frozen=True)
+class Suspect:
+    """A slide an earlier run was interrupted on: it is tiled with no other slide in flight, so that a
+    crash while it is read counts against it alone (never against the slides prepared beside it)."""
+
+    row: SlideRow
+
+
+def record_failure(
+    row: SlideRow, root: OutputRoot, config_sha256: str, exc: BaseException, started: float
 ) -> SlideOutcome:
     """Record a failed slide (meta.json with status failed) and return its outcome."""
     error = str(exc) if isinstance(exc, SlideError) else f"slide {row.slide_id}: {type(exc).__name__}: {exc}"
@@ -155,9 +173,13 @@ def prepare_slide(
     cache_dir: str | None = None,
     replace: bool = False,
     on_step: Callable[[str, str | None], None] | None = None,
-) -> PreparedSlide | SlideOutcome:
-    """Stage, open, plan, find tissue and choose tiles; an outcome instead when done already or failed.
+    alone: bool = True,
+) -> PreparedSlide | SlideOutcome | Suspect:
+    """Stage, open, plan, find tissue, choose tiles and their read path.
 
+    Returns an outcome instead when the slide is done already or failed, and `Suspect` (touching
+    nothing) when an earlier run was interrupted on it and the caller has other slides in flight
+    (`alone=False`): the caller finishes those first and calls again with `alone=True`.
     A slide finished with other settings raises `SettingsConflictError` (nothing touched) unless `replace`.
     `on_step(slide_id, step)` hears each step as it starts (staging, opening, finding tissue).
     """
@@ -182,6 +204,8 @@ def prepare_slide(
     )
     if same_input and isinstance(meta, dict):
         if meta.get("status") == "running":
+            if not alone:
+                return Suspect(row)
             attempts = int(meta.get("attempts", 0)) + 1
         elif meta.get("status") == "failed" and meta.get("crashed"):
             return SlideOutcome(row.slide_id, "failed", error=str(meta.get("error")))
@@ -211,7 +235,7 @@ def prepare_slide(
         release_attempt(root, row.slide_id)  # the endpoint or credentials, not this slide: stop the run
         raise
     except Exception as exc:
-        return _failure(row, root, config_sha256, exc, started)
+        return record_failure(row, root, config_sha256, exc, started)
 
 
 def _prepare(
@@ -269,6 +293,13 @@ def _prepare(
         fractions = tile_tissue_fractions(tissue.mask, xs, ys, plan.size0, scale_x, scale_y)
         keep = fractions >= config.min_tissue_fraction
         timings["tissue_s"] = time.monotonic() - clock
+
+        clock = time.monotonic()
+        step("checking the stored tiles")
+        xs, ys = xs[keep], ys[keep]
+        read_path, stored = choose_read_path(reader, path, plan, xs, ys, config)
+        maker = TileMaker(reader, plan, xs, ys, config, read_path, stored)
+        timings["read_path_s"] = time.monotonic() - clock
     except BaseException:
         reader.close()
         raise
@@ -284,100 +315,50 @@ def _prepare(
         mask=tissue.mask,
         tissue_threshold=tissue.threshold,
         pen_fraction=tissue.pen_fraction,
-        xs=xs[keep],
-        ys=ys[keep],
+        xs=xs,
+        ys=ys,
         fractions=fractions[keep],
         n_grid=int(inside.sum()),
         bytes_read=bytes_read,
         started=started,
         timings=timings,
+        maker=maker,
     )
 
 
-def write_slide(
+def finish_slide(
     prepared: PreparedSlide,
     root: OutputRoot,
     config: TilingConfig,
+    tiles_sha256: str,
+    tiles_s: float,
     *,
-    threads: int = 1,
-    on_tiles: Callable[[int], None] | None = None,
     on_step: Callable[[str, str | None], None] | None = None,
 ) -> SlideOutcome:
-    """Read, resample and encode the prepared slide's tiles; write tiles.tar, coords, thumbnail, meta last."""
-
-    def step(name: str) -> None:
-        if on_step is not None:
-            on_step(prepared.row.slide_id, name)
-
+    """Write coords.parquet, thumbnail.png and, last, meta.json of a slide whose tiles.tar is in place."""
+    p = prepared
+    if on_step is not None:
+        on_step(p.row.slide_id, "writing outputs")
     try:
-        return _write(prepared, root, config, threads, on_tiles, step)
+        return _finish(p, root, config, tiles_sha256, tiles_s)
     except RUN_LEVEL_ERRORS:
-        release_attempt(root, prepared.row.slide_id)
+        release_attempt(root, p.row.slide_id)
         raise
     except Exception as exc:
-        return _failure(prepared.row, root, prepared.config_sha256, exc, prepared.started)
+        return record_failure(p.row, root, p.config_sha256, exc, p.started)
     finally:
-        prepared.reader.close()
+        p.close()
 
 
-def tile_slide(
-    row: SlideRow,
-    root: OutputRoot,
-    config: TilingConfig,
-    *,
-    threads: int = 1,
-    cache_dir: str | None = None,
-    on_tiles: Callable[[int], None] | None = None,
-) -> SlideOutcome:
-    """Tile one slide into tiles/<slide_id>/ (coords, tiles.tar, thumbnail, meta last); skip if done."""
-    prepared = prepare_slide(row, root, config, cache_dir=cache_dir)
-    if isinstance(prepared, SlideOutcome):
-        return prepared
-    return write_slide(prepared, root, config, threads=threads, on_tiles=on_tiles)
-
-
-def _write(
-    p: PreparedSlide,
-    root: OutputRoot,
-    config: TilingConfig,
-    threads: int,
-    on_tiles: Callable[[int], None] | None,
-    step: Callable[[str], None],
+def _finish(
+    p: PreparedSlide, root: OutputRoot, config: TilingConfig, tiles_sha256: str, tiles_s: float
 ) -> SlideOutcome:
     row, plan, reader, xs, ys = p.row, p.plan, p.reader, p.xs, p.ys
     rel = f"tiles/{row.slide_id}"
     timings = dict(p.timings)
+    timings["tiles_s"] = tiles_s
     width0, height0 = (int(v) for v in reader.dimensions)
     clock = time.monotonic()
-    read_path, stored = choose_read_path(reader, p.path, plan, xs, ys, config)
-    step(f"making {len(xs)} tiles ({read_path})")
-    try:
-        with (
-            root.writer(f"{rel}/tiles.tar") as tar_path,
-            open(tar_path, "wb") as handle,
-            ThreadPoolExecutor(max(1, threads)) as pool,
-        ):
-            hasher = HashingWriter(handle)
-            tar = DeterministicTar(hasher)  # type: ignore[arg-type]
-            done = 0
-            for i, data in enumerate(
-                tile_bytes(reader, plan, xs, ys, config, pool, threads, read_path, stored)
-            ):
-                tar.add(f"{tile_key(row.slide_id, int(xs[i]), int(ys[i]))}.jpg", data)
-                done += 1
-                if on_tiles is not None and done % config.batch_tiles == 0:
-                    on_tiles(config.batch_tiles)
-            tar.close()
-            if on_tiles is not None and done % config.batch_tiles:
-                on_tiles(done % config.batch_tiles)
-            tiles_sha256 = hasher.sha256.hexdigest()
-    finally:
-        if stored is not None:
-            stored.close()
-    timings["tiles_s"] = time.monotonic() - clock
-
-    clock = time.monotonic()
-    step("writing outputs")
     table = pa.table(
         {
             "x": pa.array(xs, pa.int64()),
@@ -394,11 +375,13 @@ def _write(
     # The tissue image serves as the QC picture unless it is much smaller than thumbnail_px.
     qc_px = min(config.thumbnail_px, max(width0, height0))
     thumb = p.thumb
-    qc = thumb if max(thumb.shape[:2]) >= 0.75 * qc_px else bounded_thumbnail(reader, qc_px)
+    qc = thumb if max(thumb.shape[:2]) >= 0.75 * qc_px else qc_image(reader, p.path, qc_px)
     png = render_thumbnail(qc, p.mask, xs, ys, plan.size0, width0, height0, config.thumbnail_px)
     root.write_bytes(f"{rel}/thumbnail.png", png)
     timings["write_s"] = time.monotonic() - clock
     timings["total_s"] = time.monotonic() - p.started
+    maker = p.maker
+    read_path = maker.read_path if maker is not None else "reader"
     meta = {
         "slide_id": row.slide_id,
         "status": "ok",
@@ -422,6 +405,7 @@ def _write(
         "tissue_area_fraction": float(p.mask.mean()),
         "pen_fraction": p.pen_fraction,
         "read_path": read_path,
+        "tile_pixels": maker.method if maker is not None else "none",
         "jpeg_passthrough": read_path == "jpeg-copy",
         "tiles_sha256": tiles_sha256,
         "coords_sha256": hashlib.sha256(coords_bytes).hexdigest(),

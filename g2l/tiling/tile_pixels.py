@@ -1,10 +1,15 @@
 """Where a slide's tile pixels come from (the backend's reads, or the stored-JPEG shortcuts of ADR 0002)
-and how they become JPEG bytes; tiles are produced a batch at a time, in grid order."""
+and how they become JPEG bytes.
+
+`choose_read_path` picks one per slide; `TileMaker` then makes tile i's JPEG bytes. Stored paths make each
+tile in one call that runs with the GIL released almost throughout (pread, libjpeg-turbo, OpenCV), so a
+thread pool keeps every core busy; the reader path streams the backend's batched reads and only resamples
+and encodes them on the pool (or, on a GPU, has the backend resample before the copy to the host).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +19,8 @@ from g2l.slides.geometry import level_axis_downsamples, to_level_array
 from g2l.tiling.config import TilingConfig
 from g2l.tiling.grid import TilePlan
 from g2l.tiling.stored_tiles import StoredTiles
+
+READ_PATHS = ("jpeg-copy", "jpeg-tiles", "reader")
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int, subsampling: str = "4:2:0") -> bytes:
@@ -48,54 +55,6 @@ def level_coords(reader: Any, level: int, xs: np.ndarray, ys: np.ndarray) -> tup
     return to_level_array(xs, dx), to_level_array(ys, dy)
 
 
-def _batches(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
-
-
-def tile_bytes(
-    reader: Any,
-    plan: TilePlan,
-    xs: np.ndarray,
-    ys: np.ndarray,
-    config: TilingConfig,
-    pool: ThreadPoolExecutor,
-    threads: int,
-    read_path: str,
-    stored: StoredTiles | None,
-) -> Iterator[bytes]:
-    """JPEG bytes of every tile, in order, a batch at a time (memory stays bounded)."""
-    size = plan.read_px
-    level_xs, level_ys = level_coords(reader, plan.level, xs, ys)
-
-    def decode_encode(source: StoredTiles, x: int, y: int) -> bytes:
-        tile = source.read_resized(x, y, size, plan.tile_px)
-        return encode_jpeg(tile, config.jpeg_quality, config.jpeg_subsampling)
-
-    for part in _batches(len(xs), config.batch_tiles):
-        lx = [int(x) for x in level_xs[part]]
-        ly = [int(y) for y in level_ys[part]]
-        if read_path == "jpeg-copy" and stored is not None:
-            yield from pool.map(stored.jpeg, lx, ly)
-            continue
-        if read_path == "jpeg-tiles" and stored is not None:
-            yield from pool.map(decode_encode, [stored] * len(lx), lx, ly)
-            continue
-        locations = [(int(x), int(y)) for x, y in zip(xs[part], ys[part], strict=True)]
-        arrays = reader.read_regions(locations, plan.level, (size, size), num_workers=threads)
-        futures = [
-            pool.submit(
-                lambda a: encode_jpeg(
-                    resize_area(a, plan.tile_px), config.jpeg_quality, config.jpeg_subsampling
-                ),
-                arr,
-            )
-            for arr in arrays
-        ]
-        for future in futures:
-            yield future.result()
-
-
 def choose_read_path(
     reader: Any, path: Path, plan: TilePlan, xs: np.ndarray, ys: np.ndarray, config: TilingConfig
 ) -> tuple[str, StoredTiles | None]:
@@ -119,10 +78,14 @@ def choose_read_path(
         stored.close()
         return "reader", None
     picks = sorted({0, len(xs) - 1})
-    raw = {
-        i: reader.read_region((int(xs[i]), int(ys[i])), plan.level, (plan.read_px, plan.read_px))
-        for i in picks
-    }
+    try:
+        raw = {
+            i: reader.read_region((int(xs[i]), int(ys[i])), plan.level, (plan.read_px, plan.read_px))
+            for i in picks
+        }
+    except BaseException:
+        stored.close()
+        raise
     if config.jpeg_passthrough and plan.identity and stored.tile == plan.tile_px:
         if stored.calibrate_copy([(int(xl[i]), int(yl[i]), np.asarray(raw[i])) for i in picks]):
             return "jpeg-copy", stored
@@ -130,9 +93,95 @@ def choose_read_path(
     on_gpu = str(getattr(reader, "device", "cpu")).startswith("cuda")
     if config.fast_jpeg and not on_gpu:
         samples = [(int(xl[i]), int(yl[i]), resize_area(np.asarray(raw[i]), plan.tile_px)) for i in picks]
-        if stored.calibrate_decode(samples, plan.read_px, plan.tile_px):
+        if stored.calibrate_decode(samples, plan.read_px, plan.tile_px, scaled=config.jpeg_scaled_decode):
             return "jpeg-tiles", stored
     stored.close()
     return "reader", None
 
 
+class TileMaker:
+    """Makes the JPEG bytes of one slide's kept tiles by the chosen read path."""
+
+    def __init__(
+        self,
+        reader: Any,
+        plan: TilePlan,
+        xs: np.ndarray,
+        ys: np.ndarray,
+        config: TilingConfig,
+        read_path: str,
+        stored: StoredTiles | None,
+    ) -> None:
+        if read_path not in READ_PATHS or (read_path != "reader" and stored is None):
+            raise ValueError(f"read path {read_path!r} needs stored tiles")
+        self.reader, self.plan, self.config = reader, plan, config
+        self.read_path, self.stored = read_path, stored
+        self.xs, self.ys = xs, ys
+        level_xs, level_ys = level_coords(reader, plan.level, xs, ys)
+        self._xl, self._yl = level_xs.tolist(), level_ys.tolist()
+
+    @property
+    def method(self) -> str:
+        """How pixels are made, for meta.json: copy, scaled-decode, decode+area or the backend's reads."""
+        if self.read_path == "jpeg-copy":
+            return "stored-copy"
+        if self.read_path == "jpeg-tiles":
+            scaled = self.stored is not None and self.stored.scaled
+            return "stored-dct-scaled" if scaled else "stored-decode-area"
+        return "backend-read-gpu-area" if self.resampled_on_device else "backend-read-area"
+
+    def __len__(self) -> int:
+        return len(self._xl)
+
+    @property
+    def stored_path(self) -> bool:
+        """True when every tile is made by one self-contained call (`tile`), no reader involved."""
+        return self.read_path != "reader"
+
+    def tile(self, i: int) -> bytes:
+        """JPEG bytes of tile i from the stored tiles (copy, or decode + resample + encode)."""
+        if self.stored is None:
+            raise RuntimeError("the reader path makes tiles with regions() and encode_region()")
+        if self.read_path == "jpeg-copy":
+            return self.stored.jpeg(self._xl[i], self._yl[i])
+        rgb = self.stored.read_resized(self._xl[i], self._yl[i], self.plan.read_px, self.plan.tile_px)
+        return encode_jpeg(rgb, self.config.jpeg_quality, self.config.jpeg_subsampling)
+
+    @property
+    def resampled_on_device(self) -> bool:
+        """Whether the backend area-averages on the GPU before the pixels reach the host (cuCIM cuda)."""
+        from g2l.slides.base import AREA_EXACT_FACTORS
+
+        on_gpu = str(getattr(self.reader, "device", "cpu")).startswith("cuda")
+        factor, rest = divmod(self.plan.read_px, self.plan.tile_px)
+        return (
+            on_gpu
+            and hasattr(self.reader, "read_regions_resized")
+            and rest == 0
+            and factor in AREA_EXACT_FACTORS
+        )
+
+    def regions(self, threads: int) -> Iterator[np.ndarray]:
+        """The backend's reads of every tile's region, in order (its own batching and threads).
+
+        On a GPU reader the regions arrive already area-averaged to the tile size.
+        """
+        size = self.plan.read_px
+        locations = [(int(x), int(y)) for x, y in zip(self.xs.tolist(), self.ys.tolist(), strict=True)]
+        if self.resampled_on_device:
+            return iter(
+                self.reader.read_regions_resized(
+                    locations, self.plan.level, (size, size), self.plan.tile_px, num_workers=threads
+                )
+            )
+        return iter(self.reader.read_regions(locations, self.plan.level, (size, size), num_workers=threads))
+
+    def encode_region(self, rgb: np.ndarray) -> bytes:
+        """JPEG bytes of one backend read, area-averaged to the tile size."""
+        rgb = resize_area(rgb, self.plan.tile_px)
+        return encode_jpeg(rgb, self.config.jpeg_quality, self.config.jpeg_subsampling)
+
+    def close(self) -> None:
+        """Release the stored tiles' file descriptor."""
+        if self.stored is not None:
+            self.stored.close()
