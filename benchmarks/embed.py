@@ -60,18 +60,29 @@ def main() -> None:
     try:
         # two shards, each several forward batches long, as real shards (thousands of tiles) are
         per_shard = max(1, args.tiles // 2)
-        shards = write_synthetic_shards(work, slides=("benchA", "benchB"), tiles_per_slide=args.tiles // 2,
-                                        tiles_per_shard=per_shard)
+        shards = write_synthetic_shards(
+            work, slides=("benchA", "benchB"), tiles_per_slide=args.tiles // 2, tiles_per_shard=per_shard
+        )
         loaded = build_model(args.model, pretrained=False, device=device)
-        cfg = EmbedConfig(teacher=args.model, views=args.views, batch_size=args.batch_size,
-                          num_workers=args.workers, device=args.device, compile=args.compile)
+        cfg = EmbedConfig(
+            teacher=args.model,
+            views=args.views,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            device=args.device,
+            compile=args.compile,
+        )
         n_images = args.tiles * args.views
 
         # Baseline: the same views, preloaded and preprocessed on the device, through the same forward.
         spec = cfg.view_spec()
-        views = np.concatenate([make_views(decode_tile(jpg), key, spec)
-                                for shard in sorted(shards.glob("shard-*.tar"))
-                                for key, jpg, _ in iter_shard(shard)])
+        views = np.concatenate(
+            [
+                make_views(decode_tile(jpg), key, spec)
+                for shard in sorted(shards.glob("shard-*.tar"))
+                for key, jpg, _ in iter_shard(shard)
+            ]
+        )
         x_all = loaded.preprocess(torch.from_numpy(views).to(device))
         if device.type == "cuda":
             loaded.model.to(memory_format=torch.channels_last)
@@ -87,7 +98,7 @@ def main() -> None:
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
                 for i in range(0, n_images, args.batch_size):
-                    forward(x_all[i:i + args.batch_size]).float().cpu()
+                    forward(x_all[i : i + args.batch_size]).float().cpu()
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 return n_images / (time.perf_counter() - t0)
@@ -105,21 +116,32 @@ def main() -> None:
         b, c = max(bare_rates), max(cache_rates)
         cpu = f"CPU, {torch.get_num_threads()} threads"
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
-        print(f"device: {name}; model {args.model} ({loaded.embed_dim}-d, {args.views} views x {args.tiles} "
-              f"tiles = {n_images} images, batch {args.batch_size}, workers {args.workers})")
-        print(f"bare model(x) loop, preloaded tensors: {b:9.1f} images/s   (runs: "
-              f"{', '.join(f'{r:.1f}' for r in bare_rates)})")
-        print(f"g2l embed (run_embed):                 {c:9.1f} images/s   (runs: "
-              f"{', '.join(f'{r:.1f}' for r in cache_rates)})")
+        print(
+            f"device: {name}; model {args.model} ({loaded.embed_dim}-d, {args.views} views x {args.tiles} "
+            f"tiles = {n_images} images, batch {args.batch_size}, workers {args.workers})"
+        )
+        print(
+            f"bare model(x) loop, preloaded tensors: {b:9.1f} images/s   (runs: "
+            f"{', '.join(f'{r:.1f}' for r in bare_rates)})"
+        )
+        print(
+            f"g2l embed (run_embed):                 {c:9.1f} images/s   (runs: "
+            f"{', '.join(f'{r:.1f}' for r in cache_rates)})"
+        )
         print(f"ratio embed / bare: {c / b:.3f} (goal >= 0.9 on CPU)")
         if device.type == "cuda":
             flops = flops_per_image(loaded, loaded.preprocess, device)
-            peak = (args.peak_tflops * 1e12 if args.peak_tflops
-                    else next((v for k, v in PEAK_BF16.items() if k in name), None))
+            peak = (
+                args.peak_tflops * 1e12
+                if args.peak_tflops
+                else next((v for k, v in PEAK_BF16.items() if k in name), None)
+            )
             print(f"model FLOPs/image: {flops / 1e9:.1f} GFLOP")
             if peak:
-                print(f"MFU bare: {b * flops / peak:.1%}   MFU embed: {c * flops / peak:.1%} "
-                      f"(bf16 peak {peak / 1e12:.0f} TFLOP/s; goal 55%)")
+                print(
+                    f"MFU bare: {b * flops / peak:.1%}   MFU embed: {c * flops / peak:.1%} "
+                    f"(bf16 peak {peak / 1e12:.0f} TFLOP/s; goal 55%)"
+                )
             print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
     finally:
         shutil.rmtree(work, ignore_errors=True)

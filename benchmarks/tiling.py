@@ -1,34 +1,51 @@
-"""Tiling throughput: `g2l tile` (library call) vs a naive openslide loop vs the JPEG decode floor.
+"""Tiling throughput: `g2l tile` (the command, start-up included) against the JPEG decode floor, same run.
 
-Generates pyramidal JPEG TIFF slides (40x at 0.25 um/px, read at level 0 and area-averaged 2x; and 20x at
-0.5 um/px, read as stored), tiles them, and prints tiles/s of:
-  * g2l      - `run_tiling` with all cores, per backend: default config (stored JPEG tiles copied or decoded
-               directly where the grids line up), and `reader-only` (every pixel through the backend),
-  * naive    - one thread: openslide read_region at level 0 + PIL box resize + PIL JPEG encode, same tiles,
-  * floor    - decoding, with imagecodecs on all cores, every stored JPEG tile (at the level g2l reads)
-               that lies under a kept tile: the cost of just getting the pixels out of the file,
-and the ratios g2l/floor (goal >= 0.7) and g2l/naive. g2l and floor figures are the best of --repeat runs
-(the naive loop runs once: a slower baseline only flatters the ratio against it less).
+Generates pyramidal JPEG TIFF slides at 40x (0.25 um/px, 256 px stored tiles; read at level 0 and
+area-averaged 2x to 0.5 um/px) in two sets, plus an optional 20x set (read as stored, tiles copied):
+  * small - many small slides (default 40, ~230 kept tiles each): per-call start-up and per-slide set-up
+            (open, tissue detection, thumbnail, grid, outputs) weigh as much as the tile loop,
+  * large - a few large slides (default 2, ~2,600 kept tiles each): the tile loop dominates,
+  * 20x   - (`--sets small,large,20x`) slides whose stored tiles are copied as they are,
+and prints, for each set, tiles/s and CPU ms per tile of:
+  * floor - decoding, with imagecodecs on all cores, every stored JPEG tile (at the level g2l reads) under a
+            kept tile, bytes already in memory: the cost of just getting the pixels out of the file,
+  * g2l   - `python -m g2l tile` as a user runs it (a fresh process: imports, manifest, every slide's
+            set-up, tiles, coords, thumbnails, shards, index), all cores,
+  * naive - one thread: openslide read_region + PIL box resize + PIL JPEG encode (first few slides only),
+with the ratios g2l/floor (goal >= 0.7 on an idle machine) and g2l/naive. Rounds interleave floor and g2l
+so that a change in the machine's load hits both alike; the best of `--repeat` rounds is reported, and
+the median beside it.
 
-    PYTHONPATH=. python benchmarks/tiling.py [--slides 2] [--width 12288] [--height 8192] [--workers 0]
+`--device cuda` runs g2l with cuCIM decoding on the GPU (nvJPEG) and resampling there; the floor stays the
+CPU decode floor of the same node.
+
+    PYTHONPATH=. python benchmarks/tiling.py [--small 40] [--large 2] [--repeat 3] [--work /tmp/g2l-bench]
+        [--compare /tmp/g2l-before] [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import dataclasses
 import io
 import json
 import os
+import resource
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _cores() -> int:
@@ -57,28 +74,58 @@ def _blobs(width: int, height: int, seed: int) -> list:
     return blobs
 
 
-def make_slides(work: Path, n: int, width: int, height: int) -> pd.DataFrame:
-    """n slides at 0.25 um/px (40x) and n at 0.5 um/px (20x, half the pixel size in each direction)."""
+@dataclasses.dataclass(frozen=True)
+class SlideSet:
+    """One group of generated slides tiled together by one `g2l tile` call."""
+
+    name: str
+    label: str
+    count: int
+    width: int
+    height: int
+    mpp: float
+
+
+def default_sets(small: int, large: int) -> dict[str, SlideSet]:
+    """The benchmark's slide sets (small and large 40x, optional 20x)."""
+    return {
+        "small": SlideSet("small", "40x, many small slides", small, 12288, 8192, 0.25),
+        "large": SlideSet("large", "40x, a few large slides", large, 40960, 28672, 0.25),
+        "20x": SlideSet("20x", "20x, stored tiles copied", large, 12288, 8192, 0.5),
+    }
+
+
+def make_slides(work: Path, spec: SlideSet, unique: int) -> pd.DataFrame:
+    """Write (or reuse) the set's slides; beyond `unique` distinct ones, the rest are hard links to them.
+
+    Links keep generation time bounded (a 12288 x 8192 slide takes ~20 s to paint on 2 cores); each one
+    is still opened, staged, detected and tiled as its own slide.
+    """
     from g2l.synth.slides import write_synthetic_slide
 
+    folder = work / "slides"
+    folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in range(n):
-        for mpp, scale in ((0.25, 1), (0.5, 2)):
-            path = work / f"bench_{i}_{int(mpp * 100):03d}.svs"
-            w, h = width // scale, height // scale
-            if not path.exists():
+    for i in range(spec.count):
+        stem = f"{spec.name}_{spec.width}x{spec.height}_{spec.mpp}"
+        path = folder / f"{stem}_{i:03d}.svs"
+        if not path.exists():
+            source = folder / f"{stem}_{i % max(1, unique):03d}.svs"
+            if i >= unique and source.exists():
+                os.link(source, path)
+            else:
                 write_synthetic_slide(
-                    path, width=w, height=h, mpp=mpp, seed=100 + i, blobs=_blobs(w, h, i), pen_mark=True
+                    path,
+                    width=spec.width,
+                    height=spec.height,
+                    mpp=spec.mpp,
+                    seed=100 + i,
+                    blobs=_blobs(spec.width, spec.height, i),
+                    pen_mark=True,
                 )
-            rows.append(
-                {
-                    "slide_id": path.stem,
-                    "uri": str(path),
-                    "cancer_type": "bench",
-                    "site": "S",
-                    "mpp_level0": mpp,
-                }
-            )
+        rows.append(
+            {"slide_id": f"{spec.name}_{i:03d}", "uri": str(path), "cancer_type": "bench", "site": "S"}
+        )
     return pd.DataFrame(rows)
 
 
@@ -90,48 +137,51 @@ def warm(paths: list[str]) -> None:
                 pass
 
 
-def timed(fn) -> tuple[float, float, object]:  # noqa: ANN001
-    """(wall seconds, CPU seconds of this process over all threads, result) of fn()."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = fn()
-    return time.perf_counter() - wall, time.process_time() - cpu, result
+@dataclasses.dataclass
+class Timing:
+    """Wall and CPU seconds of one measured run."""
+
+    wall: float
+    cpu: float
 
 
-def run_g2l(manifest: Path, out: Path, **config: object) -> int:
-    """A fresh `run_tiling` into `out`; returns the tile count."""
-    from g2l.tiling import TilingConfig, run_tiling
+def run_cli(
+    manifest: Path, out: Path, workers: int, device: str, backend: str | None, repo: Path = REPO
+) -> Timing:
+    """`python -m g2l tile` (of the g2l in `repo`) into a fresh `out`, timed as a user sees it.
 
+    Wall seconds, and the CPU seconds of the child process over all its threads.
+    """
     shutil.rmtree(out, ignore_errors=True)
-    result = run_tiling(manifest, out, TilingConfig(**config), quiet=True)
-    if result.slides_failed:
-        raise RuntimeError(f"benchmark run failed: {result.slides_failed}")
-    return result.n_tiles
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    env["G2L_SLIDES_DEVICE"] = device
+    cmd = [sys.executable, "-m", "g2l", "tile", "--manifest", str(manifest), "--out", str(out), "--quiet"]
+    cmd += ["--workers", str(workers)]
+    if backend:
+        cmd += ["--backend", backend]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    # cwd: `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH.
+    done = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"g2l tile failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    if summary["slides_failed"]:
+        raise RuntimeError(f"benchmark run had failed slides: {summary}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Timing(wall, cpu)
 
 
 def kept_tiles(out: Path, slide_id: str) -> tuple[pd.DataFrame, dict]:
+    """Coords and meta.json of one tiled slide."""
     meta = json.loads((out / "tiles" / slide_id / "meta.json").read_text())
     return pq.read_table(out / "tiles" / slide_id / "coords.parquet").to_pandas(), meta
 
 
-def run_naive(df: pd.DataFrame, out: Path, tile_px: int = 256, quality: int = 90) -> None:
-    """Single-thread openslide loop producing the same tiles (read at level 0, box-resample, JPEG-encode)."""
-    import openslide
-    from PIL import Image
-
-    for row in df.itertuples():
-        coords, _ = kept_tiles(out, row.slide_id)
-        with openslide.OpenSlide(row.uri) as slide:
-            for t in coords.itertuples():
-                region = slide.read_region((int(t.x), int(t.y)), 0, (int(t.size0), int(t.size0))).convert(
-                    "RGB"
-                )
-                if region.size != (tile_px, tile_px):
-                    region = region.resize((tile_px, tile_px), Image.Resampling.BOX)
-                region.save(io.BytesIO(), format="JPEG", quality=quality)
-
-
-def floor_jobs(df: pd.DataFrame, out: Path) -> list[tuple[str, bytes, bytes]]:
-    """(slide, tables, tile bytes) of every stored JPEG tile under a kept tile, at the level g2l reads."""
+def floor_jobs(df: pd.DataFrame, out: Path) -> list[tuple[bytes, bytes]]:
+    """(tables, tile bytes) of every stored JPEG tile under a kept tile, at the level g2l reads."""
     import tifffile
 
     from g2l.tiling.stored_tiles import find_level_page
@@ -140,9 +190,10 @@ def floor_jobs(df: pd.DataFrame, out: Path) -> list[tuple[str, bytes, bytes]]:
     for row in df.itertuples():
         coords, meta = kept_tiles(out, row.slide_id)
         ds = meta["downsample"]
+        w0, h0 = meta["dimensions"]
+        level_w, level_h = (int(round(w0 / ds)), int(round(h0 / ds))) if ds != 1 else (w0, h0)
         with tifffile.TiffFile(row.uri) as tif:
-            lw, lh = (int(v) for v in _level_dims(meta))
-            page = find_level_page(tif, lw, lh)
+            page = find_level_page(tif, level_w, level_h)
             tw, th = page.tilewidth, page.tilelength
             across = -(-page.imagewidth // tw)
             wanted = set()
@@ -156,102 +207,178 @@ def floor_jobs(df: pd.DataFrame, out: Path) -> list[tuple[str, bytes, bytes]]:
             with open(row.uri, "rb") as fh:
                 for index in sorted(wanted):
                     fh.seek(page.dataoffsets[index])
-                    jobs.append((row.slide_id, tables, fh.read(page.databytecounts[index])))
+                    jobs.append((tables, fh.read(page.databytecounts[index])))
     return jobs
 
 
-def _level_dims(meta: dict) -> tuple[int, int]:
-    w0, h0 = meta["dimensions"]
-    ds = meta["downsample"]
-    return (int(round(w0 / ds)), int(round(h0 / ds))) if ds != 1 else (w0, h0)
+def run_floor(jobs: list[tuple[bytes, bytes]], workers: int) -> Timing:
+    """Decode every job's JPEG with imagecodecs, one plain loop per core over a shared chunk counter.
 
-
-def run_floor(jobs: list[tuple[str, bytes, bytes]], workers: int) -> None:
-    """Decode every job's JPEG with imagecodecs on all cores (bytes already in memory)."""
+    No futures and no per-tile Python beyond the call itself, so the floor is as low as Python allows.
+    """
     import imagecodecs
 
-    def decode(job: tuple[str, bytes, bytes]) -> int:
-        _, tables, data = job
-        return imagecodecs.jpeg8_decode(data, tables=tables or None).shape[0]
+    chunks = [jobs[i : i + 32] for i in range(0, len(jobs), 32)]
+    lock = threading.Lock()
+    cursor = iter(chunks)
 
-    with ThreadPoolExecutor(workers) as pool:
-        for _ in pool.map(decode, jobs, chunksize=16):
-            pass
+    def worker() -> None:
+        while True:
+            with lock:
+                chunk = next(cursor, None)
+            if chunk is None:
+                return
+            for tables, data in chunk:
+                imagecodecs.jpeg8_decode(data, tables=tables or None)
+
+    cpu, start = time.process_time(), time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return Timing(time.perf_counter() - start, time.process_time() - cpu)
+
+
+def run_naive(df: pd.DataFrame, out: Path, tile_px: int = 256, quality: int = 90) -> tuple[Timing, int]:
+    """Single-thread openslide loop producing the same tiles (read at the level, box-resample, encode)."""
+    import openslide
+    from PIL import Image
+
+    n = 0
+    cpu, start = time.process_time(), time.perf_counter()
+    for row in df.itertuples():
+        coords, meta = kept_tiles(out, row.slide_id)
+        with openslide.OpenSlide(row.uri) as slide:
+            for t in coords.itertuples():
+                size = int(meta["read_px"])
+                region = slide.read_region((int(t.x), int(t.y)), int(meta["level"]), (size, size))
+                region = region.convert("RGB")
+                if region.size != (tile_px, tile_px):
+                    region = region.resize((tile_px, tile_px), Image.Resampling.BOX)
+                region.save(io.BytesIO(), format="JPEG", quality=quality)
+                n += 1
+    return Timing(time.perf_counter() - start, time.process_time() - cpu), n
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as fh:
+        return " ".join(fh.read().split()[:3])
 
 
 def main() -> None:
-    """Run the benchmark and print a table of tiles/s and ratios."""
+    """Run the benchmark and print, per set, tiles/s, CPU ms per tile and the ratios to the floor."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--slides", type=int, default=2, help="slides per resolution")
-    parser.add_argument("--width", type=int, default=24576, help="level-0 width of the 0.25 um/px slides")
-    parser.add_argument("--height", type=int, default=16384)
+    parser.add_argument("--small", type=int, default=40, help="slides in the small set")
+    parser.add_argument("--large", type=int, default=2, help="slides in the large (and 20x) set")
+    parser.add_argument("--unique", type=int, default=8, help="distinct slides per set; the rest are links")
+    parser.add_argument("--sets", default="small,large", help="comma list of small, large, 20x")
     parser.add_argument("--workers", type=int, default=0, help="0 = all cores")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where cuCIM decodes")
+    parser.add_argument("--backend", default=None, help="g2l tile --backend (default: the config's auto)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; best and median are printed")
+    parser.add_argument("--naive-slides", type=int, default=2, help="slides per set the naive loop reads")
     parser.add_argument("--work", type=Path, default=None, help="directory for slides and outputs (kept)")
-    parser.add_argument("--backends", default="auto,tifffile-jpeg")
-    parser.add_argument("--repeat", type=int, default=3, help="best of N runs per contestant (busy machines)")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        help="another g2l checkout (e.g. `git worktree add /tmp/g2l-before 85fb676`) run in the same rounds",
+    )
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
     workers = args.workers or _cores()
     work = args.work or Path(tempfile.mkdtemp(prefix="g2l-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    slides = make_slides(work, args.slides, args.width, args.height)
-    print(
-        f"machine: {_cores()} cores; workers {workers}; "
-        f"slides generated in {time.perf_counter() - start:.1f}s under {work}"
-    )
-    warm(slides["uri"].tolist())
-    # Import and initialise every backend once so that no contestant pays one-off start-up costs.
-    warm_manifest = work / "warm.csv"
-    slides.iloc[:1].drop(columns=["mpp_level0"]).to_csv(warm_manifest, index=False)
-    for backend in args.backends.split(","):
-        run_g2l(warm_manifest, work / "warm", backend=backend, workers=workers)
+    backend = args.backend
+    if args.device == "cuda":
+        from g2l.slides.cucim_backend import gpu_available
 
-    results = []
-    for kind, subset in (
-        ("40x (0.25 um/px, level 0 + 2x area)", slides[slides.mpp_level0 == 0.25]),
-        ("20x (0.5 um/px, stored tiles)", slides[slides.mpp_level0 == 0.5]),
-    ):
-        manifest = work / f"manifest_{len(results)}.csv"
-        subset.drop(columns=["mpp_level0"]).to_csv(manifest, index=False)
-        out = work / f"out_{len(results)}"
-        run_g2l(manifest, out, workers=workers)  # the default run's outputs define the baselines' tiles
-        n_tiles = sum(len(kept_tiles(out, sid)[0]) for sid in subset["slide_id"])
-        jobs = floor_jobs(subset, out)
-        contestants = {"floor": functools.partial(run_floor, jobs, workers)}
-        for backend in args.backends.split(","):
-            for label, extra in (("", {}), (",reader-only", {"jpeg_passthrough": False, "fast_jpeg": False})):
-                contestants[f"g2l[{backend}{label}]"] = functools.partial(
-                    run_g2l, manifest, work / "out_bench", backend=backend, workers=workers, **extra
+        if not gpu_available():
+            raise SystemExit("--device cuda needs a CUDA device visible to cupy")
+        backend = backend or "cucim"
+    # An installed g2l (wheel, container image) has its bytecode compiled at install time; an editable
+    # checkout under PYTHONDONTWRITEBYTECODE would compile every module at every start instead.
+    for tree in (REPO, args.compare):
+        if tree is not None:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "g2l")], check=True)
+    specs = default_sets(args.small, args.large)
+    chosen = [specs[name] for name in args.sets.split(",")]
+    start = time.perf_counter()
+    slides = {spec.name: make_slides(work, spec, args.unique) for spec in chosen}
+    print(
+        f"machine: {_cores()} cores; workers {workers}; device {args.device}; load {_load()}; "
+        f"slides ready in {time.perf_counter() - start:.1f}s under {work}"
+    )
+    warm([uri for df in slides.values() for uri in df["uri"]])
+
+    manifests, tiles, jobs = {}, {}, {}
+    for spec in chosen:
+        manifest = work / f"manifest_{spec.name}.csv"
+        slides[spec.name].to_csv(manifest, index=False)
+        manifests[spec.name] = manifest
+        out = work / f"out_{spec.name}"
+        run_cli(manifest, out, workers, "cpu", None)  # the CPU run's tiles define what the floor decodes
+        tiles[spec.name] = sum(len(kept_tiles(out, sid)[0]) for sid in slides[spec.name]["slide_id"])
+        jobs[spec.name] = floor_jobs(slides[spec.name], out)
+
+    # Interleaved rounds: floor, g2l, floor, g2l ... for every set, so load changes hit both alike.
+    runs: dict[tuple[str, str], list[Timing]] = {}
+    for _ in range(args.repeat):
+        for spec in chosen:
+            contestants: dict[str, Callable[[], Timing]] = {
+                "floor": lambda s=spec: run_floor(jobs[s.name], workers),
+                "g2l": lambda s=spec: run_cli(
+                    manifests[s.name], work / "out_bench", workers, args.device, backend
+                ),
+            }
+            if args.compare is not None:
+                contestants["g2l@compare"] = lambda s=spec: run_cli(
+                    manifests[s.name], work / "out_compare", workers, args.device, backend, args.compare
                 )
-        # Rounds interleave the contestants so a change in the machine's load hits all of them alike.
-        best: dict[str, tuple[float, float]] = {}
-        for _ in range(args.repeat):
             for name, fn in contestants.items():
-                wall, cpu, got = timed(fn)
-                if got is not None and got != n_tiles:
-                    raise RuntimeError(f"{name} produced {got} tiles, expected {n_tiles}")
-                old = best.get(name, (float("inf"), float("inf")))
-                best[name] = (min(old[0], wall), min(old[1], cpu))
-        wall, cpu, _ = timed(functools.partial(run_naive, subset, out))
-        best["naive"] = (wall, cpu)
-        rate = {k: n_tiles / w for k, (w, _) in best.items()}
-        cpu_ms = {k: 1000 * c / n_tiles for k, (_, c) in best.items()}
+                runs.setdefault((spec.name, name), []).append(fn())
+    for spec in chosen:
+        subset = slides[spec.name].iloc[: args.naive_slides]
+        if len(subset):
+            naive, n = run_naive(subset, work / f"out_{spec.name}")
+            runs[(spec.name, "naive")] = [
+                Timing(naive.wall * tiles[spec.name] / n, naive.cpu * tiles[spec.name] / n)
+            ]
+
+    print(f"load average after the runs: {_load()}")
+    for spec in chosen:
+        n = tiles[spec.name]
         print(
-            f"\n== {kind}: {len(subset)} slides, {n_tiles} tiles, "
-            f"{len(jobs)} stored JPEG tiles decoded by floor"
+            f"\n== {spec.label}: {spec.count} slides of {spec.width} x {spec.height} at {spec.mpp} um/px, "
+            f"{n} tiles, {len(jobs[spec.name])} stored JPEG tiles decoded by floor"
         )
-        print(f"  {'':34s} {'tiles/s':>9s}  {'CPU ms/tile':>11s}  vs floor (wall, CPU)  vs naive")
-        for name in ["floor", "naive"] + [k for k in best if k.startswith("g2l")]:
-            extra = ""
-            if name.startswith("g2l"):
-                extra = (
-                    f"  {rate[name] / rate['floor']:5.2f}x  {cpu_ms['floor'] / cpu_ms[name]:5.2f}x"
-                    f"         {rate[name] / rate['naive']:5.1f}x"
+        print(
+            f"  {'':10s} {'tiles/s':>9s} {'(median)':>9s}  {'CPU ms/tile':>11s}"
+            "  vs floor: wall (median)   CPU"
+        )
+        best = {k: min(v, key=lambda t: t.wall) for (s, k), v in runs.items() if s == spec.name}
+        median = {k: statistics.median(t.wall for t in v) for (s, k), v in runs.items() if s == spec.name}
+        for name in ("floor", "g2l", "g2l@compare", "naive"):
+            if name not in best:
+                continue
+            rate, rate_med = n / best[name].wall, n / median[name]
+            cpu_ms = 1000 * min(t.cpu for t in runs[(spec.name, name)]) / n
+            line = f"  {name:10s} {rate:9.0f} {rate_med:9.0f}  {cpu_ms:11.2f}"
+            if name != "floor":
+                floor_cpu = min(t.cpu for t in runs[(spec.name, "floor")])
+                cpu_ratio = floor_cpu / min(t.cpu for t in runs[(spec.name, name)])
+                line += (
+                    f"  {best['floor'].wall / best[name].wall:13.2f}x "
+                    f"({median['floor'] / median[name]:.2f}x)  {cpu_ratio:5.2f}x"
                 )
-            print(f"  {name:34s} {rate[name]:9.0f}  {cpu_ms[name]:11.2f}{extra}")
-        results.append((kind, rate))
+            print(line)
+        if "naive" in best:
+            print(f"  g2l / naive: {best['naive'].wall / best['g2l'].wall:.1f}x")
+        if "g2l@compare" in best:
+            print(f"  g2l / g2l@compare: {best['g2l@compare'].wall / best['g2l'].wall:.2f}x (wall)")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ which already holds g2l and kfp, so no package is pip-installed at start-up; und
 SubprocessRunner the same functions run in the current interpreter.
 """
 
-from components.distill import distill_student
+from components.cleanup import cleanup_run
+from components.distill import distill_student, distill_trainjob
 from components.embed import embed_ranks, embed_shards, finalize_cache
 from components.evaluate import evaluate_models
 from components.gate import gate_decision
@@ -16,7 +17,9 @@ from components.tile import tile_slides, write_shards
 
 __all__ = [
     "G2L_IMAGE",
+    "cleanup_run",
     "distill_student",
+    "distill_trainjob",
     "embed_ranks",
     "embed_shards",
     "evaluate_models",

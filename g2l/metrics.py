@@ -13,6 +13,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 PUSHGATEWAY_ENV = "G2L_PUSHGATEWAY"
+# The fan-out index of a ParallelFor task (tiling group, embedding rank): part of the grouping key, so
+# parallel tasks of one stage push to groups of their own instead of overwriting each other.
+TASK_ENV = "G2L_METRICS_TASK"
+PROGRESS_INTERVAL_S = 15.0  # at most one mid-stage push per this many seconds (Prometheus scrapes at 30 s)
 
 
 class _Labelled:
@@ -56,10 +60,12 @@ def _matching_samples(text: str, labels: dict[str, str]) -> Iterator[tuple[str, 
 
 
 class StageMetrics:
-    """Metrics of one stage run, grouped by (run_id, stage, cancer).
+    """Metrics of one stage run, grouped by (run_id, stage, cancer, task).
 
-    Use as a context manager: on exit the stage duration and status are set and the metrics are
-    pushed to `$G2L_PUSHGATEWAY` when set, else written to `<root>/metrics/<stage>.prom`.
+    Use as a context manager: on exit the stage duration and status are set, the group is marked
+    finished (`g2l_stage_finished_timestamp_seconds`) and the metrics are pushed to `$G2L_PUSHGATEWAY`
+    when set, else written to `<root>/metrics/<stage>[-<task>].prom`. Long stages call `push_progress()`
+    as they go, so the dashboard follows them while they run.
     """
 
     def __init__(
@@ -70,17 +76,23 @@ class StageMetrics:
         cancer: str = "none",
         root: str | None = None,
         gateway: str | None = None,
+        task: str | None = None,
     ) -> None:
         self.stage = stage
         self.run_id = run_id
         self.cancer = cancer
+        self.task = task if task is not None else os.environ.get(TASK_ENV) or "0"
         self.root = root
         self.gateway = gateway if gateway is not None else os.environ.get(PUSHGATEWAY_ENV) or None
         self.registry = CollectorRegistry()
         self._started = time.monotonic()
         self._metrics: dict[str, Counter | Gauge] = {}
+        self._last_push = 0.0
         self.duration = self.gauge("stage_duration_seconds", "Wall time of the stage run")
         self.success = self.gauge("stage_success", "1 when the stage finished without error")
+        self.finished = self.gauge(
+            "stage_finished_timestamp_seconds", "Unix time the stage ended (0 while it runs)"
+        )
         self.failures = self.counter("failures_total", "Items (slides, parts, ...) that failed")
 
     def counter(self, name: str, documentation: str) -> Counter:
@@ -105,14 +117,32 @@ class StageMetrics:
 
     @property
     def grouping_key(self) -> dict[str, str]:
-        """Pushgateway grouping key: one group per run, stage and cancer."""
-        return {"run_id": self.run_id, "stage": self.stage, "cancer": self.cancer}
+        """Pushgateway grouping key: one group per run, stage, cancer and fan-out task."""
+        return {"run_id": self.run_id, "stage": self.stage, "cancer": self.cancer, "task": self.task}
 
     def textfile_uri(self) -> str | None:
-        """Where the textfile goes when no Pushgateway is configured."""
+        """Where the textfile goes when no Pushgateway is configured (one file per fan-out task)."""
         if self.root is None:
             return None
-        return f"{self.root.rstrip('/')}/metrics/{self.stage}.prom"
+        suffix = "" if self.task == "0" else f"-{self.task}"
+        return f"{self.root.rstrip('/')}/metrics/{self.stage}{suffix}.prom"
+
+    def push_progress(self, *, force: bool = False) -> str | None:
+        """Publish the metrics now, mid-stage (at most every PROGRESS_INTERVAL_S unless `force`).
+
+        The training loop calls it at every log step; errors are reported, never raised.
+        """
+        now = time.monotonic()
+        if not force and now - self._last_push < PROGRESS_INTERVAL_S:
+            return None
+        self._last_push = now
+        try:
+            return self.publish()
+        except Exception as push_error:  # a metrics outage must not stop training
+            from g2l.progress import console
+
+            console.print(f"[yellow]warning: metrics not published: {push_error}[/yellow]")
+            return None
 
     def _labelled_registry(self) -> CollectorRegistry:
         out = CollectorRegistry()
@@ -151,9 +181,36 @@ class StageMetrics:
         tb: types.TracebackType | None,
     ) -> None:
         self.success.set(0 if exc_type else 1)
+        self.finished.set(time.time())
         try:
             self.publish()
         except Exception as push_error:  # metrics must never hide the stage's own error or result
             from g2l.progress import console
 
             console.print(f"[yellow]warning: metrics not published: {push_error}[/yellow]")
+
+
+def run_groups(gateway: str, run_id: str, timeout_s: float = 10.0) -> list[dict[str, str]]:
+    """The grouping keys of every group on the Pushgateway that belongs to `run_id` (its /api/v1/metrics)."""
+    import json
+    import urllib.request
+
+    url = gateway if "://" in gateway else f"http://{gateway}"
+    with urllib.request.urlopen(f"{url.rstrip('/')}/api/v1/metrics", timeout=timeout_s) as resp:
+        groups = json.load(resp).get("data") or []
+    return [dict(g["labels"]) for g in groups if g.get("labels", {}).get("run_id") == run_id]
+
+
+def delete_run_groups(gateway: str, run_id: str, *, job: str = "g2l") -> int:
+    """Delete every Pushgateway group of a finished run; returns how many went.
+
+    Once deleted, Prometheus marks the run's series stale at its next scrape (they end in Grafana
+    instead of repeating their last value forever); the history stays in Prometheus.
+    """
+    from prometheus_client import delete_from_gateway
+
+    groups = [g for g in run_groups(gateway, run_id) if g.get("job") == job]
+    for labels in groups:
+        key = {k: v for k, v in labels.items() if k != "job"}
+        delete_from_gateway(gateway, job=job, grouping_key=key)
+    return len(groups)

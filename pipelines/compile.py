@@ -13,10 +13,20 @@ from components.image import G2L_IMAGE
 DEFAULT_OUT = Path(__file__).parent / "compiled" / "g2l_pipeline.yaml"
 
 
-def compile_pipeline(out: str | Path = DEFAULT_OUT, image: str | None = None) -> Path:
-    """Write the compiled pipeline to `out` (atomically); `image` replaces the components' image."""
-    from pipelines.g2l_pipeline import g2l_pipeline
+def compile_pipeline(
+    out: str | Path = DEFAULT_OUT, image: str | None = None, config: str | None = None
+) -> Path:
+    """Write the compiled pipeline to `out` (atomically); `image` replaces the components' image.
 
+    With `config`, step timeouts and staging disk are sized for that cancer's plan (never below the
+    defaults); without it the defaults, which fit the shipped configs, are compiled in.
+    """
+    from pipelines.g2l_pipeline import g2l_pipeline, make_pipeline
+
+    if config:
+        from g2l.pipeline.budgets import needed_for_config, sized_budgets
+
+        g2l_pipeline = make_pipeline(sized_budgets(needed_for_config(config)))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp.yaml", dir=out.parent)

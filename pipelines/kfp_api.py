@@ -24,6 +24,20 @@ def package_sha256(package: str | Path) -> str:
     return hashlib.sha256(Path(package).read_bytes()).hexdigest()
 
 
+def package_images(package: str | Path) -> list[str]:
+    """The container images a compiled pipeline runs (a digest after infra/build-image.sh)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    spec = next(yaml.load_all(Path(package).read_text(), Loader=loader))
+    return sorted({e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()})
+
+
+def _description(package: str | Path, marker: str) -> str:
+    """The version's description: what it is, its package hash and the image it runs (its lineage)."""
+    return f"{DESCRIPTION} {marker} image: {', '.join(package_images(package))}"
+
+
 @dataclass(frozen=True)
 class PipelineVersion:
     """Where a compiled package lives on the server, and what it took to put it there."""
@@ -34,11 +48,33 @@ class PipelineVersion:
     action: str  # "existing", "uploaded pipeline", "uploaded version", or "would upload ..." in a dry run
 
 
-def client(host: str | None, namespace: str = "") -> kfp.Client:
+@dataclass(frozen=True)
+class Auth:
+    """How to authenticate to the KFP API, as kfp.Client supports it (kfp/client/client.py, SDK 2.17):
+
+    - `token`: a bearer token (`existing_token`), e.g. `kubectl create token` or an OIDC id token;
+    - `iap_client_id`: the OAuth client id of an IAP-protected endpoint (`client_id`, GKE + IAP);
+    - `cookie`: a session cookie of the cluster's auth proxy (`cookies`, e.g. `authservice_session=...`
+      or `oauth2_proxy_kubeflow=...` for Kubeflow behind Dex/oauth2-proxy).
+    """
+
+    token: str = ""
+    iap_client_id: str = ""
+    cookie: str = ""
+
+
+def client(host: str | None, namespace: str = "", auth: Auth | None = None) -> kfp.Client:
     """A kfp client for `host` (the API endpoint, e.g. http://localhost:8080 after a port-forward)."""
+    auth = auth or Auth()
     with warnings.catch_warnings():  # the client warns on every construction that it needs KFP >= 2.0
         warnings.simplefilter("ignore", FutureWarning)
-        return kfp.Client(host=host, namespace=namespace or "kubeflow")
+        return kfp.Client(
+            host=host,
+            namespace=namespace or "kubeflow",
+            existing_token=auth.token or None,
+            client_id=auth.iap_client_id or None,
+            cookies=auth.cookie or None,
+        )
 
 
 def _versions(api: kfp.Client, pipeline_id: str) -> list[Any]:
@@ -52,14 +88,26 @@ def _versions(api: kfp.Client, pipeline_id: str) -> list[Any]:
             return out
 
 
+def _pipeline_id(api: kfp.Client, name: str, namespace: str) -> str | None:
+    """The id of the pipeline called `name`, shared or in `namespace` (multi-user namespaced pipelines)."""
+    page = api.list_pipelines(filter=name_filter(name), namespace=namespace or None, page_size=10)
+    for pipe in page.pipelines or []:
+        if pipe.display_name == name:
+            return str(pipe.pipeline_id)
+    return None
+
+
 def ensure_pipeline_version(
-    api: kfp.Client, package: str | Path, pipeline_name: str, *, dry_run: bool = False
+    api: kfp.Client, package: str | Path, pipeline_name: str, *, dry_run: bool = False, namespace: str = ""
 ) -> PipelineVersion:
-    """Find the version holding exactly this package (by content hash), or upload it; idempotent."""
+    """Find the version holding exactly this package (by content hash), or upload it; idempotent.
+
+    With a namespace (multi-user Kubeflow) the pipeline is looked up and uploaded in that namespace.
+    """
     digest = package_sha256(package)[:12]
     version_name = f"{pipeline_name}-{digest}"
     marker = f"[package sha256:{digest}]"
-    pipeline_id = api.get_pipeline_id(pipeline_name)
+    pipeline_id = _pipeline_id(api, pipeline_name, namespace)
     if pipeline_id is None:
         if dry_run:
             return PipelineVersion(
@@ -68,7 +116,10 @@ def ensure_pipeline_version(
         # The first upload creates the pipeline and its first version, which takes the pipeline's
         # description: the marker in it lets the next call recognise that version.
         created = api.upload_pipeline(
-            str(package), pipeline_name=pipeline_name, description=f"{DESCRIPTION} {marker}"
+            str(package),
+            pipeline_name=pipeline_name,
+            description=_description(package, marker),
+            namespace=namespace or None,
         )
         first = _versions(api, created.pipeline_id)
         return PipelineVersion(
@@ -85,7 +136,7 @@ def ensure_pipeline_version(
         str(package),
         pipeline_version_name=version_name,
         pipeline_id=pipeline_id,
-        description=f"{DESCRIPTION} {marker}",
+        description=_description(package, marker),
     )
     return PipelineVersion(pipeline_id, version.pipeline_version_id, version_name, "uploaded version")
 

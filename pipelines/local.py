@@ -72,8 +72,10 @@ def run_local(
             # Resource requests, node selectors and the image mean nothing to the SubprocessRunner.
             warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
             warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-            task = g2l_pipeline(**args)
-        report = str(task.output)
+            g2l_pipeline(**args)
+        from g2l.pipeline.steps import run_outputs_uri
+
+        report = json.loads(storage.read_text(run_outputs_uri(root, rid)))["report"]
     except RuntimeError as exc:  # kfp.local raises when a task fails; the task's log is above
         summary.update(succeeded=False, error=str(exc))
         return summary

@@ -13,8 +13,10 @@ from g2l.progress import console
 from pipelines import kfp_api
 
 
-def _existing(api: kfp.Client, name: str) -> list[ExistingSchedule]:
-    page = api.list_recurring_runs(filter=kfp_api.name_filter(name), page_size=100)
+def _existing(api: kfp.Client, name: str, namespace: str = "") -> list[ExistingSchedule]:
+    page = api.list_recurring_runs(
+        filter=kfp_api.name_filter(name), page_size=100, namespace=namespace or None
+    )
     out = []
     for rr in page.recurring_runs or []:
         if rr.display_name != name:
@@ -63,19 +65,39 @@ def apply_schedules(
     package: str | Path,
     dry_run: bool = False,
     api: kfp.Client | None = None,
+    namespace: str = "",
+    auth: kfp_api.Auth | None = None,
+    skip_preflight: bool = False,
+    core: Any = None,
 ) -> list[Change]:
-    """Bring the server's recurring runs in line with the schedules file; returns what changed (or would)."""
-    cfg, desired = desired_schedules(path)
+    """Bring the server's recurring runs in line with the schedules file; returns what changed (or would).
+
+    Every cancer's config passes `g2l pipeline preflight` first (unless `skip_preflight`); every call
+    carries the schedule's namespace (multi-user Kubeflow).
+    """
+    from pipelines.preflight import preflight, require_ready
+
+    cfg, desired = desired_schedules(path, namespace)
+    namespaces = sorted({w.namespace for w in desired})
+    if len(namespaces) > 1:
+        raise ConfigError(
+            f"{path}: the cancers' configs name different namespaces ({', '.join(namespaces)}); "
+            "schedule them one namespace at a time with --namespace"
+        )
+    ns = namespaces[0] if namespaces else namespace
     if api is None:
         endpoint = host or cfg.host
         if not endpoint:
             raise ConfigError(f"{path}: no KFP endpoint; pass --host URL or set `host:` in the file")
-        api = kfp_api.client(endpoint)
-    version = kfp_api.ensure_pipeline_version(api, package, cfg.pipeline_name, dry_run=dry_run)
+        api = kfp_api.client(endpoint, ns, auth)
+    if not skip_preflight:
+        for want in desired:
+            require_ready(preflight(want.config, package=package, namespace=ns, api=api, core=core))
+    version = kfp_api.ensure_pipeline_version(api, package, cfg.pipeline_name, dry_run=dry_run, namespace=ns)
     if version.action != "existing":
         console.print(f"pipeline {cfg.pipeline_name}: {version.action} ({version.version_name})")
-    experiments = {w.experiment: kfp_api.find_experiment(api, w.experiment) for w in desired}
-    existing = {w.name: _existing(api, w.name) for w in desired}
+    experiments = {w.experiment: kfp_api.find_experiment(api, w.experiment, ns) for w in desired}
+    existing = {w.name: _existing(api, w.name, ns) for w in desired}
     changes = plan_changes(desired, existing, version.version_id, experiments)
     if dry_run:
         return changes
@@ -84,7 +106,7 @@ def apply_schedules(
             continue
         want = change.desired
         if not experiments[want.experiment]:
-            experiments[want.experiment] = kfp_api.ensure_experiment(api, want.experiment)
+            experiments[want.experiment] = kfp_api.ensure_experiment(api, want.experiment, ns)
         # KFP has no update for recurring runs: create the new one first, then delete the old, so the
         # cancer is never left without a schedule.
         _create(api, want, experiments[want.experiment], version)

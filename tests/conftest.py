@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.slides",
     "tests.fixtures.tiling",
     "tests.fixtures.kfp_api",
+    "tests.fixtures.k8s_api",
     "tests.fixtures.shards",
     "tests.fixtures.lineage",
     "tests.fixtures.distill",

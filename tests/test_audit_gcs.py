@@ -3,11 +3,13 @@ audit names a slide or shard whose object was overwritten."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from g2l import storage
 from g2l.audit import audit
 from g2l.registry import LineageOverrides, promote
+from g2l.registry.lineage import manifest_hash
 from tests.fixtures.lineage import Candidate, World
 
 
@@ -24,6 +26,12 @@ def test_audit_against_a_bucket(
         storage.put_file(path, f"{base}/slides/{path.name}")
         rows = rows.replace(str(path), f"{base}/slides/{path.name}")
     storage.put_text(f"{base}/manifests/brca.csv", rows)
+    # The tiles were made from the bucket's manifest: its hash is the one the shard index records.
+    index_file = lineage_world.shards_dir / "index.json"
+    index = json.loads(index_file.read_text())
+    index["manifest_sha256"] = manifest_hash(f"{base}/manifests/brca.csv")
+    index["manifest"] = {"uri": f"{base}/manifests/brca.csv", "sha256": index["manifest_sha256"]}
+    index_file.write_text(json.dumps(index, indent=2, sort_keys=True))
     for path in sorted(lineage_world.shards_dir.iterdir()):
         storage.put_file(path, f"{base}/shards/{path.name}")
 

@@ -128,3 +128,115 @@ def test_audit_cli_prints_table_writes_json_and_exits_nonzero_naming_the_mismatc
     assert written["ok"] is False and any(n.startswith("student weights") for n in written["failed"])
     deep = [c for c in written["checks"] if c["check"] in ("deep evaluation", "metric")]
     assert deep  # either re-evaluated metrics or the "deep audit unavailable" line
+
+
+def _tamper_cache_material(w: World, c: Candidate) -> None:
+    material = json.loads((w.cache_dir / "cache.json").read_text())
+    material["view_spec"]["seed"] += 1  # other views than the student was paired with
+    (w.cache_dir / "cache.json").write_text(json.dumps(material))
+
+
+def test_audit_recomputes_the_cache_key_from_the_caches_own_material(
+    make_candidate: Callable[..., Candidate], lineage_world: World, cancer: str, registry_uri: str
+) -> None:
+    cand = _promoted(make_candidate, lineage_world, cancer, registry_uri)
+    _tamper_cache_material(lineage_world, cand)  # index.json, parts and every recorded string untouched
+    report = audit(cancer=cancer, registry_uri=registry_uri)
+    assert [c.name for c in report.failures] == [f"embedding cache key {lineage_world.cache_dir}"]
+    assert "cache.json differs in: -" in report.failures[0].found  # the key no longer matches its material
+
+
+def test_audit_recomputes_the_teacher_digest_when_its_weights_are_reachable(
+    make_candidate: Callable[..., Candidate],
+    lineage_world: World,
+    cancer: str,
+    registry_uri: str,
+    tmp_path: Path,
+) -> None:
+    from safetensors.torch import save_file
+
+    from g2l.models import build_model
+
+    _promoted(make_candidate, lineage_world, cancer, registry_uri)
+    state = {k: v.clone() for k, v in build_model("tiny-vit-teacher").model.state_dict().items()}
+    exact, other = tmp_path / "teacher.safetensors", tmp_path / "other-teacher.safetensors"
+    save_file(state, str(exact))
+    state["cls_token"] += 1e-3  # a fine-tuned teacher: same name, other weights
+    save_file(state, str(other))
+
+    assert audit(cancer=cancer, registry_uri=registry_uri, teacher_weights=str(exact)).ok
+    failed = [
+        c.name for c in audit(cancer=cancer, registry_uri=registry_uri, teacher_weights=str(other)).failures
+    ]
+    assert failed == ["teacher weights tiny-vit-teacher", f"embedding cache key {lineage_world.cache_dir}"]
+
+    unreachable = audit(cancer=cancer, registry_uri=registry_uri, teacher_weights=str(tmp_path / "nowhere"))
+    assert not unreachable.ok and not unreachable.failures  # nothing mismatched, but not everything ran
+    assert [c.name for c in unreachable.skipped] == ["teacher weights tiny-vit-teacher"]
+    assert "--teacher-weights" in unreachable.skipped[0].detail
+    lenient = audit(
+        cancer=cancer,
+        registry_uri=registry_uri,
+        teacher_weights=str(tmp_path / "nowhere"),
+        allow_incomplete=True,
+    )
+    assert lenient.ok and not lenient.complete
+
+
+def test_cli_promotion_without_lineage_warns_and_its_audit_fails_until_allowed_incomplete(
+    make_candidate: Callable[..., Candidate], lineage_world: World, cancer: str, registry_uri: str
+) -> None:
+    cand = make_candidate(value=0.8, with_lineage_block=False)  # a student from before config.json lineage
+    promoted = CliRunner().invoke(
+        app,
+        [
+            "promote",
+            "--student",
+            str(cand.student),
+            "--report",
+            str(cand.report),
+            "--decision",
+            str(cand.decision),
+            "--cancer",
+            cancer,
+            "--policy",
+            str(lineage_world.policy),
+            "--registry",
+            registry_uri,
+        ],
+    )
+    assert promoted.exit_code == 0, promoted.output
+    missing = json.loads(promoted.stdout.strip().splitlines()[-1])["lineage_missing"]
+    assert {"manifest_uri", "shards_index", "cache_dir"} <= set(missing)
+    assert "`g2l audit` will fail" in " ".join(promoted.stderr.split())
+
+    args = ["audit", "--cancer", cancer, "--registry", registry_uri]
+    blind = CliRunner().invoke(app, args)
+    assert blind.exit_code == 1
+    last = json.loads(blind.stdout.strip().splitlines()[-1])
+    assert last["ok"] is False and last["failed"] == []
+    assert {"manifest", "shards index", "embedding cache"} <= set(last["skipped"])
+    assert "incomplete" in " ".join(blind.stderr.split()) and "all checks pass" not in blind.output
+    allowed = CliRunner().invoke(app, [*args, "--allow-incomplete"])
+    assert allowed.exit_code == 0, allowed.output
+    assert json.loads(allowed.stdout.strip().splitlines()[-1])["skipped"] == last["skipped"]
+
+
+def test_promotion_refuses_artifacts_that_changed_since_training(
+    make_candidate: Callable[..., Candidate], lineage_world: World, cancer: str, registry_uri: str
+) -> None:
+    cand = make_candidate(value=0.8)
+    index_file = lineage_world.shards_dir / "index.json"
+    index = json.loads(index_file.read_text())
+    index["target_mpp"] = 1.0  # re-tiled into the same root after the student was trained
+    index_file.write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=r"shard index .*index.json changed since the student was trained"):
+        promote(
+            student=str(cand.student),
+            report=str(cand.report),
+            decision=str(cand.decision),
+            cancer=cancer,
+            policy=str(lineage_world.policy),
+            registry_uri=registry_uri,
+            quiet=True,
+        )

@@ -79,7 +79,7 @@ def test_rerun_computes_nothing(shards_dir, tmp_path, teacher):
     assert dir_bytes(out) == before
 
 
-def test_corrupted_part_is_detected_and_recomputed(shards_dir, tmp_path, teacher):
+def test_corrupt_part_of_a_sealed_cache_is_named_and_repaired_on_request(shards_dir, tmp_path, teacher):
     out = run_embed(shards_dir, tmp_path / "out", CFG, quiet=True, model=teacher)
     before = dir_bytes(out)
     victim = tmp_path / "out" / "embeddings" / open_cache(out).key / "part-000001.npy"
@@ -89,7 +89,11 @@ def test_corrupted_part_is_detected_and_recomputed(shards_dir, tmp_path, teacher
     with pytest.raises(CacheError, match="part-000001.npy"):
         open_cache(out).verify()
     counting = CountingForward(teacher)
-    run_embed(shards_dir, tmp_path / "out", CFG, quiet=True, model=teacher, forward=counting)
+    # sealed: a plain rerun names the damage and the fix, and writes nothing
+    with pytest.raises(CacheError, match=r"part-000001.npy does not match.*--repair"):
+        run_embed(shards_dir, tmp_path / "out", CFG, quiet=True, model=teacher, forward=counting)
+    assert counting.calls == 0 and (victim.parent / "_COMPLETE").is_file()
+    run_embed(shards_dir, tmp_path / "out", CFG, quiet=True, model=teacher, forward=counting, repair=True)
     assert counting.images == 4 * 2  # only the corrupt part's 4 tiles x 2 views
     assert dir_bytes(out) == before
     open_cache(out).verify()

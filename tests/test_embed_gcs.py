@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("g2l.storage")
 
-from g2l.embed import EmbedConfig, open_cache, run_embed  # noqa: E402
+from g2l.embed import CacheError, EmbedConfig, open_cache, run_embed  # noqa: E402
 from g2l.models import build_model, embed  # noqa: E402
 from tests.fixtures.shards import dir_bytes  # noqa: E402
 
@@ -34,15 +34,24 @@ def test_gs_shards_and_cache_equal_a_local_run(gcs_emulator, shards_dir, tmp_pat
     cache.verify()
     assert dir_bytes(cache.path) == dir_bytes(local)
 
+    # A rerun of the sealed cache checks it from one listing and writes no object: the emulator gives
+    # every upload a new generation (verified there; real GCS documents the same for each new version).
+    generations = {f.uri: f.generation for f in storage.list_files(remote, checksum=False)}
+    local_copy = {p.name: p.stat().st_ino for p in cache.path.iterdir()}
     calls = []
     run_embed(f"{root}/shards", root, CFG, quiet=True, model=teacher,
               forward=lambda x: calls.append(x.shape[0]) or embed(teacher, x))
     assert calls == []  # finished parts are checked by crc32c and size, nothing recomputed
+    assert {f.uri: f.generation for f in storage.list_files(remote, checksum=False)} == generations
+    assert open_cache(remote).path == cache.path  # the local copy is sealed with the same index: reused
+    assert {p.name: p.stat().st_ino for p in cache.path.iterdir()} == local_copy
 
-    # a replaced part object no longer matches its record: recomputed, and the bytes come back
+    # a replaced part object no longer matches the seal: named; recomputed only on --repair
     storage.put_bytes(f"{remote}/part-000002.npy", np.zeros(3).tobytes())
-    run_embed(f"{root}/shards", root, CFG, quiet=True, model=teacher,
+    with pytest.raises(CacheError, match="part-000002.npy does not match"):
+        run_embed(f"{root}/shards", root, CFG, quiet=True, model=teacher)
+    run_embed(f"{root}/shards", root, CFG, quiet=True, model=teacher, repair=True,
               forward=lambda x: calls.append(x.shape[0]) or embed(teacher, x))
-    assert sum(calls) == 2 * 2
+    assert sum(calls) == 2 * 2 and storage.exists(f"{remote}/_COMPLETE")
     assert storage.read_bytes(f"{remote}/part-000002.npy") == (tmp_path / "local").joinpath(
         *local.split("/")[-2:], "part-000002.npy").read_bytes()

@@ -24,6 +24,7 @@ FAST = {"probe_c_grid": [0.1, 1.0], "probe_max_iter": 300}
 def fast_config(tmp_path):
     cfg = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     cfg["evaluate"].update(FAST)
+    cfg["run"]["artifact_root"] = str(tmp_path / "artifacts")  # the shared embedding store goes there
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -68,6 +69,8 @@ def test_cli_evaluate_writes_report_json_and_html_and_reuses_embeddings(tmp_path
 
     report = json.loads((out / "report.json").read_text())
     assert set(report["models"]) == {"teacher", "student"}
+    # --config without --model teacher=...: the teacher is built as the config's embed: section says.
+    cli_models = {"teacher": "tiny-vit-teacher", "student": "tiny-vit-student"}
     assert report["seeds"] == [0, 1, 2, 3, 4]
     assert len(report["benchmarks"]["synthetic"]["sha256"]) == 64
     for name, model in report["models"].items():
@@ -93,22 +96,26 @@ def test_cli_evaluate_writes_report_json_and_html_and_reuses_embeddings(tmp_path
     if CHROMIUM:  # the real report, not only the hand-built one of test_report_html, renders in a browser
         shown = browser_check(html, tmp_path)
         assert shown["images"] == 3 and shown["broken"] == [] and shown["tables"] == 1
-    cache = sorted((out / "embeddings").glob("*.npy"))
-    assert [p.name for p in cache] == sorted(
-        f"{m['digest']}-{report['benchmarks']['synthetic']['sha256']}.npy" for m in report["models"].values()
-    )
+    store = tmp_path / "artifacts" / "eval-store"  # <run.artifact_root>/eval-store, shared across runs
+    cache = sorted(store.glob("*.npy"))
+    assert len(cache) == 2 and not (out / "embeddings").exists()
+    for p in cache:
+        meta = json.loads(p.with_suffix(".json").read_text())
+        assert meta["benchmark_content_sha256"] == report["benchmarks"]["synthetic"]["content_sha256"]
+        assert meta["model_digest"] == report["models"][meta["model"]]["digest"]
     assert (out / "metrics" / "evaluate.prom").exists()
 
     # Rerun with the same inputs: a no-op that returns the finished report and rewrites nothing.
-    models = {"teacher": "tiny-vit-teacher", "student": "tiny-vit-student"}
+    models = cli_models
     mtimes = [p.stat().st_mtime_ns for p in [*cache, out / "report.json", out / "report.html"]]
-    again = run_evaluate(cli_config, models, [str(bench)], str(out), quiet=True)
+    again = run_evaluate(cli_config, models, [str(bench)], str(out), quiet=True, store=str(store))
     assert again == report
     assert [p.stat().st_mtime_ns for p in [*cache, out / "report.json", out / "report.html"]] == mtimes
     # Other seeds: the report is recomputed, every embedding comes from the cache (files untouched), and
     # the embedding-only metrics (kNN, robustness, CKA) are identical.
     other = run_evaluate(
-        dataclasses.replace(cli_config, seeds=(5, 6, 7, 8, 9)), models, [str(bench)], str(out), quiet=True
+        dataclasses.replace(cli_config, seeds=(5, 6, 7, 8, 9)), models, [str(bench)], str(out), quiet=True,
+        store=str(store),
     )
     assert [p.stat().st_mtime_ns for p in cache] == mtimes[: len(cache)]
     assert other["seeds"] == [5, 6, 7, 8, 9] and json.loads((out / "report.json").read_text()) == other

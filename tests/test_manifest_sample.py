@@ -116,8 +116,9 @@ def test_cli_sample_writes_the_same_bytes_for_the_same_seed(tmp_path):
     assert mf.load(tmp_path / "m1.csv").content_hash == r1["content_hash"]
 
 
-def test_an_empty_inventory_gives_an_empty_valid_manifest():
+def test_an_empty_inventory_samples_an_empty_manifest_that_validation_rejects():
     inv = _inventory().head(0)
     result = mf.sample_manifest(inv, mf.SampleConfig(n=10))
     assert len(result.df) == 0 and {"slide_id", "uri", "site", "split"} <= set(result.df.columns)
-    assert mf.validate(result.df) == []
+    [error] = mf.validate(result.df)  # an empty manifest would train on nothing (issue 14)
+    assert error.row is None and error.message == "the manifest has no rows" and error.fix

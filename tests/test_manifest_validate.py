@@ -137,7 +137,11 @@ def test_shipped_configs_have_a_valid_manifest_section(cancer):
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cfg = load_section(mf.ManifestConfig, os.path.join(root, "configs", f"{cancer}.yaml"), section="manifest")
-    assert cfg.path == f"manifests/{cancer}.csv" and cfg.rev is None
+    assert cfg.path == f"manifests/{cancer}.csv"
+    if cancer == "demo":  # the demo's manifest is this checkout's working copy
+        assert cfg.rev is None
+    else:  # cluster-ready (issue 11): read from its repository at a pinned rev
+        assert cfg.rev and str(cfg.repo).startswith("https://")
 
 
 def test_manifest_config_loads_and_checks(tmp_path):
@@ -177,3 +181,25 @@ def test_check_files_finds_missing_and_changed_slides(gcs_bucket, tmp_path):
     assert proc.returncode == 1
     assert [ln.split(",")[0] for ln in proc.stdout.splitlines() if ln.startswith("row ")] == [
         "row 3", "row 4", "row 6"]
+
+
+def test_bytes_that_are_not_a_table_and_an_empty_manifest_are_manifest_errors(tmp_path):
+    junk = tmp_path / "slide.csv"
+    junk.write_bytes(b"II*\x00\xda\xff\x00" * 50)
+    with pytest.raises(mf.ManifestError, match="not a readable CSV table") as info:
+        mf.load(junk)
+    assert str(info.value.errors[0]).startswith("file: not a readable CSV table")
+    with pytest.raises(mf.ManifestError, match="not a readable Parquet table"):
+        mf.load(_write(tmp_path, GOOD, name="m.parquet"))
+    with pytest.raises(mf.ManifestError, match="the manifest has no rows"):
+        mf.load(_write(tmp_path, "slide_id,uri,cancer_type,site\n", name="empty.csv"))
+
+
+def test_mpp_source_must_name_a_source_and_manifest_needs_an_mpp(tmp_path):
+    text = ("slide_id,uri,cancer_type,site,mpp,mpp_source\n"
+            "a,/d/a.svs,BRCA,A1,0.25,manifest\nb,/d/b.svs,BRCA,A1,,metadata\n"
+            "c,/d/c.svs,BRCA,A1,,manifest\nd,/d/d.svs,BRCA,A1,0.5,scanner\ne,/d/e.svs,BRCA,A1,0.5,\n")
+    errors = mf.validate(mf.read_table(_write(tmp_path, text)))
+    assert {(e.row, e.column) for e in errors} == {(4, "mpp_source"), (5, "mpp_source")}
+    by = {e.row: e for e in errors}
+    assert "has no mpp" in by[4].message and "unknown mpp_source" in by[5].message

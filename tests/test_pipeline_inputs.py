@@ -11,7 +11,7 @@ from g2l import manifest, storage
 from g2l.config import ConfigError
 from g2l.pipeline.config import pipeline_arguments
 from g2l.pipeline.io import pin_inputs, rank_items, slide_group_items, split_groups, yaml_sha256
-from g2l.pipeline.steps import local_root
+from g2l.pipeline.staging import local_root
 
 CONFIG = "# a comment\nrun:\n  cancer: demo\ntiling:\n  tile_px: 256\n"
 
@@ -119,7 +119,11 @@ def test_work_items_carry_the_pinned_inputs_that_key_each_task(manifest_csv):
 def test_pipeline_arguments_come_from_the_config_sections():
     args = pipeline_arguments("configs/brca.yaml", tile_groups=3)
     assert args["cancer"] == "brca" and args["manifest_uri"] == "manifests/brca.csv"
-    assert args["tile_groups"] == 3 and args["distill_gpus"] == 8
+    # GPU and CPU counts travel as strings: the KFP driver resolves resource placeholders with
+    # GetStringValue() (kubeflow/pipelines backend/src/v2/driver/resolve.go at 2.17.0).
+    assert args["tile_groups"] == 3 and args["distill_gpus"] == "8" and args["tile_gpus"] == "0"
+    assert args["distill_cpu"] == str(8 * (8 + 1) + 1)  # 8 ranks x (8 DataLoader workers + 1) + 1
+    assert pipeline_arguments("configs/brca.yaml", embed_gpus=2)["embed_gpus"] == "2"  # --set parses ints
     assert "rules:" in args["gate_policy"]  # the local policy file travels as its text
     with pytest.raises(ConfigError, match="unknown pipeline parameter"):
         pipeline_arguments("configs/brca.yaml", tile_gruops=3)
@@ -155,6 +159,7 @@ def test_local_root_is_used_in_place(tmp_path):
 def test_embedding_steps_on_a_gcs_root_fill_one_cache_equal_to_a_local_run(
     gcs_bucket, make_shards, tmp_path, monkeypatch
 ):
+    from g2l.embed.cache import CacheError
     from g2l.pipeline.steps import embed_rank, seal_cache
     from tests.fixtures.shards import dir_bytes
 
@@ -165,28 +170,42 @@ def test_embedding_steps_on_a_gcs_root_fill_one_cache_equal_to_a_local_run(
     )
     root = f"gs://{gcs_bucket}/g2l"
     storage.sync_dir(shards, f"{root}/shards")
+    caches = []
     for rank in (0, 1):  # two pods, each with its own disk
-        monkeypatch.setenv("G2L_WORK_DIR", str(tmp_path / f"pod{rank}"))
-        embed_rank(
-            config_uri=str(config), artifact_root=root, teacher="", rank=rank, world_size=2, cancer="t"
+        monkeypatch.setenv("G2L_CACHE_DIR", str(tmp_path / f"pod{rank}"))
+        caches.append(
+            embed_rank(
+                config_uri=str(config), artifact_root=root, teacher="", rank=rank, world_size=2, cancer="t"
+            )
         )
-    # Each pod fetched only its own shards.
-    assert sorted(p.name for p in (tmp_path / "pod1" / "shards").glob("*.tar")) == ["shard-000001.tar"]
-    monkeypatch.setenv("G2L_WORK_DIR", str(tmp_path / "seal"))
-    cache = seal_cache(config_uri=str(config), artifact_root=root, teacher="", cancer="t")
+    # Each pod staged only its own shards, once: rank 1 owns part 1 of 3.
+    assert sorted(p.name for p in (tmp_path / "pod1").rglob("*.tar")) == ["shard-000001.tar"]
+    assert len(list((tmp_path / "pod0").rglob("*.tar"))) == 2
+    # Sealing is a metadata step: it lists the parts and reads index.json, nothing else.
+    monkeypatch.setenv("G2L_CACHE_DIR", str(tmp_path / "seal"))
+    cache = seal_cache(rank_caches=caches)
     assert cache.startswith(f"{root}/embeddings/") and storage.exists(f"{cache}/_COMPLETE")
-    assert not list((tmp_path / "seal" / "shards").glob("*.tar"))  # sealing reads parts, not shards
-    # A rerun of rank 1 finds its part in the bucket: it fetches no shard and none of rank 0's parts.
-    monkeypatch.setenv("G2L_WORK_DIR", str(tmp_path / "rerun1"))
+    assert not (tmp_path / "seal").exists()
+    with pytest.raises(CacheError, match="2 different caches"):
+        seal_cache(rank_caches=[caches[0], caches[0] + "-other"])
+    # A rerun of rank 1 finds its part in the bucket: it stages no shard.
+    monkeypatch.setenv("G2L_CACHE_DIR", str(tmp_path / "rerun1"))
     embed_rank(config_uri=str(config), artifact_root=root, teacher="", rank=1, world_size=2, cancer="t")
-    assert not list((tmp_path / "rerun1" / "shards").glob("*.tar"))
-    assert sorted(p.name for p in (tmp_path / "rerun1").rglob("part-*.npy")) == ["part-000001.npy"]
+    assert not list((tmp_path / "rerun1").rglob("*.tar"))
 
     local_root_dir = tmp_path / "local"
     shutil.copytree(shards, local_root_dir / "shards")
-    local_cache = seal_cache(
-        config_uri=str(config), artifact_root=str(local_root_dir), teacher="", cancer="t"
-    )
+    local = [
+        embed_rank(
+            config_uri=str(config),
+            artifact_root=str(local_root_dir),
+            teacher="",
+            rank=0,
+            world_size=1,
+            cancer="t",
+        )
+    ]
+    local_cache = seal_cache(rank_caches=local)
     assert local_cache.rsplit("/", 1)[-1] == cache.rsplit("/", 1)[-1]  # same key
     remote = {f.uri[len(cache) + 1 :]: storage.read_bytes(f.uri) for f in storage.list_files(cache)}
     assert remote == dir_bytes(Path(local_cache))

@@ -9,9 +9,11 @@ import tarfile
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import webdataset as wds
 
 from g2l.tiling import TilingConfig, write_shards
+from g2l.tiling.errors import SettingsConflictError
 from tests.fixtures.tiling import TiledRun
 
 
@@ -81,7 +83,11 @@ def test_write_shards_is_deterministic_and_idempotent(tmp_path, tiled_run: Tiled
     before = {p: p.stat().st_mtime_ns for p in (copy / "shards").iterdir()}
     write_shards(copy, tiled_run.manifest, config)
     assert {p: p.stat().st_mtime_ns for p in (copy / "shards").iterdir()} == before
-    # A different shard size repacks the same tiles: stale shards are removed, the tile set is unchanged.
-    summary = write_shards(copy, tiled_run.manifest, TilingConfig(tiles_per_shard=1000))
+    # A different shard size would replace finished shards: refused, unless asked for. Then it repacks the
+    # same tiles: stale shards are removed, the tile set is unchanged.
+    with pytest.raises(SettingsConflictError, match="tiles_per_shard 7 there, 1000 now"):
+        write_shards(copy, tiled_run.manifest, TilingConfig(tiles_per_shard=1000))
+    assert {p: p.stat().st_mtime_ns for p in (copy / "shards").iterdir()} == before
+    summary = write_shards(copy, tiled_run.manifest, TilingConfig(tiles_per_shard=1000), replace=True)
     assert sorted(p.name for p in (copy / "shards").glob("*.tar")) == ["shard-000000.tar"]
     assert summary["index"]["n_tiles"] == _index(tiled_run.root)["n_tiles"]

@@ -37,14 +37,14 @@ def test_auto_order_is_cucim_openslide_tiffslide():
 def test_auto_takes_cucim_first_and_says_so(slide_025):
     with open_slide(slide_025.path) as r:
         assert r.backend == "cucim"
-        assert r.backend_reason == "auto: cucim opened it"
+        assert r.backend_reason == "auto: cucim read it"
 
 
 def test_auto_falls_through_to_openslide_and_records_why(zstd_slide):
     with open_slide(zstd_slide.path, backend="auto") as r:
         assert r.backend == "openslide"
         assert r.backend_reason.startswith("auto: cucim failed (")
-        assert r.backend_reason.endswith("; openslide opened it")
+        assert r.backend_reason.endswith("; openslide read it")
         assert r.mpp == pytest.approx(0.5)
 
 
@@ -52,9 +52,8 @@ def test_auto_falls_through_to_tiffslide_and_records_both_failures(jpegxl_slide)
     with open_slide(jpegxl_slide.path) as r:
         assert r.backend == "tiffslide"
         reason = r.backend_reason
-        assert (
-            reason.index("cucim failed") < reason.index("openslide failed") < reason.index("tiffslide opened")
-        )
+        order = [reason.index(s) for s in ("cucim failed", "openslide failed", "tiffslide read it")]
+        assert order == sorted(order)
         assert r.read_region((0, 0), 0, (16, 16)).shape == (16, 16, 3)
 
 

@@ -69,9 +69,13 @@ def test_near_target_level_within_tolerance_is_used_as_is() -> None:
     assert (strict.level, strict.read_px, strict.size0) == (0, 507, 507)
 
 
-def test_slide_coarser_than_target_is_an_error_with_a_fix() -> None:
-    with pytest.raises(LevelError, match="lower tiling.target_mpp"):
+def test_slide_coarser_than_target_tells_the_user_to_raise_target_mpp() -> None:
+    with pytest.raises(LevelError, match="raise tiling.target_mpp to at least 0.9524") as info:
         plan_tiles(1.0, (1.0, 4.0), target_mpp=0.5, tile_px=256)
+    assert "lower" not in str(info.value)
+    # The number the message names works: that target plans level 0 of the same slide.
+    plan = plan_tiles(1.0, (1.0, 4.0), target_mpp=0.9524, tile_px=256)
+    assert plan.level == 0
 
 
 def test_grid_is_anchored_at_the_origin_with_whole_tiles_only() -> None:

@@ -33,14 +33,32 @@ def test_manifest_mpp_tiles_a_slide_without_metadata_mpp(tiled_run: TiledRun) ->
     assert meta["n_tiles"] > 0 and meta["size0"] == 256
 
 
-def test_manifest_mpp_wins_over_metadata(tmp_path, slide_050) -> None:
-    """A manifest mpp of 0.25 on a 0.5 um/px slide makes tiles twice as wide in level-0 pixels."""
-    manifest = write_manifest(
-        tmp_path / "m.csv", [{"slide_id": "s", "uri": str(slide_050.path), "mpp": 0.25}]
-    )
-    tile_slides(manifest, tmp_path / "out", TilingConfig(), quiet=True)
+@pytest.mark.parametrize(
+    ("mpp", "mpp_source", "want"),
+    [
+        (0.25, "manifest", (0.25, "manifest", 512)),  # the metadata is wrong: tiles twice as wide
+        (0.25, "metadata", (0.5, "metadata", 256)),  # the row says its own mpp is wrong
+        (0.51, None, (0.51, "manifest", 256)),  # within tiling.mpp_tolerance (5%): the manifest's value
+    ],
+)
+def test_manifest_mpp_against_metadata(tmp_path, slide_050, mpp, mpp_source, want) -> None:
+    row = {"slide_id": "s", "uri": str(slide_050.path), "mpp": mpp, "mpp_source": mpp_source or ""}
+    manifest = write_manifest(tmp_path / "m.csv", [row])
+    outcomes = tile_slides(manifest, tmp_path / "out", TilingConfig(), quiet=True)
+    assert [o.status for o in outcomes] == ["ok"]
     meta = json.loads((tmp_path / "out/tiles/s/meta.json").read_text())
-    assert (meta["mpp"], meta["mpp_source"], meta["size0"]) == (0.25, "manifest", 512)
+    assert (meta["mpp"], meta["mpp_source"], meta["size0"]) == want
+
+
+def test_manifest_mpp_that_contradicts_the_metadata_fails_the_slide(tmp_path, slide_050) -> None:
+    """A wrong scale is silent corruption: 0.25 on a 0.5 um/px slide is refused unless the row says so."""
+    row = {"slide_id": "s", "uri": str(slide_050.path), "mpp": 0.25}
+    manifest = write_manifest(tmp_path / "m.csv", [row])
+    [outcome] = tile_slides(manifest, tmp_path / "out", TilingConfig(), quiet=True)
+    assert outcome.status == "failed"
+    assert "manifest's mpp 0.25 contradicts the slide's metadata (0.5 um/px, 50% apart" in str(outcome.error)
+    assert "set mpp_source to 'manifest'" in str(outcome.error)
+    assert not (tmp_path / "out/tiles/s/tiles.tar").exists()
 
 
 def test_corrupt_slide_is_skipped_and_named_while_the_rest_finish(tiled_run: TiledRun) -> None:

@@ -87,3 +87,20 @@ def test_cucim_on_gpu_reads_through_nvjpeg_and_matches(tmp_path, tiled_run: Tile
     assert gpu.keys() == cpu.keys()
     for key in gpu:
         assert np.abs(gpu[key].astype(np.int16) - cpu[key]).mean() < 3.0
+
+
+def test_default_subsampling_keeps_finished_slides_finished() -> None:
+    """The key is left out of the done-hash at 4:2:0, so roots tiled before it existed are not re-tiled.
+
+    (So is jpeg_scaled_decode at false, the setting that gives the old bytes; its default, true, changes
+    40x tiles within the resample tolerance and so gives another hash.)
+    """
+    from g2l.tiling import TilingConfig
+    from g2l.tiling.slide import output_config_hash
+
+    # output_config_hash(TilingConfig()) at commit 85fb676, before tiling.jpeg_subsampling existed.
+    before = "96fab2a2cfe6376ab54b0547ad578091a709e571badb7b28903539907fe0a710"
+    old_bytes = TilingConfig(jpeg_scaled_decode=False)
+    assert output_config_hash(old_bytes) == before
+    assert output_config_hash(TilingConfig(jpeg_scaled_decode=False, jpeg_subsampling="4:4:4")) != before
+    assert output_config_hash(TilingConfig()) != before

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from g2l.tiling import TilingConfig, run_tiling
+from g2l.tiling import TilingConfig, run_tiling, tile_slides
+from g2l.tiling.errors import SettingsConflictError
 from tests.fixtures.tiling import TiledRun, write_manifest
 
 
@@ -33,11 +34,37 @@ def test_rerun_of_a_finished_run_rewrites_nothing(tiled_run: TiledRun) -> None:
     assert result.slides_ok == ["s025", "s050", "nompp"]
 
 
-def test_changed_config_retiles_instead_of_skipping(tmp_path, slide_050) -> None:
+def _state(root: Path) -> dict[str, tuple[bytes, int]]:
+    files = (p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+
+
+def test_other_settings_are_refused_and_replace_retiles(tmp_path, slide_050) -> None:
     manifest = write_manifest(tmp_path / "m.csv", [{"slide_id": "s", "uri": str(slide_050.path)}])
-    first = run_tiling(manifest, tmp_path / "out", TilingConfig(), quiet=True)
-    second = run_tiling(manifest, tmp_path / "out", TilingConfig(min_tissue_fraction=0.9), quiet=True)
-    assert second.n_tiles < first.n_tiles
+    out = tmp_path / "out"
+    first = run_tiling(manifest, out, TilingConfig(), quiet=True)
+    finished = _state(out)
+    with pytest.raises(SettingsConflictError, match="min_tissue_fraction 0.25 there, 0.9 now"):
+        run_tiling(manifest, out, TilingConfig(min_tissue_fraction=0.9), quiet=True)
+    with pytest.raises(SettingsConflictError, match="tiles_per_shard 2000 there, 5 now"):
+        run_tiling(manifest, out, TilingConfig(tiles_per_shard=5), quiet=True)
+    assert _state(out) == finished  # not a byte, not an mtime
+    strict = TilingConfig(min_tissue_fraction=0.9)
+    second = run_tiling(manifest, out, strict, quiet=True, replace=True)
+    assert 0 < second.n_tiles < first.n_tiles
+    assert run_tiling(manifest, out, strict, quiet=True).n_tiles == second.n_tiles  # now the root's settings
+
+
+def test_a_slide_finished_with_other_settings_is_never_overwritten(tmp_path, slide_050) -> None:
+    """A root from before tiles/settings.json existed: each slide's meta.json still guards it."""
+    manifest = write_manifest(tmp_path / "m.csv", [{"slide_id": "s", "uri": str(slide_050.path)}])
+    out = tmp_path / "out"
+    run_tiling(manifest, out, TilingConfig(), quiet=True)
+    (out / "tiles/settings.json").unlink()
+    finished = _state(out)
+    with pytest.raises(SettingsConflictError, match=r"slide s\).*target_mpp 0.5 there, 1.0 now"):
+        tile_slides(manifest, out, TilingConfig(target_mpp=1.0), quiet=True)
+    assert _state(out) == finished
 
 
 def _cli(manifest: Path, out: Path) -> list[str]:

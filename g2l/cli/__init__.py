@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "g2l.cli.distill_cmd",
     "g2l.cli.evaluate_cmd",
     "g2l.cli.registry_cmd",
+    "g2l.cli.models_cmd",  # after registry_cmd: extends its `models` group
     "g2l.cli.pipeline_cmd",
 )
 

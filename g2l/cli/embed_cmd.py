@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         rank: Annotated[int, typer.Option("--rank", help="This worker computes parts rank, rank+W, ...")] = 0,
         world_size: Annotated[int, typer.Option("--world-size", help="Workers filling the cache (W).")] = 1,
         quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+        repair: Annotated[bool, typer.Option(
+            "--repair", help="Recompute the damaged parts of a sealed cache and seal it again.")] = False,
     ) -> None:
         """Embed every tile's K seeded views with the teacher; prints the cache directory last."""
         from g2l.config import ConfigError, RunConfig, load_section
@@ -38,7 +40,7 @@ def register(app: typer.Typer) -> None:
                                device=device)
             run = load_section(RunConfig, config, section="run") if config else RunConfig()
             cache_dir = run_embed(shards, out, cfg, rank=rank, world_size=world_size, quiet=quiet,
-                                  run_id=run.run_id, cancer=run.cancer)
+                                  run_id=run.run_id, cancer=run.cancer, repair=repair)
         except (ConfigError, ValueError, RuntimeError, OSError) as exc:
             console.print(f"[red]embed failed: {exc}[/red]")
             raise typer.Exit(1) from exc

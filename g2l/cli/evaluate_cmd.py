@@ -34,11 +34,30 @@ def evaluate(
     benchmark: Annotated[list[Path], typer.Option("--benchmark", help="benchmark YAML (repeatable)")],
     out: Annotated[Path, typer.Option("--out", help="EVAL_DIR for report.json, report.html, embeddings/")],
     config: Annotated[
-        Path | None, typer.Option("--config", help="run config YAML (its `evaluate:` section)")
+        Path | None,
+        typer.Option(
+            "--config",
+            help="run config YAML: its `evaluate:` section; without --model teacher=..., the teacher is "
+            "built as its `embed:` section says (embed:CONFIG)",
+        ),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="embedding store shared across runs (local or gs://); default "
+            "<run.artifact_root>/eval-store with --config, else OUT/embeddings",
+        ),
+    ] = None,
+    teacher_cache: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher-cache", help="embedding cache dir: check the teacher's weight digest against it"
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bars")] = False,
 ) -> None:
-    """Embed benchmarks with each model (cached), compute probe/kNN/robustness/CKA, write a report."""
+    """Embed benchmarks with each model (stored), compute probe/kNN/robustness/CKA, write a report."""
     from g2l.config import ConfigError, RunConfig, load_section
     from g2l.evaluate.config import EvaluateConfig
     from g2l.evaluate.models import ModelSpecError, parse_model_args
@@ -49,6 +68,12 @@ def evaluate(
         cfg = load_section(EvaluateConfig, config, section="evaluate")
         run = load_section(RunConfig, config, section="run")
         models = parse_model_args(model)
+        if config is not None and cfg.teacher_model not in models:
+            models[cfg.teacher_model] = f"embed:{config}"  # the distillation teacher, weights and pooling
+        if store is None and config is not None:
+            from g2l import storage
+
+            store = storage.join(run.artifact_root, "eval-store")
         report = run_evaluate(
             cfg,
             models,
@@ -58,6 +83,8 @@ def evaluate(
             registry_resolver=_registry_resolver(),
             run_id=run.run_id,
             cancer=run.cancer,
+            store=store,
+            teacher_cache=teacher_cache,
         )
     except (ConfigError, ModelSpecError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error: {exc}[/red]")

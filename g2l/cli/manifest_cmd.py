@@ -22,9 +22,12 @@ def validate_cmd(
         "--verify-local-checksums", help="With --check-files, hash local files too (reads them).")] = False,
 ) -> None:
     """Report every bad row (row, column, value, fix); exit status 1 when there is any."""
+    from rich.markup import escape
+
     from g2l.manifest import ManifestError, is_parquet, load
     from g2l.manifest import check_files as check
     from g2l.progress import console
+    from g2l.storage import StorageError
 
     try:
         manifest = load(path, rev=rev, repo=repo)
@@ -33,12 +36,16 @@ def validate_cmd(
             typer.echo(str(err))
         console.print(f"[red]{exc.source}: {len(exc.errors)} problem(s)[/red]")
         raise typer.Exit(1) from None
-    except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]{path}: cannot read the manifest: {exc}[/red]")
+    except (OSError, ValueError, StorageError) as exc:
+        console.print(f"[red]{escape(path)}: cannot read the manifest: {escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     if check_files:
-        errors = check(manifest.df, first_row=1 if is_parquet(path) else 2,
-                       verify_local_checksums=verify_local_checksums)
+        try:
+            errors = check(manifest.df, first_row=1 if is_parquet(path) else 2,
+                           verify_local_checksums=verify_local_checksums)
+        except StorageError as exc:  # no credentials, an unreachable endpoint: nothing could be checked
+            console.print(f"[red]{escape(manifest.source)}: cannot check the files: {escape(str(exc))}[/red]")
+            raise typer.Exit(2) from None
         for err in errors:
             typer.echo(str(err))
         if errors:
@@ -56,13 +63,16 @@ def inventory_cmd(
     cancer_type: Annotated[str | None, typer.Option(help="cancer_type where the metadata has none.")] = None,
 ) -> None:
     """List slide files with their checksums, join metadata, derive TCGA site and patient."""
+    from rich.markup import escape
+
     from g2l.manifest import build_inventory, validate, write_table
     from g2l.progress import console
+    from g2l.storage import StorageError
 
     try:
         inv = build_inventory(source, metadata, cancer_type=cancer_type)
-    except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]inventory of {source}: {exc}[/red]")
+    except (OSError, ValueError, StorageError) as exc:
+        console.print(f"[red]inventory of {escape(source)}: {escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     for problem in inv.problems:
         console.print(f"[yellow]warning:[/yellow] {problem}")
@@ -89,16 +99,19 @@ def sample_cmd(
     test_fraction: Annotated[float, typer.Option(help="Share of slides for test (by patient).")] = 0.0,
 ) -> None:
     """Sample a seeded, site-stratified training manifest; all slides of a patient stay together."""
+    from rich.markup import escape
+
     from g2l.config import ConfigError
     from g2l.manifest import SampleConfig, content_hash, read_table, sample_manifest, validate, write_table
     from g2l.progress import console
+    from g2l.storage import StorageError
 
     try:
         config = SampleConfig(n=n, seed=seed, stratify=stratify, val_fraction=val_fraction,
                               test_fraction=test_fraction)
         result = sample_manifest(read_table(inventory), config)
-    except (ConfigError, FileNotFoundError) as exc:
-        console.print(f"[red]{exc}[/red]")
+    except (ConfigError, OSError, ValueError, StorageError) as exc:  # ManifestError is a ValueError
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     for problem in result.problems:
         console.print(f"[yellow]warning:[/yellow] {problem}")

@@ -1,4 +1,4 @@
-"""CLI commands for the pipeline: `g2l pipeline compile|run|submit|schedule|plan`."""
+"""CLI commands for the pipeline: `g2l pipeline compile|run|preflight|submit|schedule|plan`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,45 @@ pipeline_app = typer.Typer(
 
 DEFAULT_COMPILED = "pipelines/compiled/g2l_pipeline.yaml"
 
+# Options shared by the commands that talk to the KFP API (kfp.Client's authentication, SDK 2.17).
+NamespaceOpt = Annotated[
+    str,
+    typer.Option("--namespace", help="Kubeflow profile namespace (multi-user); default: pipeline.namespace."),
+]
+TokenOpt = Annotated[
+    str,
+    typer.Option("--token", envvar="KFP_TOKEN", help="Bearer token for the KFP API (or $KFP_TOKEN)."),
+]
+IapOpt = Annotated[
+    str, typer.Option("--iap-client-id", help="OAuth client id of an IAP-protected KFP endpoint (GKE + IAP).")
+]
+CookieOpt = Annotated[
+    str,
+    typer.Option(
+        "--cookie", envvar="KFP_COOKIE", help="Auth proxy session cookie, NAME=VALUE (or $KFP_COOKIE)."
+    ),
+]
+SkipOpt = Annotated[
+    bool,
+    typer.Option("--skip-preflight", help="Submit even if `g2l pipeline preflight` fails (not advised)."),
+]
+MlflowOpt = Annotated[
+    str, typer.Option("--mlflow", help="MLflow URL reachable from here (a port-forward) to check it.")
+]
+
+
+def _auth(token: str, iap_client_id: str, cookie: str) -> object:
+    from pipelines.kfp_api import Auth
+
+    return Auth(token=token, iap_client_id=iap_client_id, cookie=cookie)
+
+
+def _refused(exc: Exception) -> None:
+    """Print a preflight refusal (one line per failed rule) and exit 1, without a traceback."""
+    typer.echo(str(exc), err=True)
+    typer.echo("fix the rules above, or pass --skip-preflight to go on anyway", err=True)
+    raise typer.Exit(1)
+
 
 @pipeline_app.command("compile")
 def compile_cmd(
@@ -29,11 +68,21 @@ def compile_cmd(
             "$G2L_IMAGE or ghcr.io/g2l-project/g2l:<version>).",
         ),
     ] = "",
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            exists=True,
+            dir_okay=False,
+            help="Size timeouts and staging disk for this cancer config's plan (default: sizes that fit "
+            "the shipped configs).",
+        ),
+    ] = None,
 ) -> None:
     """Compile the pipeline to YAML (same inputs, same bytes); prints the file's path."""
     from pipelines.compile import compile_pipeline
 
-    typer.echo(str(compile_pipeline(out, image=image or None)))
+    typer.echo(str(compile_pipeline(out, image=image or None, config=str(config) if config else None)))
 
 
 @pipeline_app.command("run")
@@ -69,6 +118,39 @@ def run_cmd(
     raise typer.Exit(0 if summary["succeeded"] else 1)
 
 
+@pipeline_app.command("preflight")
+def preflight_cmd(
+    config: Annotated[
+        Path, typer.Option("--config", exists=True, dir_okay=False, help="Cancer config (configs/brca.yaml).")
+    ],
+    host: Annotated[str, typer.Option("--host", help="KFP API endpoint: also check the live rules.")] = "",
+    namespace: NamespaceOpt = "",
+    package: Annotated[Path, typer.Option("--package", help="Compiled pipeline to check.")] = Path(
+        DEFAULT_COMPILED
+    ),
+    mlflow: MlflowOpt = "",
+    token: TokenOpt = "",
+    iap_client_id: IapOpt = "",
+    cookie: CookieOpt = "",
+) -> None:
+    """Check every rule a cluster run needs before any upload or GPU; exit 1 naming each failed rule."""
+    from pipelines.preflight import preflight
+
+    checks = preflight(
+        config,
+        package=package,
+        host=host or None,
+        namespace=namespace,
+        mlflow=mlflow or None,
+        auth=_auth(token, iap_client_id, cookie),  # type: ignore[arg-type]
+    )
+    for check in checks:
+        typer.echo(check.line())
+    failed = [c for c in checks if not c.ok]
+    typer.echo(f"preflight: {len(checks) - len(failed)} ok, {len(failed)} failed")
+    raise typer.Exit(1 if failed else 0)
+
+
 @pipeline_app.command("submit")
 def submit_cmd(
     config: Annotated[
@@ -83,17 +165,31 @@ def submit_cmd(
         list[str] | None,
         typer.Option("--set", help="Override a pipeline parameter, NAME=VALUE (repeatable)."),
     ] = None,
+    namespace: NamespaceOpt = "",
+    token: TokenOpt = "",
+    iap_client_id: IapOpt = "",
+    cookie: CookieOpt = "",
+    mlflow: MlflowOpt = "",
+    skip_preflight: SkipOpt = False,
 ) -> None:
-    """Upload the pipeline (or a new version of it) and start a run; the last line is the run as JSON."""
+    """Preflight, upload the pipeline (or a new version of it) and start a run; last line: the run as JSON."""
+    from pipelines.preflight import PreflightFailed
     from pipelines.submit import submit
 
-    result = submit(
-        config,
-        host=host or None,
-        experiment=experiment or None,
-        package=package,
-        overrides=_parse_sets(set_ or []),
-    )
+    try:
+        result = submit(
+            config,
+            host=host or None,
+            experiment=experiment or None,
+            package=package,
+            overrides=_parse_sets(set_ or []),
+            namespace=namespace,
+            auth=_auth(token, iap_client_id, cookie),  # type: ignore[arg-type]
+            skip_preflight=skip_preflight,
+            mlflow=mlflow or None,
+        )
+    except PreflightFailed as exc:
+        _refused(exc)
     typer.echo(json.dumps(result, sort_keys=True))
 
 
@@ -109,11 +205,28 @@ def schedule_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the changes without making them.")
     ] = False,
+    namespace: NamespaceOpt = "",
+    token: TokenOpt = "",
+    iap_client_id: IapOpt = "",
+    cookie: CookieOpt = "",
+    skip_preflight: SkipOpt = False,
 ) -> None:
-    """Create or update one recurring run per cancer, by name; idempotent. Prints one line per change."""
+    """Preflight each cancer, then create or update one recurring run per cancer, by name; idempotent."""
+    from pipelines.preflight import PreflightFailed
     from pipelines.schedules import apply_schedules
 
-    changes = apply_schedules(config, host=host or None, package=package, dry_run=dry_run)
+    try:
+        changes = apply_schedules(
+            config,
+            host=host or None,
+            package=package,
+            dry_run=dry_run,
+            namespace=namespace,
+            auth=_auth(token, iap_client_id, cookie),  # type: ignore[arg-type]
+            skip_preflight=skip_preflight,
+        )
+    except PreflightFailed as exc:
+        _refused(exc)
     for change in changes:
         typer.echo(change.describe(dry_run=dry_run))
     applied = sum(c.action != "unchanged" for c in changes)
@@ -154,8 +267,10 @@ def demo_cmd(
         for thumb in summary["thumbnails"]:
             typer.echo(f"thumbnail: {thumb}")
         typer.echo(f"cache key: {summary['cache_key']}")
-        typer.echo(f"val cosine (held-out slides): {summary['val_cosine_before']:.3f} before, "
-                   f"{summary['val_cosine_after']:.3f} after distillation")
+        typer.echo(
+            f"val cosine (held-out slides): {summary['val_cosine_before']:.3f} before, "
+            f"{summary['val_cosine_after']:.3f} after distillation"
+        )
         typer.echo(f"report:    {summary['report_html']}")
         typer.echo(f"summary:   {summary_path}")
         typer.echo("")

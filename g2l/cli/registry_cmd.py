@@ -128,11 +128,26 @@ def audit_cmd(
         bool, typer.Option(help="Also re-run the recorded evaluation and compare metrics")
     ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the audit as JSON here")] = None,
+    allow_incomplete: Annotated[
+        bool,
+        typer.Option(
+            "--allow-incomplete",
+            help="Pass even when checks were skipped (lineage not recorded, teacher weights not reachable)",
+        ),
+    ] = False,
+    teacher_weights: Annotated[
+        str | None,
+        typer.Option(help="The teacher's weights (file or dir), when the cache's recorded ones are not here"),
+    ] = None,
     registry: Registry = None,
     config: ConfigPath = None,
     artifact_root: ArtifactRoot = None,
 ) -> None:
-    """Re-derive every hash of a version's lineage: check, expected, found, ok; exit 1 naming any mismatch."""
+    """Re-derive every hash of a version's lineage: check, expected, found, ok.
+
+    Exit status: 0 when every check ran and matched, 1 on any mismatch or skipped check (incomplete
+    lineage; --allow-incomplete accepts skips), 2 on errors. The last stdout line is JSON.
+    """
     from g2l.audit import audit, print_report
     from g2l.config import ConfigError
     from g2l.registry import RegistryError
@@ -149,6 +164,8 @@ def audit_cmd(
             registry_uri=registry,
             config=reg,
             artifact_root=run.artifact_root,
+            allow_incomplete=allow_incomplete,
+            teacher_weights=teacher_weights,
         )
     except (RegistryError, ConfigError, FileNotFoundError, ValueError) as exc:
         raise _fail(exc) from exc

@@ -24,16 +24,19 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch.distributed as dist
 
+    from g2l import storage
     from g2l.config import RunConfig, load_section, load_yaml
     from g2l.distill.config import DistillConfig
     from g2l.distill.launch import train_and_export
     from g2l.distill.runtime import PREEMPTED_EXIT_CODE, Preempted, init_distributed
     from g2l.progress import console
 
-    config = load_section(DistillConfig, args.config, section=args.section).with_max_steps(args.max_steps)
+    # A TrainJob passes the run's pinned gs:// config: every node reads the same file, staged locally.
+    config_file = str(storage.stage(args.config))
+    config = load_section(DistillConfig, config_file, section=args.section).with_max_steps(args.max_steps)
     run = (
-        load_section(RunConfig, args.config, section="run")
-        if "run" in load_yaml(args.config)
+        load_section(RunConfig, config_file, section="run")
+        if "run" in load_yaml(config_file)
         else RunConfig()
     )
     env = init_distributed()

@@ -139,3 +139,37 @@ def save_atomic_json(path: str | os.PathLike[str], payload: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
     os.replace(tmp, path)
+
+
+def student_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The student's own full weights (head dropped) from a DDP/FSDP-wrapped Distiller, on the CPU.
+
+    Every rank must call it (FSDP gathers shards collectively).
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return {k[len("student."):]: v for k, v in sd.items() if k.startswith("student.")}  # type: ignore[misc]
+
+
+def save_best(run_dir: str | os.PathLike[str], step: int, metrics: dict[str, float],
+              weights: dict[str, torch.Tensor]) -> None:
+    """Replace RUN_DIR/checkpoints/best (student.pt + meta.json) atomically (rank 0 only)."""
+    best = checkpoints_root(run_dir) / "best"
+    best.parent.mkdir(parents=True, exist_ok=True)
+    tmp = best.with_name(".best.tmp")
+    tmp.mkdir(exist_ok=True)
+    torch.save(weights, tmp / "student.pt")
+    save_atomic_json(tmp / "meta.json", {"step": step, **metrics})
+    if best.exists():
+        shutil.rmtree(best)
+    os.replace(tmp, best)
+
+
+def load_best(run_dir: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], int] | None:
+    """The best validated student weights and their step, or None when none were saved."""
+    best = checkpoints_root(run_dir) / "best"
+    if not (best / "student.pt").exists():
+        return None
+    meta = json.loads((best / "meta.json").read_text())
+    return torch.load(best / "student.pt", map_location="cpu", weights_only=True), int(meta["step"])

@@ -7,6 +7,10 @@ import dataclasses
 from g2l.config import require
 
 LOSSES = ("logsum", "cosine", "smooth_l1", "mse")
+REDUCTIONS = ("sample", "batch")
+WD_SCHEDULES = ("constant", "cosine")
+STOP_MODES = ("validation", "train_running_mean")
+EXCEED_COUNTS = ("consecutive", "total")
 TEACHER_MODES = ("cached", "online")
 STRATEGIES = ("ddp", "fsdp")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -19,6 +23,9 @@ class LossConfig:
 
     name: str = "logsum"
     alpha: float = 4.0  # exponent of the G2L log-sum loss
+    # logsum only: `sample` = mean over samples of log(sum_d |r|^alpha); `batch` = log of the sum over the
+    # whole micro-batch matrix, log(sum_{b,d} |Z_s W_p - Z_t|^alpha), as the G2L paper writes it
+    reduction: str = "sample"
     eps: float = 1e-12  # guards log(0) when the residual vanishes
     smooth_l1_beta: float = 1.0
     patch_weight: float = 0.0  # > 0 adds the same loss on patch tokens (needs patch tokens from the teacher)
@@ -26,6 +33,8 @@ class LossConfig:
     def __post_init__(self) -> None:
         require(self.name in LOSSES, f"distill.loss.name must be one of {LOSSES}, got {self.name!r}")
         require(self.alpha > 0, f"distill.loss.alpha must be > 0 (G2L uses 4), got {self.alpha}")
+        require(self.reduction in REDUCTIONS,
+                f"distill.loss.reduction must be one of {REDUCTIONS} (G2L: batch), got {self.reduction!r}")
         require(self.eps > 0, f"distill.loss.eps must be > 0, got {self.eps}")
         require(
             self.smooth_l1_beta > 0, f"distill.loss.smooth_l1_beta must be > 0, got {self.smooth_l1_beta}"
@@ -56,11 +65,15 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ScheduleConfig:
-    """Linear warmup then cosine decay over `max_steps` optimiser steps."""
+    """Linear warmup then cosine decay of the lr over `max_steps` steps; optionally cosine weight decay."""
 
     max_steps: int = 10000
     warmup_steps: int = 500
     min_lr_ratio: float = 0.0  # final lr = lr * min_lr_ratio
+    # constant: AdamW's weight decay stays optim.weight_decay; cosine: it follows a cosine from
+    # optim.weight_decay at step 0 to weight_decay * min_weight_decay_ratio at max_steps (G2L anneals both)
+    weight_decay_schedule: str = "constant"
+    min_weight_decay_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         require(self.max_steps >= 1, f"distill.schedule.max_steps must be >= 1, got {self.max_steps}")
@@ -70,6 +83,15 @@ class ScheduleConfig:
         require(
             0 <= self.min_lr_ratio <= 1,
             f"distill.schedule.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}",
+        )
+        require(
+            self.weight_decay_schedule in WD_SCHEDULES,
+            f"distill.schedule.weight_decay_schedule must be one of {WD_SCHEDULES}, "
+            f"got {self.weight_decay_schedule!r}",
+        )
+        require(
+            0 <= self.min_weight_decay_ratio <= 1,
+            f"distill.schedule.min_weight_decay_ratio must be in [0, 1], got {self.min_weight_decay_ratio}",
         )
 
 
@@ -102,15 +124,53 @@ class ValidationConfig:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EarlyStoppingConfig:
-    """Stop when the validation loss has not improved by `min_delta` for `patience` validations."""
+    """When to stop before max_steps.
+
+    `validation`: the validation loss has not improved by `min_delta` for `patience` validations.
+    `train_running_mean` (G2L): the step's training loss exceeded the mean of the previous `window`
+    steps' losses more than `exceed_limit` times, counted `consecutive`ly (a step at or below the mean
+    resets the count) or in `total`.
+    """
 
     enabled: bool = True
+    mode: str = "validation"
     patience: int = 5
     min_delta: float = 0.0
+    window: int = 100
+    exceed_limit: int = 10
+    exceed_count: str = "consecutive"
 
     def __post_init__(self) -> None:
+        require(self.mode in STOP_MODES,
+                f"distill.early_stopping.mode must be one of {STOP_MODES}, got {self.mode!r}")
         require(self.patience >= 1, f"distill.early_stopping.patience must be >= 1, got {self.patience}")
         require(self.min_delta >= 0, f"distill.early_stopping.min_delta must be >= 0, got {self.min_delta}")
+        require(self.window >= 1, f"distill.early_stopping.window must be >= 1, got {self.window}")
+        require(self.exceed_limit >= 0,
+                f"distill.early_stopping.exceed_limit must be >= 0, got {self.exceed_limit}")
+        require(self.exceed_count in EXCEED_COUNTS,
+                f"distill.early_stopping.exceed_count must be one of {EXCEED_COUNTS}, "
+                f"got {self.exceed_count!r}")
+
+
+STUDENT_HUB = "hub"  # distill.student_weights value: the registered source of the student's weights
+
+
+def _require_student_weights(student: str, weights: str | None) -> None:
+    """A student whose card says pretrained starts from those weights, so the run must say where they are."""
+    from g2l.models.zoo import get_spec  # light: the zoo table imports no torch
+
+    spec = get_spec(student)
+    if spec is None or not spec.pretrained or weights is not None:
+        return
+    where = f"{spec.hub_repo} on huggingface.co" if spec.hub_repo else "timm's pretrained tag"
+    require(
+        False,
+        f"distill.student_weights is required for {student!r}: its card publishes pretrained weights the "
+        f"student starts from (G2L initialises the student from them). Set it to `{STUDENT_HUB}` (download "
+        f"from {where} or use the Hugging Face cache) or to a checkpoint file or directory, e.g. the hub "
+        f"snapshot or the original .pth (`g2l models check {student} --weights PATH` checks it)",
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -118,7 +178,9 @@ class DistillConfig:
     """Everything that decides a distillation run's result (and so its config hash)."""
 
     student: str = "tiny-vit-student"  # g2l.models name (timm name, hf-hub:..., or a tiny test model)
-    student_weights: str | None = None  # checkpoint path to initialise the student; None = the name's default
+    # the student's starting weights: a checkpoint file or directory (any published layout), or `hub` for
+    # the registered source (hub snapshot / HF cache); None = random init, refused for pretrained students
+    student_weights: str | None = None
     teacher: str | None = None  # online mode: teacher name; None = the one recorded in the cache
     teacher_weights: str | None = None
     teacher_mode: str = "cached"  # cached: targets from the embedding cache; online: teacher runs in the step
@@ -143,6 +205,7 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.student), "distill.student must name a model, e.g. 'vit_large_patch14_reg4_dinov2'")
+        _require_student_weights(self.student, self.student_weights)
         require(
             self.teacher_mode in TEACHER_MODES,
             f"distill.teacher_mode must be one of {TEACHER_MODES}, got {self.teacher_mode!r}",

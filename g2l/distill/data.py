@@ -72,6 +72,23 @@ class TileIndex:
         """Slide ids in order of first appearance."""
         return list(dict.fromkeys(slide_of(k) for k in self.keys))
 
+    def subset(self, keep: set[str]) -> TileIndex:
+        """Only the tiles in `keep` (e.g. those a tile-budgeted cache holds), rows renumbered per shard.
+
+        A row is the tile's position among the kept tiles of its shard, i.e. its row in the cache part.
+        """
+        mask = np.fromiter((k in keep for k in self.keys), dtype=bool, count=len(self.keys))
+        shard = self.shard[mask]
+        row = np.zeros(len(shard), dtype=np.int32)
+        for s in np.unique(shard):
+            where = np.flatnonzero(shard == s)
+            row[where] = np.arange(len(where), dtype=np.int32)
+        require(len(shard) > 0, f"{self.root}: none of its tiles is in the given set (another tiling run?)")
+        return dataclasses.replace(
+            self, keys=tuple(k for k, m in zip(self.keys, mask, strict=True) if m), shard=shard, row=row,
+            offset=self.offset[mask], size=self.size[mask],
+        )
+
 
 def scan_shards(shards: str | os.PathLike[str]) -> TileIndex:
     """Index the JPEG members of every shard listed in `shards/index.json` (headers only, no pixels)."""

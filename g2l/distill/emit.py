@@ -5,6 +5,11 @@ count, node rank and rendezvous address from the PET_* variables the operators s
 targets the `torch-distributed` ClusterTrainingRuntime (replicated job `node`, container `node`);
 its pod changes (service account, tolerations) go in `runtimePatches` (Trainer >= v2.2) or
 `podTemplateOverrides` (v2.0/v2.1, `trainer_api="v2.0"`).
+
+Trainer copies `trainer.command` and `trainer.args` onto the runtime's `node` container each on its own,
+only when the TrainJob sets it (kubeflow/trainer v2.2.0 pkg/runtime/framework/plugins/jobset/builder.go,
+`Builder.Trainer`): a TrainJob that sets only a command keeps the runtime's args. So the TrainJob sets
+both: command `torchrun`, args `-m g2l.distill ...`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from g2l.config import require
 TRAINJOB_API = "trainer.kubeflow.org/v1alpha1"
 PYTORCHJOB_API = "kubeflow.org/v1"
 TRAINER_APIS = ("v2.2", "v2.0")
+# A runtime patch's manager must be a domain-prefixed path (Trainer v2.2.0 jobset.go validation:
+# `validation.IsDomainPrefixedPath`); "g2l.distill" alone is rejected by the admission webhook.
+PATCH_MANAGER = "g2l.io/distill"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
@@ -39,6 +47,11 @@ class JobSpec:
     trainer_api: str = "v2.2"
     gcs_bucket: str | None = None  # mounted with the GKE GCS FUSE CSI driver at `gcs_mount_path`
     gcs_mount_path: str = "/gcs"
+    labels: tuple[tuple[str, str], ...] = ()  # extra metadata labels (e.g. the KFP run id)
+    env: tuple[dict[str, Any], ...] = ()  # core/v1 EnvVars for the node container (Trainer merges them)
+    owner: dict[str, Any] | None = None  # an ownerReference: deleting the owner deletes the job
+    active_deadline_s: int = 0  # TrainJob spec.activeDeadlineSeconds (0 = none)
+    shm_gi: int = 0  # size of a memory-backed /dev/shm for NCCL and DataLoader workers (0 = runtime's)
 
     def __post_init__(self) -> None:
         require(
@@ -75,6 +88,12 @@ def torchrun_command(distill_args: list[str]) -> list[str]:
     return ["torchrun", "-m", "g2l.distill", *distill_args]
 
 
+def trainer_entrypoint(distill_args: list[str]) -> tuple[list[str], list[str]]:
+    """(command, args) of the TrainJob's trainer: both set, so none of the runtime's survives the merge."""
+    full = torchrun_command(distill_args)
+    return full[:1], full[1:]
+
+
 def _resources(job: JobSpec) -> dict[str, Any]:
     amounts = {
         "cpu": job.cpu_per_node,
@@ -103,29 +122,43 @@ def render_trainjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
         "tolerations": [dict(t) for t in job.tolerations],
     }
     pod_meta: dict[str, Any] = {}
+    volumes, mounts = [], []
     if job.gcs_bucket:
         volume, mount, annotations = _gcs_volume(job)
-        pod_patch["volumes"] = [volume]
-        pod_patch["containers"] = [{"name": "node", "volumeMounts": [mount]}]
+        volumes.append(volume)
+        mounts.append(mount)
         pod_meta = {"metadata": {"annotations": annotations}}
+    if job.shm_gi:
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{job.shm_gi}Gi"}})
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    if volumes:
+        pod_patch["volumes"] = volumes
+        pod_patch["containers"] = [{"name": "node", "volumeMounts": mounts}]
+    command, args = trainer_entrypoint(distill_args)
+    trainer: dict[str, Any] = {
+        "image": job.image,
+        "command": command,
+        "args": args,
+        "numNodes": job.nodes,
+        "numProcPerNode": job.gpus_per_node,
+        "resourcesPerNode": _resources(job),
+    }
+    if job.env:
+        trainer["env"] = [dict(e) for e in job.env]
     spec: dict[str, Any] = {
         "runtimeRef": {
             "name": job.runtime,
             "apiGroup": "trainer.kubeflow.org",
             "kind": "ClusterTrainingRuntime",
         },
-        "trainer": {
-            "image": job.image,
-            "command": torchrun_command(distill_args),
-            "numNodes": job.nodes,
-            "numProcPerNode": job.gpus_per_node,
-            "resourcesPerNode": _resources(job),
-        },
+        "trainer": trainer,
     }
+    if job.active_deadline_s:
+        spec["activeDeadlineSeconds"] = job.active_deadline_s
     if job.trainer_api == "v2.2":
         spec["runtimePatches"] = [
             {
-                "manager": "g2l.distill",
+                "manager": PATCH_MANAGER,
                 "trainingRuntimeSpec": {
                     "template": {
                         "spec": {
@@ -142,16 +175,14 @@ def render_trainjob(job: JobSpec, distill_args: list[str]) -> dict[str, Any]:
         ]
     else:
         spec["podTemplateOverrides"] = [{"targetJobs": [{"name": "node"}], **pod_meta, "spec": pod_patch}]
-    return {
-        "apiVersion": TRAINJOB_API,
-        "kind": "TrainJob",
-        "metadata": {
-            "name": job.name,
-            "namespace": job.namespace,
-            "labels": {"app.kubernetes.io/part-of": "g2l"},
-        },
-        "spec": spec,
+    metadata: dict[str, Any] = {
+        "name": job.name,
+        "namespace": job.namespace,
+        "labels": {"app.kubernetes.io/part-of": "g2l", **dict(job.labels)},
     }
+    if job.owner:
+        metadata["ownerReferences"] = [dict(job.owner)]
+    return {"apiVersion": TRAINJOB_API, "kind": "TrainJob", "metadata": metadata, "spec": spec}
 
 
 def trainjob_pod_template(trainjob: dict[str, Any]) -> dict[str, Any]:
@@ -169,8 +200,11 @@ def trainjob_pod_template(trainjob: dict[str, Any]) -> dict[str, Any]:
         "name": "node",
         "image": trainer["image"],
         "command": trainer["command"],
+        "args": trainer.get("args", []),
         "resources": trainer["resourcesPerNode"],
     }
+    if trainer.get("env"):
+        container["env"] = trainer["env"]
     for extra in patch.get("containers", []):
         if extra["name"] == "node":
             container.update({k: v for k, v in extra.items() if k != "name"})

@@ -1,7 +1,13 @@
-"""Export the distilled student (head dropped): model.safetensors + config.json, loadable by g2l and timm."""
+"""Export the distilled student (head dropped): model.safetensors + config.json, loadable by g2l and timm.
+
+config.json's `lineage` block names what the student was made from, by location and by hash at
+training time: the shard index, the embedding cache, and the manifest the shards were tiled from.
+`g2l promote` registers the student with it and `g2l audit` re-derives each hash (ADR 0007).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -43,6 +49,41 @@ def save_student(
         shutil.rmtree(out)
     os.replace(tmp, out)
     return out
+
+
+def _absolute(uri: str) -> str:
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
+def training_lineage(shards: str, cache: str | None, teacher_mode: str) -> dict[str, Any]:
+    """The `lineage` block of config.json: shard index, embedding cache and manifest, each with its hash.
+
+    `shards` and `cache` are the locations the run was given (gs:// URIs stay URIs, local paths are made
+    absolute). The manifest comes from the shard index's `manifest` record (tiling writes its uri, rev
+    and repo); `manifest_sha256` from the index's own field, so it is known even for older indexes.
+    """
+    from g2l import storage
+
+    index_uri = storage.join(shards, "index.json")
+    index_bytes = storage.read_bytes(index_uri)
+    index = json.loads(index_bytes)
+    origin = index.get("manifest") if isinstance(index.get("manifest"), dict) else {}
+    out: dict[str, Any] = {
+        "manifest_uri": origin.get("uri"),
+        "manifest_rev": origin.get("rev"),
+        "manifest_repo": origin.get("repo"),
+        "manifest_sha256": index.get("manifest_sha256") or origin.get("sha256"),
+        "shards_index": _absolute(index_uri),
+        "shards_index_sha256": hashlib.sha256(index_bytes).hexdigest(),
+        "shards_sha256": index.get("sha256"),
+        "teacher_mode": teacher_mode,
+    }
+    if cache:
+        cache_bytes = storage.read_bytes(storage.join(cache, "index.json"))
+        out["cache_dir"] = _absolute(cache.rstrip("/"))
+        out["cache_index_sha256"] = hashlib.sha256(cache_bytes).hexdigest()
+        out["cache_key"] = json.loads(cache_bytes).get("key")
+    return {k: v for k, v in out.items() if v not in (None, "")}
 
 
 def read_student_config(path: str | os.PathLike[str]) -> dict[str, Any]:

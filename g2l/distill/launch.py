@@ -132,7 +132,7 @@ def train_and_export(
 ) -> Path:
     """Train on this rank, then export the student on rank 0; writes OUT/status.json."""
     from g2l.distill.checkpoint import save_atomic_json
-    from g2l.distill.export import save_student
+    from g2l.distill.export import save_student, training_lineage
     from g2l.distill.runtime import Preempted
     from g2l.distill.sources import resolve_sources
     from g2l.distill.train import Trainer
@@ -178,6 +178,7 @@ def train_and_export(
             "best_val_loss": trainer.early.best,
             "val_slides": list(trainer.split.val_slides),
             "world_size": env.world_size,
+            "lineage": training_lineage(shards, cache, config.teacher_mode),
         }
         save_student(student_dir, state, sources.student, card)
         save_atomic_json(out / STATUS_FILE, {"status": result.status, "step": result.step, "val": result.val})

@@ -13,9 +13,17 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def logsum_loss(
-    pred: torch.Tensor, target: torch.Tensor, alpha: float = 4.0, eps: float = 1e-12
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float = 4.0,
+    eps: float = 1e-12,
+    reduction: str = "sample",
 ) -> torch.Tensor:
-    """G2L's log(sum_d |pred - target|^alpha) per sample, averaged over the batch.
+    """G2L's log-sum loss: log(sum |pred - target|^alpha).
+
+    `sample`: the sum runs over each sample's dimensions and the logs are averaged over the batch.
+    `batch`: one sum over the whole [B, D] residual matrix, log(sum_{b,d} |r_bd|^alpha), as the paper
+    writes the loss over the batch matrices Z_s W_p and Z_t (a large residual anywhere dominates).
 
     Computed as alpha * log(m) + log(sum((|r| / m)^alpha)) with m = max|r| (detached): every ratio is
     at most 1 and the largest is exactly 1, so nothing overflows for huge residuals nor underflows to
@@ -25,10 +33,14 @@ def logsum_loss(
     """
     dtype = torch.promote_types(pred.dtype, torch.float32)  # bf16 autocast outputs are lifted to fp32
     r = (pred.to(dtype) - target.to(dtype)).abs().flatten(1)
+    if reduction == "batch":
+        r = r.reshape(1, -1)
+    elif reduction != "sample":
+        raise ValueError(f"logsum reduction must be 'sample' or 'batch', got {reduction!r}")
     m = r.detach().amax(dim=1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
     s = (r / m).pow(alpha).sum(dim=1).clamp_min(eps)
-    per_sample = alpha * m.squeeze(1).log() + s.log()
-    return per_sample.mean()
+    per_row = alpha * m.squeeze(1).log() + s.log()
+    return per_row.mean()
 
 
 def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -44,7 +56,7 @@ def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def build_loss(config: LossConfig) -> LossFn:
     """The loss function named in the config, with its parameters bound."""
     if config.name == "logsum":
-        return lambda p, t: logsum_loss(p, t, alpha=config.alpha, eps=config.eps)
+        return lambda p, t: logsum_loss(p, t, alpha=config.alpha, eps=config.eps, reduction=config.reduction)
     if config.name == "cosine":
         return cosine_loss
     if config.name == "smooth_l1":

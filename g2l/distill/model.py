@@ -86,7 +86,9 @@ def wrap(module: Distiller, strategy: str, device: torch.device, world_size: int
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids)
+    # gradients as views into DDP's all-reduce buckets: one copy of the gradients instead of two
+    # (1.2 GB less per rank for a ViT-L student, on GPU and CPU alike)
+    return DistributedDataParallel(module, device_ids=ids, gradient_as_bucket_view=True)
 
 
 def grad_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager[Any]:
@@ -116,7 +118,9 @@ def param_groups(module: Distiller, weight_decay: float) -> list[dict[str, Any]]
     for name, p in module.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # `decays` marks the group a weight-decay schedule may change (its value can anneal to 0)
+    return [{"params": decay, "weight_decay": weight_decay, "decays": True},
+            {"params": no_decay, "weight_decay": 0.0, "decays": False}]
 
 
 def trainable(model: nn.Module) -> Iterator[nn.Parameter]:

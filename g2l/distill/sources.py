@@ -46,7 +46,10 @@ def resolve_sources(config: DistillConfig, cache_path: str | None, device: torch
         cache is not None or config.teacher_mode == "online",
         "distill: teacher_mode 'cached' needs --cache ROOT/embeddings/<key> (written by `g2l embed`)",
     )
-    student = build_model(config.student, weights=config.student_weights, device=device)
+    from g2l.distill.config import STUDENT_HUB
+
+    weights = None if config.student_weights == STUDENT_HUB else config.student_weights
+    student = build_model(config.student, weights=weights, device=device)
     teacher = None
     if cache is not None:
         view_spec = view_spec_from(cache.index["view_spec"])

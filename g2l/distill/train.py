@@ -25,9 +25,11 @@ from g2l.config import ConfigError, config_hash, require, to_dict
 from g2l.distill.checkpoint import (
     CheckpointWriter,
     latest_checkpoint,
+    load_best,
     load_checkpoint,
-    save_atomic_json,
+    save_best,
     set_rng_state,
+    student_weights,
 )
 from g2l.distill.config import DistillConfig
 from g2l.distill.data import (
@@ -52,8 +54,9 @@ from g2l.distill.model import (
     wrap,
 )
 from g2l.distill.runtime import DistEnv, Preempted, StopFlag, all_reduce, on_main_thread
-from g2l.distill.schedule import build_scheduler
+from g2l.distill.schedule import build_scheduler, set_weight_decay
 from g2l.distill.sources import Sources
+from g2l.distill.stopping import EarlyStopping, train_stop
 
 
 @dataclasses.dataclass
@@ -64,16 +67,6 @@ class TrainResult:
     step: int
     val: dict[str, float]
     best_step: int | None
-
-
-@dataclasses.dataclass
-class EarlyStopping:
-    """Early-stopping state, checkpointed with the run."""
-
-    best: float = float("inf")
-    bad: int = 0
-    best_step: int | None = None
-    stopped: bool = False
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -123,6 +116,9 @@ class Trainer:
                 f"(sha256 {str(cached)[:12]}) "
                 f"than {shards} ({self.tiles.shards_sha256[:12]}); run `g2l embed` on these shards",
             )
+        if sources.cache is not None and len(sources.cache) < len(self.tiles):
+            # a tile-budgeted cache (embed.max_tiles_per_slide): train on exactly the tiles it holds
+            self.tiles = self.tiles.subset(set(sources.cache.tile_keys()))
         vcfg = config.validation
         self.split = split_by_slide(self.tiles, vcfg.fraction, vcfg.seed, vcfg.max_tiles)
         self.plan = DataPlan(
@@ -156,8 +152,10 @@ class Trainer:
         self.writer = CheckpointWriter(
             self.out, config.checkpoint.keep_last, env.rank, env.world_size, barrier=env.barrier
         )
+        self.weight_decay, self.lr = opt.weight_decay, opt.lr  # the last step's (the schedules set them)
         self.step = 0
         self.early = EarlyStopping()
+        self.train_stop = train_stop(config.early_stopping)  # G2L's training-loss rule, when configured
         self.val: dict[str, float] = {}
         self.stop = StopFlag()
 
@@ -182,6 +180,7 @@ class Trainer:
                 "step": self.step,
                 "data_position": {"epoch": epoch, "samples_consumed": consumed},
                 "early_stopping": dataclasses.asdict(self.early),
+                "train_stop": None if self.train_stop is None else self.train_stop.state_dict(),
                 "val": dict(self.val),
             }
         meta = {"config_hash": self.config_hash, "global_batch": self.config.global_batch}
@@ -215,6 +214,8 @@ class Trainer:
             "the shards or the validation split changed since; use --resume never or a new --out",
         )
         self.early = EarlyStopping(**state["early_stopping"])
+        if self.train_stop is not None and state.get("train_stop") is not None:
+            self.train_stop.load_state_dict(state["train_stop"])
         self.val = dict(state.get("val", {}))
         set_rng_state(ckpt["rng"])
         if not ckpt["rng_exact"] and self.env.rank == 0:
@@ -259,6 +260,10 @@ class Trainer:
             total += float(loss.detach())
         if self.config.optim.grad_clip_norm > 0:
             clip_gradients(list(trainable(self.model)), self.config.optim.grad_clip_norm)
+        self.weight_decay = set_weight_decay(
+            self.optimizer, self.step, self.config.schedule, self.config.optim.weight_decay
+        )
+        self.lr = float(self.optimizer.param_groups[0]["lr"])  # this step's, before the scheduler moves on
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -340,50 +345,21 @@ class Trainer:
         self.val = metrics
         if not metrics:
             return False
-        es = self.config.early_stopping
-        if metrics["val_loss"] < self.early.best - es.min_delta:
-            self.early = EarlyStopping(best=metrics["val_loss"], bad=0, best_step=self.step)
+        if self.early.observe(metrics["val_loss"], self.step, self.config.early_stopping):
             self._save_best(metrics)
-        else:
-            self.early.bad += 1
-        self.early.stopped = es.enabled and self.early.bad >= es.patience
         return self.early.stopped
 
     def _save_best(self, metrics: dict[str, float]) -> None:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        sd = get_model_state_dict(
-            self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-        )
-        if self.env.rank == 0:
-            best = self.out / "checkpoints" / "best"
-            best.parent.mkdir(parents=True, exist_ok=True)
-            tmp = best.with_name(".best.tmp")
-            tmp.mkdir(exist_ok=True)
-            torch.save(
-                {k[len("student.") :]: v for k, v in sd.items() if k.startswith("student.")},
-                tmp / "student.pt",
-            )
-            save_atomic_json(tmp / "meta.json", {"step": self.step, **metrics})
-            if best.exists():
-                import shutil
-
-                shutil.rmtree(best)
-            os.replace(tmp, best)
+        # only an export of the best weights needs them (a 1.2 GB write per improvement for a ViT-L)
+        if self.config.export == "best":
+            weights = student_weights(self.model)
+            if self.env.rank == 0:
+                save_best(self.out, self.step, metrics, weights)
 
     def student_state(self, which: str) -> tuple[dict[str, torch.Tensor], int]:
         """The student's weights to export: the best validated ones or the last; and their step."""
-        best = self.out / "checkpoints" / "best"
-        if which == "best" and (best / "student.pt").exists():
-            meta = json.loads((best / "meta.json").read_text())
-            return torch.load(best / "student.pt", map_location="cpu", weights_only=True), int(meta["step"])
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        sd = get_model_state_dict(
-            self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-        )
-        weights = {k[len("student.") :]: v for k, v in sd.items() if k.startswith("student.")}
-        return weights, self.step  # type: ignore[return-value]  # full state dicts hold plain tensors
+        best = load_best(self.out) if which == "best" else None
+        return best if best is not None else (student_weights(self.model), self.step)
 
     def run(self) -> TrainResult:
         """Train until max_steps, early stopping or SIGTERM (checkpoint, then raise Preempted)."""
@@ -414,7 +390,8 @@ class Trainer:
                     self._after_validation(metrics_0)
                     self._log({"step": 0, **metrics_0})
                 # an early-stopped run resumed (e.g. after a crash before export) trains no further
-                status = "early_stopped" if self.early.stopped else self._loop(max_steps, bar, task, metrics)
+                stopped = self.early.stopped or (self.train_stop is not None and self.train_stop.stopped)
+                status = "early_stopped" if stopped else self._loop(max_steps, bar, task, metrics)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
@@ -444,23 +421,27 @@ class Trainer:
             dt = time.perf_counter() - t0
             tiles_per_s = cfg.global_batch / dt
             record: dict[str, Any] = {}
-            if self.step % cfg.log_every_steps == 0 or self.step == max_steps:
+            stop_early = False
+            if self.train_stop is not None:  # every rank sees the same global loss, so all stop together
+                (summed,) = all_reduce([loss], self.env)
+                stop_early = self.train_stop.update(summed / self.env.world_size)
+            if self.step % cfg.log_every_steps == 0 or self.step == max_steps or stop_early:
                 (mean_loss,) = all_reduce([loss], self.env)
                 record = {
                     "step": self.step,
                     "loss": mean_loss / self.env.world_size,
-                    "lr": self.scheduler.get_last_lr()[0],
+                    "lr": self.lr,  # the lr and weight decay this step used
+                    "weight_decay": self.weight_decay,
                     "tiles_per_s": tiles_per_s,
                     "step_s": dt,
                     "epoch": self.plan.position(self.step - 1)[0],
                 }
-            stop_early = False
             if len(self.split.val) and (
-                self.step % cfg.validation.every_steps == 0 or self.step == max_steps
+                self.step % cfg.validation.every_steps == 0 or self.step == max_steps or stop_early
             ):
                 val = self.validate()
                 record = {**(record or {"step": self.step}), **val}
-                stop_early = self._after_validation(val)
+                stop_early = self._after_validation(val) or stop_early
             if record:
                 self._log(record)
             if metrics is not None:
@@ -474,6 +455,8 @@ class Trainer:
                     g_cos.set(record["val_cosine"])
                 if self.env.device.type == "cuda":
                     g_mem.set(torch.cuda.max_memory_allocated(self.env.device))
+                if record:  # every log step: the dashboard follows training while it runs
+                    metrics.push_progress()
             bar.advance(task, rate=f"{tiles_per_s:.0f} tiles/s")
             if self.step_callback is not None:
                 self.step_callback(self.step)

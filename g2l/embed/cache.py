@@ -1,4 +1,9 @@
-"""Embedding cache on disk: atomic part writes, sha256-checked part records, index/_COMPLETE, reader."""
+"""Embedding cache on disk: atomic part writes, sha256-checked part records, sealing, reader.
+
+A cache is *sealed* once `_COMPLETE` exists: from then on nothing in it is ever rewritten (readers on
+other nodes may hold its files open). `index.json` and `_COMPLETE` are created exclusively, a rerun
+that finds the seal only verifies, and a damaged sealed cache is repaired only on request (`unseal`).
+"""
 
 from __future__ import annotations
 
@@ -47,6 +52,36 @@ def atomic_write_bytes(path: Path, data: bytes, rank: int = 0) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def create_exclusive(path: Path, data: bytes, rank: int = 0) -> bool:
+    """Create `path` with `data` only if it does not exist (atomically); returns whether this call made it.
+
+    A hard link of a fsynced temporary file publishes the whole content at once and fails when the
+    name exists, so two sealers racing never replace each other's file. Filesystems without hard
+    links (GCS FUSE) fall back to an exclusive create, which is atomic for the name.
+    """
+    tmp = _tmp_name(path, rank)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links here
+        try:
+            with open(path, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            return True
+        except FileExistsError:
+            return False
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def remove_stale_tmp(cache_dir: Path, rank: int) -> int:
@@ -157,10 +192,16 @@ def check_material(cache_dir: Path, material: dict[str, Any], rank: int = 0) -> 
 
 
 def build_index(key: str, material: dict[str, Any], records: list[dict[str, Any]],
-                dim: int) -> dict[str, Any]:
-    """index.json content from the key material and every part's record (same bytes local or gs://)."""
+                dim: int, origin: dict[str, Any] | None = None) -> dict[str, Any]:
+    """index.json content from the key material and every part's record (same bytes local or gs://).
+
+    `origin` says where the teacher was loaded from (`teacher_spec`, `teacher_weights`): not part of the
+    key, it lets `g2l audit` rebuild the teacher and recompute its weight digest.
+    """
+    # size and crc32c let a gs:// reader check every part from one listing, without downloads
     parts = [{"file": part_file(i), "keys": keys_file(i), "shard": r["shard"], "n_tiles": int(r["n_tiles"]),
-              "sha256": r["sha256"]} for i, r in enumerate(records)]
+              "sha256": r["sha256"], "size": int(r["size"]), "crc32c": r["crc32c"]}
+             for i, r in enumerate(records)]
     return {
         "key": key,
         "teacher": material["teacher"],
@@ -175,25 +216,63 @@ def build_index(key: str, material: dict[str, Any], records: list[dict[str, Any]
         "dtype": "float16",
         "format": material["format"],
         "parts": parts,
+        **{k: v for k, v in (origin or {}).items() if v is not None},
     }
 
 
+def is_sealed(cache_dir: Path) -> bool:
+    """Whether the cache carries `_COMPLETE` (and is therefore immutable)."""
+    return (cache_dir / COMPLETE).is_file()
+
+
+def sealed_problems(cache_dir: Path, parts: list[int] | None = None) -> list[str]:
+    """What no longer matches the seal among `parts` (default all): each part missing or not matching
+    index.json; empty when intact."""
+    try:
+        index = json.loads((cache_dir / INDEX).read_text())
+    except (OSError, ValueError) as exc:
+        return [f"{INDEX} is unreadable ({exc})"]
+    problems = []
+    entries = index.get("parts") or []
+    for part in entries if parts is None else [entries[i] for i in parts if i < len(entries)]:
+        path = cache_dir / part["file"]
+        if not path.is_file():
+            problems.append(f"{part['file']} is missing")
+        elif sha256_file(path) != part["sha256"]:
+            problems.append(f"{part['file']} does not match its sha256 in {INDEX}")
+    return problems
+
+
+def unseal(cache_dir: Path) -> None:
+    """Remove the seal (`_COMPLETE` first, so no reader trusts the cache, then index.json) for a repair."""
+    (cache_dir / COMPLETE).unlink(missing_ok=True)
+    (cache_dir / INDEX).unlink(missing_ok=True)
+
+
 def finalize(cache_dir: Path, material: dict[str, Any], shard_index: dict[str, Any], dim: int,
-             rank: int = 0) -> bool:
-    """Write index.json and _COMPLETE when every part is present and intact; returns whether it did.
+             rank: int = 0, origin: dict[str, Any] | None = None) -> bool:
+    """Seal the cache (index.json, then _COMPLETE) when every part is present and intact; returns whether
+    it is sealed.
 
     Every rank calls this after writing its own parts, so the last rank to finish always sees all
-    parts and finalises; earlier ranks return False on the cheap record check, without hashing.
+    parts and seals; earlier ranks return False on the cheap record check, without hashing. A sealed
+    cache is left untouched; concurrent sealers build equal bytes and only the first creates each file.
     """
+    if is_sealed(cache_dir):
+        return True
     shards = shard_index["shards"]
     records = [read_record(cache_dir, i) for i in range(len(shards))]
     if not all(record_matches(r, s) for r, s in zip(records, shards, strict=True)):
         return False
     if not all(part_done(cache_dir, i, s) for i, s in enumerate(shards)):
         return False
-    index = build_index(cache_dir.name, material, records, dim)  # type: ignore[arg-type]
-    atomic_write_bytes(cache_dir / INDEX, canonical_json(index), rank)
-    atomic_write_bytes(cache_dir / COMPLETE, b"", rank)
+    data = canonical_json(build_index(cache_dir.name, material, records, dim, origin))  # type: ignore[arg-type]
+    if not create_exclusive(cache_dir / INDEX, data, rank) and (cache_dir / INDEX).read_bytes() != data:
+        if is_sealed(cache_dir):  # another sealer won with other bytes: never overwrite a sealed index
+            raise CacheError(f"{cache_dir}/{INDEX} was sealed by another writer with other content; "
+                             f"run `g2l embed --repair` to check it")
+        atomic_write_bytes(cache_dir / INDEX, data, rank)  # a stale index an interrupted seal left behind
+    create_exclusive(cache_dir / COMPLETE, b"", rank)
     return True
 
 

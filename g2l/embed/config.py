@@ -6,6 +6,7 @@ import dataclasses
 
 from g2l.config import require
 from g2l.models.zoo import EMBEDDINGS
+from g2l.tile_budget import TileBudget
 from g2l.views import ViewSpec
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -32,6 +33,9 @@ class EmbedConfig:
     blur_p: float = _VIEW_DEFAULTS.blur_p
     blur_sigma: tuple[float, float] = _VIEW_DEFAULTS.blur_sigma
     blur_kernel_px: int = _VIEW_DEFAULTS.blur_kernel_px
+    # tile budget (part of the key when > 0): at most this many tiles per slide, seeded, tissue-weighted
+    max_tiles_per_slide: int = 0
+    tile_seed: int = 0
     # execution (never part of the key)
     batch_size: int = 64
     num_workers: int = 2
@@ -50,6 +54,11 @@ class EmbedConfig:
         require(self.precision in PRECISIONS,
                 f"embed.precision must be one of {PRECISIONS}, got {self.precision!r}")
         self.view_spec()  # validates the view keys with their own messages
+        self.tile_budget()
+
+    def tile_budget(self) -> TileBudget:
+        """The TileBudget these settings describe (inactive when max_tiles_per_slide is 0)."""
+        return TileBudget(max_tiles_per_slide=self.max_tiles_per_slide, seed=self.tile_seed)
 
     def view_spec(self) -> ViewSpec:
         """The ViewSpec these settings describe."""

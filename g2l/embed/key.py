@@ -20,9 +20,16 @@ def key_material(
     view_spec: ViewSpec,
     embedding: str,
     shards_sha256: str,
+    tile_budget: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The inputs the key hashes. Batch size, device, workers and rank split are deliberately absent."""
+    """The inputs the key hashes. Batch size, device, workers and rank split are deliberately absent.
+
+    `tile_budget` (g2l.tile_budget, when it leaves tiles out) joins the material only then, so caches of
+    every tile keep their keys.
+    """
+    extra = {} if tile_budget is None else {"tile_budget": dict(tile_budget)}
     return {
+        **extra,
         "format": KEY_FORMAT,
         "teacher": teacher,
         "weights_sha256": weights_sha256,

@@ -5,6 +5,9 @@ local work directory and each finished part is uploaded (the .npy, then its reco
 atomic object upload); a part counts as done when its record is present and the object's crc32c and
 size match the record, so a restart never downloads finished parts. gs:// shards are staged through
 `g2l.storage.stage` (crc32c-verified, cached by generation) and then checked against the index's sha256.
+
+Sealing is the same on both: `index.json`, then `_COMPLETE`, each created only if absent (a local hard
+link; on GCS an upload with `ifGenerationMatch=0`), and a sealed cache is never written again.
 """
 
 from __future__ import annotations
@@ -93,8 +96,21 @@ class CacheDest(Protocol):
         """Write part i (atomically)."""
         ...
 
-    def finalize(self, material: dict[str, Any], shard_index: dict[str, Any], dim: int) -> bool:
-        """Write index.json and _COMPLETE when every part is present; returns whether it did."""
+    def finalize(self, material: dict[str, Any], shard_index: dict[str, Any], dim: int,
+                 origin: dict[str, Any] | None = None) -> bool:
+        """Seal (index.json, then _COMPLETE) when every part is present; returns whether it is sealed."""
+        ...
+
+    def sealed(self) -> bool:
+        """Whether _COMPLETE exists: the cache is then immutable."""
+        ...
+
+    def check_sealed(self, material: dict[str, Any], parts: list[int]) -> list[str]:
+        """Read-only check of a sealed cache: CacheError for other inputs; which of `parts` are damaged."""
+        ...
+
+    def unseal(self) -> None:
+        """Remove _COMPLETE, then index.json, so that a repair can recompute damaged parts and reseal."""
         ...
 
 
@@ -117,9 +133,24 @@ class LocalDest:
         """See CacheDest."""
         c.write_part(self.cache_dir, i, array, keys, shard, self.rank)
 
-    def finalize(self, material: dict[str, Any], shard_index: dict[str, Any], dim: int) -> bool:
+    def finalize(self, material: dict[str, Any], shard_index: dict[str, Any], dim: int,
+                 origin: dict[str, Any] | None = None) -> bool:
         """See CacheDest."""
-        return c.finalize(self.cache_dir, material, shard_index, dim, self.rank)
+        return c.finalize(self.cache_dir, material, shard_index, dim, self.rank, origin)
+
+    def sealed(self) -> bool:
+        """See CacheDest."""
+        return c.is_sealed(self.cache_dir)
+
+    def check_sealed(self, material: dict[str, Any], parts: list[int]) -> list[str]:
+        """See CacheDest."""
+        path = self.cache_dir / c.MATERIAL
+        c.compare_material(str(self.cache_dir), path.read_bytes() if path.is_file() else None, material)
+        return c.sealed_problems(self.cache_dir, parts)
+
+    def unseal(self) -> None:
+        """See CacheDest."""
+        c.unseal(self.cache_dir)
 
 
 class GCSDest:
@@ -164,8 +195,11 @@ class GCSDest:
             self.st.put_file(self.workdir / name, join(self.uri, name))
             (self.workdir / name).unlink()
 
-    def finalize(self, material: dict[str, Any], shard_index: dict[str, Any], dim: int) -> bool:
+    def finalize(self, material: dict[str, Any], shard_index: dict[str, Any], dim: int,
+                 origin: dict[str, Any] | None = None) -> bool:
         """See CacheDest."""
+        if self.sealed():
+            return True
         shards = shard_index["shards"]
         records = [self._read_json(c.keys_file(i)) for i in range(len(shards))]
         if not all(c.record_matches(r, s) for r, s in zip(records, shards, strict=True)):
@@ -173,10 +207,80 @@ class GCSDest:
         if not all(self._intact(i, r, s) for i, (r, s) in enumerate(zip(records, shards, strict=True))):
             return False
         key = self.uri.rstrip("/").rsplit("/", 1)[-1]
-        index = c.build_index(key, material, records, dim)  # type: ignore[arg-type]
-        self.st.put_bytes(join(self.uri, c.INDEX), c.canonical_json(index))
-        self.st.put_bytes(join(self.uri, c.COMPLETE), b"")
+        data = c.canonical_json(c.build_index(key, material, records, dim, origin))  # type: ignore[arg-type]
+        index_uri = join(self.uri, c.INDEX)
+        if not put_if_absent(index_uri, data) and self.st.read_bytes(index_uri) != data:
+            if self.sealed():
+                raise c.CacheError(f"{index_uri} was sealed by another writer with other content; "
+                                   f"run `g2l embed --repair` to check it")
+            self.st.put_bytes(index_uri, data)  # a stale index an interrupted seal left behind
+        put_if_absent(join(self.uri, c.COMPLETE), b"")
         return True
+
+    def sealed(self) -> bool:
+        """See CacheDest."""
+        return bool(self.st.exists(join(self.uri, c.COMPLETE)))
+
+    def check_sealed(self, material: dict[str, Any], parts: list[int]) -> list[str]:
+        """See CacheDest: one listing gives every part's size and crc32c; nothing is downloaded but JSON."""
+        uri = join(self.uri, c.MATERIAL)
+        c.compare_material(self.uri, self.st.read_bytes(uri) if self.st.exists(uri) else None, material)
+        index = self._read_json(c.INDEX)
+        if index is None:
+            return [f"{c.INDEX} is missing or unreadable"]
+        present = {f.uri.rsplit("/", 1)[-1]: f for f in self.st.list_files(self.uri)}
+        problems = []
+        entries = index.get("parts") or []
+        for part in [entries[i] for i in parts if i < len(entries)]:
+            info = present.get(part["file"])
+            want = part if "crc32c" in part else (self._read_json(part.get("keys", "")) or {})
+            if info is None:
+                problems.append(f"{part['file']} is missing")
+            elif info.size != want.get("size") or info.crc32c != want.get("crc32c"):
+                problems.append(f"{part['file']} does not match its size and crc32c in {c.INDEX}")
+        return problems
+
+    def unseal(self) -> None:
+        """See CacheDest."""
+        for name in (c.COMPLETE, c.INDEX):
+            delete_object(join(self.uri, name))
+
+
+def _blob(uri: str) -> Any:
+    from g2l.storage import backend_for, split_gs
+
+    bucket, name = split_gs(uri)
+    return backend_for(uri).client().bucket(bucket).blob(name)  # type: ignore[attr-defined]
+
+
+def put_if_absent(uri: str, data: bytes) -> bool:
+    """Create the object only if no live version exists; returns whether this call created it.
+
+    Real GCS enforces `ifGenerationMatch=0` atomically and answers 412 Precondition Failed when the
+    object exists (https://cloud.google.com/storage/docs/request-preconditions; google-cloud-storage
+    `Blob.upload_from_string(if_generation_match=0)`). gcp-storage-emulator ignores preconditions,
+    so the existence check before the upload is what a sequential rerun relies on there.
+    """
+    from google.api_core.exceptions import PreconditionFailed
+
+    st = _storage()
+    if st.exists(uri):
+        return False
+    try:
+        _blob(uri).upload_from_string(data, checksum="crc32c", if_generation_match=0)
+    except PreconditionFailed:
+        return False
+    return True
+
+
+def delete_object(uri: str) -> None:
+    """Delete one object if it exists."""
+    from google.api_core.exceptions import NotFound
+
+    try:
+        _blob(uri).delete()
+    except NotFound:
+        pass
 
 
 def dest_for(out_root: str | Path, key: str, rank: int) -> CacheDest:
@@ -187,7 +291,12 @@ def dest_for(out_root: str | Path, key: str, rank: int) -> CacheDest:
 
 
 def stage_cache(uri: str, local_root: Path | None = None) -> Path:
-    """Download a finished gs:// cache into a local directory (reused when already there); returns it."""
+    """Download a finished gs:// cache into a local directory (reused when already there); returns it.
+
+    A local copy that is sealed with the same index.json is returned untouched (its files' sizes are
+    checked; `EmbeddingCache.verify` hashes them). One with another index (the remote was repaired) is
+    unsealed, brought up to date and sealed again.
+    """
     import os
     import shutil
 
@@ -198,6 +307,9 @@ def stage_cache(uri: str, local_root: Path | None = None) -> Path:
     index = json.loads(index_bytes)
     root = local_root or Path(st.default_cache_dir()).parent / "embeddings"
     local = root / index["key"]
+    if c.is_sealed(local) and _same_bytes(local / c.INDEX, index_bytes) and _sizes_match(local, index):
+        return local
+    c.unseal(local)
     local.mkdir(parents=True, exist_ok=True)
     names = [n for p in index["parts"] for n in (p["file"], p.get("keys", ""))] + [c.MATERIAL]
     for name in filter(None, names):
@@ -212,6 +324,21 @@ def stage_cache(uri: str, local_root: Path | None = None) -> Path:
         except OSError:
             shutil.copyfile(staged, tmp)
         os.replace(tmp, dest)
-    c.atomic_write_bytes(local / c.INDEX, index_bytes)
-    c.atomic_write_bytes(local / c.COMPLETE, b"")
+    c.create_exclusive(local / c.INDEX, index_bytes)
+    c.create_exclusive(local / c.COMPLETE, b"")
     return local
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def _sizes_match(local: Path, index: dict[str, Any]) -> bool:
+    for part in index["parts"]:
+        path = local / part["file"]
+        if not path.is_file() or ("size" in part and path.stat().st_size != part["size"]):
+            return False
+    return True

@@ -32,9 +32,10 @@ class _ShardViews(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, source: ShardSource, tasks: list[tuple[int, dict[str, Any]]], spec: ViewSpec,
-                 tiles_per_batch: int):
+                 tiles_per_batch: int, keep: set[str] | None = None):
         self.source, self.tasks, self.spec = source, tasks, spec
         self.tiles_per_batch = tiles_per_batch
+        self.keep = keep  # the tile budget's choice; None = every tile
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
@@ -45,6 +46,8 @@ class _ShardViews(torch.utils.data.IterableDataset):
             views: list[np.ndarray] = []
             start = 0
             for key, jpg, _meta in iter_shard(self.source.local_path(entry)):
+                if self.keep is not None and key not in self.keep:
+                    continue
                 try:
                     tile = decode_tile(jpg)
                 except Exception as exc:  # name the tile: a DataLoader worker's traceback would not
@@ -114,11 +117,28 @@ def forward_with_backoff(forward: Forward, x: torch.Tensor, micro: int,
 
 def compute_key(shard_index: dict[str, Any], config: EmbedConfig, model: LoadedModel) -> tuple[str, dict]:
     """The cache key (and its material) for these shards, config and teacher."""
+    budget = config.tile_budget()
     material = key_material(
         teacher=model.name, weights_sha256=model.weights_sha256, preprocess=model.preprocess,
         view_spec=config.view_spec(), embedding=model.embedding, shards_sha256=shard_index["sha256"],
+        tile_budget=budget.to_dict() if budget.active else None,
     )
     return cache_key(material), material
+
+
+def budgeted(source: ShardSource, entries: list[dict[str, Any]],
+             config: EmbedConfig) -> tuple[list[dict[str, Any]], set[str] | None]:
+    """Shard entries whose n_tiles counts only the tiles the budget keeps, and those tiles (None: all)."""
+    from g2l.tile_budget import choose_in_shards
+
+    budget = config.tile_budget()
+    if not budget.active:
+        return entries, None
+    problems = [why for e in entries if (why := source.problem(e))]
+    if problems:  # the choice is per slide, and a slide's tiles may span shards: all must be readable
+        raise ShardError("; ".join(problems))
+    keep, keys = choose_in_shards([source.local_path(e) for e in entries], budget)
+    return [dict(e, n_tiles=sum(k in keep for k in ks)) for e, ks in zip(entries, keys, strict=True)], keep
 
 
 def run_embed(
@@ -133,13 +153,16 @@ def run_embed(
     forward: Forward | None = None,
     run_id: str = "local",
     cancer: str = "none",
+    repair: bool = False,
 ) -> str:
     """Embed every tile's K views with the teacher into ROOT/embeddings/<key>/; returns that directory.
 
     Rank R of W computes parts R, R+W, ...; finished parts (sha256-checked) are skipped; the rank that
-    finds every part present writes index.json and _COMPLETE. `model` / `forward` inject a prebuilt
-    teacher or a forward callable (preprocessed batch -> [B, dim]) - tests use them to count calls or
-    simulate out-of-memory.
+    finds every part present seals the cache (index.json, then _COMPLETE). A sealed cache is immutable:
+    a rerun only checks it and writes nothing into it; a damaged one raises CacheError unless `repair`,
+    which unseals it, recomputes the damaged parts and seals it again. `model` / `forward` inject a
+    prebuilt teacher or a forward callable (preprocessed batch -> [B, dim]) - tests use them to count
+    calls or simulate out-of-memory.
     """
     from g2l.metrics import StageMetrics
     from g2l.progress import console, progress
@@ -152,9 +175,17 @@ def run_embed(
     loaded = model or build_model(config.teacher, config.weights, device="cpu", embedding=embedding)
     key, material = compute_key(shard_index, config, loaded)
     dest = dest_for(out_root, key, rank)
+    n_parts = len(shard_index["shards"])
+    ranks_parts = list(range(rank, n_parts, world_size))
+    if dest.sealed() and _sealed_and_intact(dest, material, ranks_parts, repair):
+        with StageMetrics("embed", run_id=run_id, cancer=cancer, root=str(out_root)) as metrics:
+            metrics.gauge("parts_total", "Parts (shards) in the cache").set(n_parts)
+            metrics.counter("parts_skipped_total", "Parts already present and intact").inc(len(ranks_parts))
+        console.print(f"embed: cache {key[:12]} is sealed and intact; nothing to do, nothing rewritten")
+        return dest.location
     dest.prepare(material)
 
-    entries = shard_index["shards"]
+    entries, keep = budgeted(source, shard_index["shards"], config)
     mine = list(range(rank, len(entries), world_size))
     todo = [i for i in mine if not dest.part_done(i, entries[i])]
     problems: list[str] = []
@@ -168,11 +199,11 @@ def run_embed(
         metrics.counter("parts_skipped_total", "Parts already present and intact").inc(len(mine) - len(todo))
         if runnable:
             _compute(runnable, entries, source, dest, config, loaded, forward, rank, quiet,
-                     metrics, console, progress)
+                     metrics, console, progress, keep)
         if problems:
             metrics.failures.inc(len(problems))
             raise ShardError("; ".join(problems))
-        complete = dest.finalize(material, shard_index, loaded.embed_dim)
+        complete = dest.finalize(material, shard_index, loaded.embed_dim, _teacher_origin(config, model))
     skipped = len(mine) - len(todo)
     state = "complete" if complete else "waiting for other ranks' parts"
     console.print(f"embed: rank {rank}/{world_size}: {len(runnable)} part(s) computed, {skipped} already "
@@ -180,9 +211,42 @@ def run_embed(
     return dest.location
 
 
+def _teacher_origin(config: EmbedConfig, injected: LoadedModel | None) -> dict[str, Any]:
+    """Where the teacher came from (index.json, not the key): what `g2l audit` rebuilds it from."""
+    import os
+
+    weights = config.weights
+    if weights is not None and "://" not in weights:
+        weights = os.path.abspath(weights)
+    spec = injected.name if injected is not None else config.teacher
+    if os.path.exists(spec):  # a local model directory: absolute, so the audit finds it from anywhere
+        spec = os.path.abspath(spec)
+    return {"teacher_spec": spec, "teacher_weights": weights}
+
+
+def _sealed_and_intact(dest: CacheDest, material: dict[str, Any], mine: list[int], repair: bool) -> bool:
+    """True when this rank's parts of a sealed cache are intact; a damaged one raises, or with `repair` is
+    unsealed (False: the caller recomputes the damaged parts and seals again)."""
+    from g2l.embed.cache import CacheError
+    from g2l.progress import console
+
+    damaged = dest.check_sealed(material, mine)  # each rank checks its own share, as it fills it
+    if not damaged:
+        return True
+    if not repair:
+        raise CacheError(
+            f"sealed cache {dest.location} is damaged: {'; '.join(damaged)}. A sealed cache is never "
+            f"rewritten in place (other nodes may be reading it); rerun with --repair to recompute only "
+            f"the damaged parts and seal it again"
+        )
+    console.print(f"[yellow]embed: repairing {dest.location}: {'; '.join(damaged)}[/yellow]")
+    dest.unseal()
+    return False
+
+
 def _compute(parts: list[int], entries: list[dict[str, Any]], source: ShardSource, dest: CacheDest,
              config: EmbedConfig, loaded: LoadedModel, forward: Forward | None, rank: int, quiet: bool,
-             metrics: Any, console: Any, progress: Any) -> None:
+             metrics: Any, console: Any, progress: Any, keep: set[str] | None = None) -> None:
     device = resolve_device(config.device)
     spec = config.view_spec()
     k = spec.views
@@ -197,7 +261,7 @@ def _compute(parts: list[int], entries: list[dict[str, Any]], source: ShardSourc
         fwd = forward
 
     tiles_per_batch = max(1, config.batch_size // k)
-    dataset = _ShardViews(source, [(i, entries[i]) for i in parts], spec, tiles_per_batch)
+    dataset = _ShardViews(source, [(i, entries[i]) for i in parts], spec, tiles_per_batch, keep)
     workers = min(config.num_workers, len(parts))
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",

@@ -21,6 +21,8 @@ class EvaluateConfig:
     champion_model: str = "champion"
     batch_size: int = 64
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU (part of the embedding store key)
+    input_mpp: float = 0.5  # um/px every benchmark is brought to: the models' training resolution
     num_workers: int = 4
     projection_max_points: int = 1500
     # Bootstrap behind the report's 95% intervals (the gate draws its own, from the policy's settings).
@@ -53,8 +55,11 @@ class EvaluateConfig:
         require(self.knn_k >= 1, f"evaluate.knn_k must be >= 1, got {self.knn_k}")
         reserved = {"student", self.teacher_model, self.champion_model}
         clash = sorted(reserved & set(self.extra_models))
-        require(not clash, f"evaluate.extra_models uses reserved name(s) {clash}; rename them (reserved: "
-                           f"{sorted(reserved)})")
+        require(
+            not clash,
+            f"evaluate.extra_models uses reserved name(s) {clash}; rename them (reserved: "
+            f"{sorted(reserved)})",
+        )
         require(
             len(self.robustness_ks) >= 1 and all(k >= 1 for k in self.robustness_ks),
             f"evaluate.robustness_ks must be positive neighbour counts, got {list(self.robustness_ks)}",
@@ -64,6 +69,14 @@ class EvaluateConfig:
         require(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"evaluate.device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+        )
+        require(
+            self.precision in ("auto", "fp32", "bf16"),
+            f"evaluate.precision must be auto, fp32 or bf16, got {self.precision!r}",
+        )
+        require(
+            0.05 <= self.input_mpp <= 10,
+            f"evaluate.input_mpp must be in [0.05, 10] um/px, got {self.input_mpp}",
         )
         require(self.num_workers >= 0, f"evaluate.num_workers must be >= 0, got {self.num_workers}")
         require(

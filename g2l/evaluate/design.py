@@ -11,25 +11,26 @@ from g2l.evaluate.robustness import balanced_subsets, eligibility
 
 def units(bench: Benchmark) -> tuple[str, list[str], np.ndarray]:
     """(kind, sorted unit ids, unit index per tile): the patients (else slides) a bootstrap resamples."""
-    column = bench.unit_column()
-    values = bench.column(column)
-    ids, index = np.unique(values, return_inverse=True)
-    kind = {"patient": "patient", "slide": "slide"}.get(column, "group")
-    return kind, [str(i) for i in ids], index.astype(np.int64)
+    return bench.resampling_units()
 
 
 def scoring(bench: Benchmark, features: np.ndarray) -> Scoring:
     """Samples, labels, units and folds the probe and kNN are scored on (tiles, or slides by mean pooling)."""
-    _, ids, unit = units(bench)
+    unit = units(bench)[2]
     folds = tuple(Fold(train=tr, test=te, val_mask=vm) for tr, te, vm in bench.folds())
-    groups = bench.column(bench.unit_column())
+    groups = bench.column(bench.unit_column())  # the probe's validation split never splits a patient
     x, y = np.asarray(features), bench.labels
     if bench.definition.score_level == "slide":
         slide_rows, slides = bench.slide_rows()
-        x = np.stack([np.asarray(features)[rows].mean(axis=0) for rows in slide_rows])
-        y = np.array([bench.labels[rows[0]] for rows in slide_rows])
-        unit = np.array([unit[rows[0]] for rows in slide_rows])
-        groups = np.array([groups[rows[0]] for rows in slide_rows])
+        for rows, name in zip(slide_rows, slides, strict=True):
+            if np.unique(y[rows]).size > 1:
+                raise ValueError(
+                    f"benchmark {bench.name} scores slides (score_level: slide) but slide {name} has tiles "
+                    f"with different labels; give each slide one label or use score_level: tile"
+                )
+        x = np.stack([x[rows].mean(axis=0) for rows in slide_rows])
+        first = np.array([rows[0] for rows in slide_rows])
+        y, unit, groups = y[first], unit[first], groups[first]
         slide_of_tile = np.empty(len(bench), dtype=np.int64)
         for s, rows in enumerate(slide_rows):
             slide_of_tile[rows] = s
@@ -41,7 +42,6 @@ def scoring(bench: Benchmark, features: np.ndarray) -> Scoring:
             )
             for f in folds
         )
-        del slides
     return Scoring(x=x, y=y, unit=unit, groups=groups, folds=folds, n_classes=len(bench.classes))
 
 

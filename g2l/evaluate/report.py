@@ -129,23 +129,30 @@ def _bars(report: dict[str, Any], bench: str) -> str:
     width = 0.8 / len(metrics)
     for j, (key, label) in enumerate(metrics):
         xs = np.arange(len(names)) + (j - (len(metrics) - 1) / 2) * width
-        means, stds = [], []
+        means, lows, highs = [], [], []
         for i, name in enumerate(names):
             m = report["models"][name]["benchmarks"].get(bench, {})
-            means.append(np.nan if m.get(key) is None else m[key])
-            stds.append(m.get(f"{key}_std") or 0.0)
+            value = np.nan if m.get(key) is None else float(m[key])
+            means.append(value)
+            ci = (report["models"][name].get("intervals") or {}).get(bench, {}).get(key)
+            ok = isinstance(ci, list | tuple) and len(ci) == 2 and all(_finite(v) for v in ci)
+            lows.append(max(0.0, value - ci[0]) if ok else 0.0)  # type: ignore[index]
+            highs.append(max(0.0, ci[1] - value) if ok else 0.0)  # type: ignore[index]
             seeds = report["models"][name].get("per_seed", {}).get(bench, {}).get(key)
             if seeds:
                 jitter = np.linspace(-width / 4, width / 4, len(seeds))
                 ax.scatter(
                     xs[i] + jitter, [np.nan if s is None else s for s in seeds], s=8, color="k", zorder=3
                 )
-        ax.bar(xs, means, width=width, yerr=stds, capsize=3, label=label, alpha=0.85)
+        ax.bar(xs, means, width=width, yerr=[lows, highs], capsize=3, label=label, alpha=0.85)
     ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(f"{bench}: mean and spread over seeds (dots: individual seeds)", fontsize=10)
+    ax.set_title(
+        f"{bench}: seed-averaged probe and kNN, 95% interval over test patients (dots: single seeds)",
+        fontsize=10,
+    )
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 

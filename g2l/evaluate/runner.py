@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from g2l.evaluate import design
 from g2l.evaluate.benchmark import Benchmark, load_benchmark
 from g2l.evaluate.config import EvaluateConfig
 from g2l.evaluate.embed import embed_benchmark
+from g2l.evaluate.identity import teacher_identity
 from g2l.evaluate.metrics import benchmark_metrics
 from g2l.evaluate.models import EvalModel, RegistryResolver, load_model, resolve_device
 from g2l.evaluate.report import clean_json, pca_2d, write_html, write_json
@@ -25,7 +27,7 @@ from g2l.evaluate.samples import benchmark_block
 def _inputs_hash(report: dict[str, Any], benches: list[Benchmark]) -> str:
     """sha256 of everything that determines the report: model names + digests, benchmark hashes, config."""
     payload = {
-        "models": {name: m["digest"] for name, m in report["models"].items()},
+        "models": {name: [m["digest"], m["precision"]] for name, m in report["models"].items()},
         "roles": [report["teacher"], report["champion"], sorted(report["skipped_models"])],
         "benchmarks": {b.name: b.sha256 for b in benches},
         "config_sha256": report["config_sha256"],
@@ -67,8 +69,17 @@ def run_evaluate(
     registry_resolver: RegistryResolver | None = None,
     run_id: str = "local",
     cancer: str = "none",
+    store: str | None = None,
+    teacher_cache: str | None = None,
+    loader: Callable[..., EvalModel | None] = load_model,
 ) -> dict[str, Any]:
-    """Evaluate `models` ({name: spec}) on benchmark YAMLs; write report.json + report.html under `out`."""
+    """Evaluate `models` ({name: spec}) on benchmark YAMLs; write report.json + report.html under `out`.
+
+    Embeddings come from, and go to, `store` (default `out/embeddings`; a pipeline passes
+    `<artifact_root>/eval-store` so that runs share them). `teacher_cache` (an embedding cache dir)
+    makes evaluation check that the teacher's weight digest is the cache's. `loader` builds a model
+    from (name, spec, device=, registry_resolver=, precision=); tests pass a wrapper that counts forwards.
+    """
     from g2l import __version__
     from g2l.metrics import StageMetrics
     from g2l.progress import console, progress
@@ -83,7 +94,7 @@ def run_evaluate(
     with StageMetrics("evaluate", run_id=run_id, cancer=cancer, root=str(out_dir)) as sm:
         benches: list[Benchmark] = []
         for path in benchmarks:
-            b = load_benchmark(path)
+            b = load_benchmark(path, input_mpp=config.input_mpp)
             if any(b.name == other.name for other in benches):
                 raise ValueError(
                     f"benchmark name {b.name!r} appears twice ({path}); benchmark names must be unique"
@@ -92,7 +103,9 @@ def run_evaluate(
         loaded: list[EvalModel] = []
         skipped: dict[str, str] = {}
         for name, spec in models.items():
-            m = load_model(name, spec, device=device, registry_resolver=registry_resolver)
+            m = loader(
+                name, spec, device=device, registry_resolver=registry_resolver, precision=config.precision
+            )
             if m is None:
                 skipped[name] = f"{spec}: nothing registered under this alias yet"
                 console.print(f"[yellow]{name}: {skipped[name]}; evaluated without it[/yellow]")
@@ -106,12 +119,16 @@ def run_evaluate(
                 f"[yellow]no model named {config.teacher_model!r} (evaluate.teacher_model): "
                 f"CKA to the teacher is not computed[/yellow]"
             )
+        identity = teacher_identity(loaded, teacher, cache=teacher_cache)
         report: dict[str, Any] = {
             "models": {
                 m.name: {
                     "digest": m.digest,
                     "spec": m.spec,
                     "resolved": m.resolved,
+                    "weights_sha256": m.weights_sha256,
+                    "embedding": m.embedding,
+                    "precision": m.precision,
                     "embed_dim": m.embed_dim,
                     "benchmarks": {},
                     "per_seed": {},
@@ -127,6 +144,7 @@ def run_evaluate(
             if any(m.name == config.champion_model for m in loaded)
             else None,
             "skipped_models": skipped,
+            "teacher_identity": identity,
             "config": dataclasses.asdict(config),
             "config_sha256": config_hash(config),
             "g2l_version": __version__,
@@ -157,7 +175,7 @@ def run_evaluate(
                 feats, stats = embed_benchmark(
                     loaded,
                     b,
-                    out_dir / "embeddings",
+                    store or str(out_dir / "embeddings"),
                     batch_size=config.batch_size,
                     num_workers=config.num_workers,
                     progress=bar,
@@ -174,7 +192,10 @@ def run_evaluate(
                 robustness = design.robustness_input(b, config.robustness_min_per_cell)
                 report["benchmarks"][b.name] = {
                     "sha256": b.sha256,
+                    "content_sha256": b.content_sha256,
                     "file": b.source_file,
+                    "input": b.input.to_dict(),
+                    "split_source": b.definition.split.source or b.definition.split.kind,
                     "n_tiles": len(b),
                     "classes": b.classes,
                     "sites": sorted(set(b.column("site"))),

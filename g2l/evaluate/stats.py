@@ -128,35 +128,92 @@ def _weighted_auc(weights: np.ndarray, order: np.ndarray, starts: np.ndarray, po
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
+# Above this many units the per-unit pair matrices (U x U per class) would not fit comfortably; the
+# sample-weighted form is used instead (same numbers, O(draws x samples) per class).
+_MAX_PAIR_UNITS = 4000
+
+
+def _auc_pair_matrix(
+    unit: np.ndarray, positive: np.ndarray, score: np.ndarray, n_units: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, pos, neg): A[u, v] = sum over positives i of unit u and negatives j of unit v of
+    1[s_i > s_j] + 1/2 1[s_i = s_j]; pos/neg = positives/negatives per unit.
+
+    With unit multiplicities c, the weighted AUC is c'Ac / ((c.pos)(c.neg)): each bootstrap draw then
+    costs O(U^2) instead of O(n). Built one negative unit at a time by binary search, O(U n_pos log n).
+    """
+    a = np.zeros((n_units, n_units))
+    pos_idx = np.flatnonzero(positive)
+    pos_idx = pos_idx[np.argsort(unit[pos_idx], kind="mergesort")]  # grouped by unit for reduceat
+    pos_count = np.bincount(unit[positive], minlength=n_units).astype(np.float64)
+    neg_count = np.bincount(unit[~positive], minlength=n_units).astype(np.float64)
+    if pos_idx.size == 0 or neg_count.sum() == 0:
+        return a, pos_count, neg_count
+    pos_units, unit_starts = np.unique(unit[pos_idx], return_index=True)
+    pos_scores = score[pos_idx]
+    neg_idx = np.flatnonzero(~positive)
+    neg_idx = neg_idx[np.lexsort((score[neg_idx], unit[neg_idx]))]  # by unit, then by score
+    neg_units, neg_starts = np.unique(unit[neg_idx], return_index=True)
+    neg_ends = np.r_[neg_starts[1:], neg_idx.size]
+    for v, lo, hi in zip(neg_units, neg_starts, neg_ends, strict=True):
+        scores_v = score[neg_idx[lo:hi]]
+        below = np.searchsorted(scores_v, pos_scores, side="left")
+        not_above = np.searchsorted(scores_v, pos_scores, side="right")
+        a[pos_units, v] = np.add.reduceat(0.5 * (below + not_above), unit_starts)
+    return a, pos_count, neg_count
+
+
 def macro_auc_statistic(
-    unit_of_sample: np.ndarray, labels: np.ndarray, scores: np.ndarray, units: int
+    unit_of_sample: np.ndarray, labels: np.ndarray, scores: np.ndarray, units: int, method: str = "auto"
 ) -> UnitStatistic:
     """Macro one-vs-rest ROC AUC over the classes present (two columns: the positive class's AUC).
 
     `scores` [n, C] are per-class scores (log-probabilities); ties count one half, as scikit-learn's
-    `roc_auc_score`. Samples are weighted by their unit's multiplicity.
+    `roc_auc_score`. Samples are weighted by their unit's multiplicity. `method`: `pairs` (per-unit
+    pair matrices, the default up to 4000 units), `samples` (sample-weighted), or `auto`.
     """
+    if method not in ("auto", "pairs", "samples"):
+        raise ValueError(f"method must be auto, pairs or samples, got {method!r}")
     u = np.asarray(unit_of_sample, dtype=np.int64)
     y = np.asarray(labels, dtype=np.int64)
     sc = np.asarray(scores, dtype=np.float64)
     if sc.ndim != 2 or sc.shape[0] != y.size:
         raise ValueError(f"scores must be [n, classes] with n = {y.size}, got {sc.shape}")
     classes = [1] if sc.shape[1] == 2 else list(range(sc.shape[1]))
+    active = np.unique(u)
+    if method == "pairs" or (method == "auto" and active.size <= _MAX_PAIR_UNITS):
+        compact = np.searchsorted(active, u)
+        mats = [_auc_pair_matrix(compact, y == c, sc[:, c], active.size) for c in classes]
+
+        def fn(counts: np.ndarray) -> np.ndarray:
+            c = counts[:, active]
+            per_class = []
+            for a, pos, neg in mats:
+                num = ((c @ a) * c).sum(axis=1)
+                den = (c @ pos) * (c @ neg)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    per_class.append(np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan))
+            return _nanmean_rows(np.stack(per_class, axis=1))
+
+        return UnitStatistic(fn=fn, units=units, active=active)
     parts = [_auc_parts(sc[:, c], y == c) for c in classes]
     rows = _rows_per_block(y.size)
 
-    def fn(counts: np.ndarray) -> np.ndarray:
+    def fn_samples(counts: np.ndarray) -> np.ndarray:
         out = np.empty(counts.shape[0])
         for lo in range(0, counts.shape[0], rows):
             w = counts[lo : lo + rows][:, u]
-            per_class = np.stack([_weighted_auc(w, *p) for p in parts], axis=1)
-            with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                # An all-NaN row (no class with both positives and negatives) is a legitimate NaN.
-                warnings.simplefilter("ignore", RuntimeWarning)
-                out[lo : lo + rows] = np.nanmean(per_class, axis=1)
+            out[lo : lo + rows] = _nanmean_rows(np.stack([_weighted_auc(w, *p) for p in parts], axis=1))
         return out
 
-    return UnitStatistic(fn=fn, units=units, active=np.unique(u))
+    return UnitStatistic(fn=fn_samples, units=units, active=active)
+
+
+def _nanmean_rows(values: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        # An all-NaN row (no class with both positives and negatives) is a legitimate NaN.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=1)
 
 
 def ratio_statistic(numerator: np.ndarray, denominator: np.ndarray) -> UnitStatistic:

@@ -34,6 +34,8 @@ class Manifest:
     content_hash: str
     rev: str | None
     source: str
+    uri: str = ""  # the path or URI as given (relative to `repo` when read at a revision)
+    repo: str | None = None
 
 
 def is_parquet(name: str) -> bool:
@@ -42,10 +44,21 @@ def is_parquet(name: str) -> bool:
 
 
 def parse_table(data: bytes, name: str) -> pd.DataFrame:
-    """Parse manifest bytes (CSV or Parquet by `name`'s extension); CSV cells stay strings, blanks ''."""
-    if is_parquet(name):
-        return pd.read_parquet(io.BytesIO(data))
-    return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[])
+    """Parse manifest bytes (CSV or Parquet by `name`'s extension); CSV cells stay strings, blanks ''.
+
+    Bytes that are not such a table (a slide, an image, an empty file) raise `ManifestError` naming the file.
+    """
+    kind = "Parquet" if is_parquet(name) else "CSV"
+    try:
+        if is_parquet(name):
+            return pd.read_parquet(io.BytesIO(data))
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[])
+    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many kinds for bytes that are not a table
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ManifestError(name, [RowError(
+            row=None, column="", value=None, message=f"not a readable {kind} table ({reason})",
+            fix="give a manifest: a UTF-8 CSV with a header row (slide_id,uri,cancer_type,site,...) or a "
+            ".parquet file")]) from None
 
 
 def read_table(path_or_uri: str | os.PathLike[str]) -> pd.DataFrame:
@@ -167,4 +180,4 @@ def load(path_or_uri: str | os.PathLike[str], rev: str | None = None, repo: str 
         if errors:
             raise ManifestError(source, errors)
     return Manifest(df=to_manifest_frame(df), content_hash=content_hash(df),
-                    rev=_resolve_commit(repo, rev), source=source)
+                    rev=_resolve_commit(repo, rev), source=source, uri=path, repo=repo)

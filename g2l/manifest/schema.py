@@ -13,11 +13,14 @@ from g2l.storage import parse_checksum
 
 SLIDE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 REQUIRED_COLUMNS = ("slide_id", "uri", "cancer_type", "site")
-OPTIONAL_COLUMNS = ("scanner", "patient_id", "mpp", "checksum", "split")
+OPTIONAL_COLUMNS = ("scanner", "patient_id", "mpp", "mpp_source", "checksum", "split")
 # Canonical column order: schema columns first, then label / extra columns sorted by name.
 SCHEMA_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 SPLITS = ("train", "val", "test")
 NUMERIC_COLUMNS = ("mpp",)
+#: `mpp_source` values: which mpp wins when the manifest's `mpp` and the slide's metadata disagree. Empty:
+#: they must agree within tiling.mpp_tolerance (the manifest's fills in a slide without one).
+MPP_SOURCES = ("manifest", "metadata")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -32,7 +35,9 @@ class RowError:
 
     def __str__(self) -> str:
         where = f"row {self.row}" if self.row is not None else "file"
-        return f"{where}, column {self.column!r}, value {self.value!r}: {self.message}; fix: {self.fix}"
+        if self.column:
+            where = f"{where}, column {self.column!r}, value {self.value!r}"
+        return f"{where}: {self.message}; fix: {self.fix}"
 
 
 def is_missing(value: Any) -> bool:
@@ -65,6 +70,11 @@ def validate(df: pd.DataFrame, *, first_row: int = 2) -> list[RowError]:
     for col in missing_cols:
         errors.append(RowError(row=None, column=col, value=None, message="required column is missing",
                                fix=f"add a {col!r} column (required: {', '.join(REQUIRED_COLUMNS)})"))
+    if not missing_cols and len(df) == 0:
+        # An empty manifest would "succeed" at every stage and train on nothing.
+        errors.append(RowError(row=None, column="", value=None, message="the manifest has no rows",
+                               fix="add one row per slide (e.g. with `g2l manifest inventory` and "
+                               "`g2l manifest sample`)"))
     seen_ids: dict[str, int] = {}
     patient_split: dict[str, tuple[str, int]] = {}
     records = df.to_dict("records")
@@ -109,6 +119,15 @@ def validate(df: pd.DataFrame, *, first_row: int = 2) -> list[RowError]:
                 if not (mpp > 0 and math.isfinite(mpp)):
                     err("mpp", "mpp must be a positive number (microns per pixel)",
                         "write e.g. 0.25 (40x) or 0.5 (20x), or leave it empty to use the slide's metadata")
+        if "mpp_source" in df.columns and not is_missing(rec.get("mpp_source")):
+            source = str(rec["mpp_source"]).strip().lower()
+            if source not in MPP_SOURCES:
+                err("mpp_source", f"unknown mpp_source (expected {' or '.join(MPP_SOURCES)}, or empty)",
+                    "write 'manifest' when the slide's metadata is wrong, 'metadata' when the manifest's mpp "
+                    "is, or leave it empty")
+            elif source == "manifest" and ("mpp" not in df.columns or is_missing(rec.get("mpp"))):
+                err("mpp_source", "mpp_source is 'manifest' but the row has no mpp",
+                    "write the slide's microns per pixel in the mpp column")
         if "checksum" in df.columns and not is_missing(rec.get("checksum")):
             try:
                 parse_checksum(str(rec["checksum"]))

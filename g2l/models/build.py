@@ -11,25 +11,19 @@ from typing import Any
 
 import torch
 
+from g2l.models.checkpoint import WEIGHT_FILES, load_state_dict_file
 from g2l.models.digest import weights_sha256
+from g2l.models.errors import ModelError, ModelUnavailableError, UnknownModelError
+from g2l.models.hf_config import is_hf_dinov2_config, timm_from_hf_config
+from g2l.models.layouts import LayoutError, to_timm
 from g2l.models.preprocess import Preprocess, from_timm_config
 from g2l.models.zoo import EMBEDDINGS, ModelSpec, canonical_name, get_spec, known_models
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt")
+__all__ = ["WEIGHT_FILES", "LoadedModel", "ModelError", "ModelUnavailableError", "UnknownModelError",
+           "build_model", "embed", "load_state_dict_file", "resolve_kwargs", "skeleton"]
+
 _ARCH_KEYS = ("architecture", "arch", "timm_name", "model_name")
 _KWARGS_KEYS = ("model_args", "kwargs", "timm_kwargs")
-
-
-class ModelError(ValueError):
-    """A model cannot be built; the message names the model or file and the fix."""
-
-
-class UnknownModelError(ModelError):
-    """The name is neither registered, nor a timm model, nor a local checkpoint."""
-
-
-class ModelUnavailableError(ModelError):
-    """The model is known but its weights cannot be fetched (offline, gated, or not on any hub)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
@@ -92,47 +86,40 @@ def _unknown(name: str) -> UnknownModelError:
     )
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from safetensors, a torch file (.pt/.pth/.bin) or a directory holding one."""
-    p = Path(path)
-    if p.is_dir():
-        for candidate in WEIGHT_FILES:
-            if (p / candidate).is_file():
-                p = p / candidate
-                break
-        else:
-            raise ModelError(f"{path}: no weights file in the directory; "
-                             f"expected one of {', '.join(WEIGHT_FILES)}")
-    if not p.is_file():
-        raise ModelError(f"weights file {str(p)!r} does not exist; pass --weights with a readable file")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def timm_state(path: str | Path, name: str) -> tuple[dict[str, torch.Tensor], str]:
+    """A checkpoint's tensors in timm names (published DINOv2/transformers layouts converted), its layout."""
+    try:
+        return to_timm(load_state_dict_file(path))
+    except LayoutError as exc:
+        raise ModelError(f"{path}: weights for model {name!r} do not follow their layout: {exc}") from exc
 
-        state: Any = load_file(str(p))
-    else:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-        for nest in ("state_dict", "model", "module"):  # common training-checkpoint wrappers
-            if isinstance(state, dict) and nest in state and isinstance(state[nest], dict):
-                state = state[nest]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"{p}: not a state dict of tensors")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+def fit_report(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> tuple[list[str], ...]:
+    """(missing, unexpected, mis-shaped) tensor names of `found` against `expected` (both timm names)."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [f"{k} {tuple(found[k].shape)} vs {tuple(expected[k].shape)}" for k in sorted(expected)
+              if k in found and found[k].shape != expected[k].shape]
+    return missing, unexpected, shapes
 
 
 def _load_weights(model: torch.nn.Module, path: str | Path, name: str) -> None:
-    state = load_state_dict_file(path)
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        detail = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise ModelError(f"{path}: weights do not fit model {name!r} ({detail}). "
-                         f"Check --teacher/--weights belong together.") from exc
-    if result.missing_keys or result.unexpected_keys:
-        raise ModelError(
-            f"{path}: weights do not fit model {name!r}: missing {result.missing_keys[:5]}"
-            f"{'...' if len(result.missing_keys) > 5 else ''}, unexpected {result.unexpected_keys[:5]}"
-            f"{'...' if len(result.unexpected_keys) > 5 else ''}. Check --teacher/--weights belong together."
-        )
+    """Load a checkpoint (any published layout) into an already built model, strictly."""
+    state, layout = timm_state(path, name)
+    expected = model.state_dict()
+    missing, unexpected, shapes = fit_report(expected, state)
+    if missing or unexpected or shapes:
+        raise ModelError(f"{path}: weights ({layout} layout) do not fit model {name!r}: missing "
+                         f"{missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {shapes[:3]}")
+    model.load_state_dict({k: state[k].to(expected[k].dtype) for k in expected}, strict=True)
+
+
+def skeleton(arch: str, kwargs: dict[str, Any]) -> torch.nn.Module:
+    """The architecture on the meta device: every parameter's name and shape, no memory, no init cost."""
+    import timm
+
+    with torch.device("meta"):
+        return timm.create_model(arch, pretrained=False, **resolve_kwargs(kwargs))
 
 
 def _create_with_weights(arch: str, kwargs: dict[str, Any], path: str | Path, name: str) -> torch.nn.Module:
@@ -140,27 +127,26 @@ def _create_with_weights(arch: str, kwargs: dict[str, Any], path: str | Path, na
 
     Skips the random initialisation (tens of seconds and twice the memory for a ViT-g) and gives the
     same module as building then loading: checkpoint tensors are cast to the model's dtypes first.
+    Checkpoints in a published non-timm layout (Hibou-L's DINOv2 or transformers names) are converted.
     """
     import itertools
 
-    import timm
-
-    state = load_state_dict_file(path)
-    with torch.device("meta"):
-        model = timm.create_model(arch, pretrained=False, **resolve_kwargs(kwargs))
+    state, layout = timm_state(path, name)
+    model = skeleton(arch, kwargs)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in sorted(expected)
-              if k in state and state[k].shape != expected[k].shape]
+    missing, unexpected, shapes = fit_report(expected, state)
     if missing or unexpected or shapes:
         raise ModelError(
-            f"{path}: weights do not fit model {name!r}: missing {missing[:5]}"
+            f"{path}: weights ({layout} layout) do not fit model {name!r}: missing {missing[:5]}"
             f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
             f"{'...' if len(unexpected) > 5 else ''}, shape mismatches {shapes[:3]}. "
-            f"Check --teacher/--weights belong together."
+            f"Check --teacher/--weights belong together (`g2l models check {name} --weights {path}` "
+            f"lists every difference)."
         )
-    model.load_state_dict({k: state[k].to(expected[k].dtype) for k in expected}, strict=True, assign=True)
+    # contiguous: converted tensors may be views (pos_embed = pos[:, 1:]); assigned as parameters they
+    # would keep odd strides (DDP's gradient buckets then warn and copy)
+    model.load_state_dict({k: state[k].to(expected[k].dtype).contiguous() for k in expected}, strict=True,
+                          assign=True)
     if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
         # non-persistent buffers (not in any checkpoint) need a real build; rare for ViTs
         model = _create(arch, kwargs, seed=0)
@@ -199,25 +185,59 @@ def _read_dir_config(path: Path) -> dict[str, Any]:
     if not cfg_file.is_file():
         raise ModelError(f"{path}: a model directory needs config.json (timm architecture + model_args)")
     cfg = json.loads(cfg_file.read_text())
+    if isinstance(cfg, dict) and is_hf_dinov2_config(cfg):
+        return cfg
     if not isinstance(cfg, dict) or not any(k in cfg for k in _ARCH_KEYS):
         raise ModelError(f"{cfg_file}: needs one of the keys {', '.join(_ARCH_KEYS)} "
                          f"naming the timm architecture")
     return cfg
 
 
+def _hf_preprocess(path: Path) -> dict[str, Any] | None:
+    """Normalisation of a transformers snapshot, from its preprocessor_config.json (when present)."""
+    file = path / "preprocessor_config.json"
+    if not file.is_file():
+        return None
+    cfg = json.loads(file.read_text())
+    if not isinstance(cfg, dict) or "image_mean" not in cfg or "image_std" not in cfg:
+        return None
+    crop = cfg.get("crop_size")
+    size = crop.get("height") if isinstance(crop, dict) else crop
+    # transformers' resample codes are PIL's: 2 bilinear, 3 bicubic
+    interpolation = {2: "bilinear", 3: "bicubic"}.get(int(cfg.get("resample") or 0))
+    out: dict[str, Any] = {"mean": cfg["image_mean"], "std": cfg["image_std"]}
+    if size:
+        out["input_px"] = int(size)
+    if interpolation:
+        out["interpolation"] = interpolation
+    return out
+
+
 def _spec_from_dir(path: Path, base: ModelSpec | None, name: str | None) -> tuple[ModelSpec, dict[str, Any]]:
     cfg = _read_dir_config(path)
-    arch = next(cfg[k] for k in _ARCH_KEYS if k in cfg)
-    kwargs = dict(next((cfg[k] for k in _KWARGS_KEYS if k in cfg), {}) or {})
-    registered = get_spec(arch)
+    if is_hf_dinov2_config(cfg):  # a transformers snapshot (histai/hibou-L): its config decides the shapes
+        arch, kwargs = timm_from_hf_config(cfg, str(path / "config.json"))
+        registered = None
+    else:
+        arch = next(cfg[k] for k in _ARCH_KEYS if k in cfg)
+        kwargs = dict(next((cfg[k] for k in _KWARGS_KEYS if k in cfg), {}) or {})
+        registered = get_spec(arch)
     if registered is not None:  # config.json names a registered model (e.g. a tiny student): its arch
         kwargs = {**registered.kwargs, **kwargs}
         base = base or registered
         arch = registered.arch
-    if base is not None:  # class-valued kwargs never appear in a hub config.json; take them from the spec
+    if base is not None and not is_hf_dinov2_config(cfg):
+        # class-valued kwargs never appear in a hub config.json; take them from the spec
         kwargs = {**{k: v for k, v in base.kwargs.items() if k not in kwargs}, **kwargs}
     kwargs.setdefault("num_classes", 0)
-    pre = cfg.get("preprocess") or {}
+    size = (cfg.get("pretrained_cfg") or {}).get("input_size")
+    if "img_size" not in kwargs and isinstance(size, list | tuple) and len(size) == 3:
+        # timm's hub configs (H-optimus-0's) give the input size only in pretrained_cfg; timm builds
+        # the model at that size, so its position embedding fits the published weights
+        kwargs["img_size"] = int(size[-1])
+    pre = cfg.get("preprocess") or _hf_preprocess(path) or {}
+    if not pre and base is None and is_hf_dinov2_config(cfg):
+        pre = {"input_px": kwargs["img_size"]}
     spec = ModelSpec(
         name=name or cfg.get("name") or str(path),
         arch=arch,
@@ -229,6 +249,9 @@ def _spec_from_dir(path: Path, base: ModelSpec | None, name: str | None) -> tupl
         std=tuple(pre["std"]) if "std" in pre else (base.std if base else None),  # type: ignore[arg-type]
         interpolation=pre.get("interpolation") or (base.interpolation if base else None),
         embedding=cfg.get("embedding") or (base.embedding if base else "cls"),
+        layouts=base.layouts if base else (
+            ("hf-dinov2", "dinov2") if is_hf_dinov2_config(cfg) else ("timm",)),
+        pretrained=base.pretrained if base else False,
     )
     return spec, cfg
 
@@ -264,7 +287,8 @@ def _hub_snapshot(spec: ModelSpec, offline: bool) -> Path:
     repo = spec.hub_repo or spec.name
     try:
         # safetensors first; only repos without it (e.g. UNI) fetch pytorch_model.bin - never both
-        path = Path(snapshot_download(repo, allow_patterns=["config.json", "model.safetensors"],
+        path = Path(snapshot_download(repo, allow_patterns=["config.json", "model.safetensors",
+                                                                 "preprocessor_config.json"],
                                       local_files_only=offline))
         if not (path / "model.safetensors").is_file():
             path = Path(snapshot_download(repo, allow_patterns=["config.json", "pytorch_model.bin"],

@@ -38,6 +38,11 @@ class ModelSpec:
     seed: int | None = None  # seeded random init (tiny test models)
     weights_file: str | None = None  # source "package": safetensors path relative to the g2l package
     weights_file_sha256: str | None = None  # sha256 of that file's bytes (pinned)
+    # layouts its published checkpoints come in (g2l.models.layouts); every one loads into `arch`
+    layouts: tuple[str, ...] = ("timm",)
+    # the model card publishes pretrained weights a distillation student starts from: a run must name
+    # them (distill.student_weights: a file/directory, or `hub` for the registered source)
+    pretrained: bool = False
     notes: str = ""
 
 
@@ -109,6 +114,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         interpolation="bicubic",
+        pretrained=True,
         notes="ViT-L/14 + 4 registers (DINOv2 LVD-142M weights), 1024-d; timm-native student.",
     ),
     ModelSpec(
@@ -121,20 +127,27 @@ _SPECS: tuple[ModelSpec, ...] = (
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         interpolation="bilinear",
+        pretrained=True,
         notes="ViT-L/16, 1024-d; pathology-pretrained student.",
     ),
     ModelSpec(
         name="hibou-L",
+        # DINOv2 ViT-L/14 with 4 registers and the fused SwiGLU FFN: w12 1024 -> 5472, w3 2736 -> 1024
+        # (HistAI/hibou vision_transformer.py vit_large + build_model(ffn_layer="swiglufused",
+        # num_register_tokens=4)). timm's SwiGLUPacked is the same fused layer; mlp_ratio 5472/1024.
         arch="vit_large_patch14_reg4_dinov2",
-        kwargs={"img_size": 224, "num_classes": 0},
+        kwargs={"img_size": 224, "num_classes": 0, "mlp_ratio": 5472 / 1024, **_SWIGLU},
         role="student",
-        source="local",
+        hub_repo="histai/hibou-L",
+        gated=True,
         mean=(0.7068, 0.5755, 0.722),
         std=(0.195, 0.2316, 0.1816),
         interpolation="bicubic",
-        notes="histai/hibou-L, the G2L paper's student (ViT-L/14 + 4 registers, 1024-d). It is published "
-              "for HF transformers (trust_remote_code), not timm: pass --weights with a timm-format "
-              "state dict of vit_large_patch14_reg4_dinov2 converted from it.",
+        layouts=("hf-dinov2", "dinov2"),
+        pretrained=True,
+        notes="histai/hibou-L, the G2L paper's student (ViT-L/14 + 4 registers, SwiGLU, 1024-d CLS after "
+              "the final norm = transformers' pooler_output). Loads the hub snapshot (config.json + "
+              "model.safetensors, transformers names) or the HistAI/hibou DINOv2-style .pth, converted.",
     ),
     ModelSpec(
         name="tiny-vit-teacher",

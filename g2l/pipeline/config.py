@@ -33,6 +33,8 @@ class PipelineConfig:
     distill_gpus: int = 1
     distill_nodes: int = 1
     max_distill_steps: int = 0
+    embed_cpu: str = ""
+    distill_cpu: str = ""
     enable_caching: bool = True
     plan: PlanConfig = dataclasses.field(default_factory=PlanConfig)
 
@@ -45,6 +47,18 @@ class PipelineConfig:
         for key in ("tile_gpus", "embed_gpus", "max_distill_steps"):
             value = getattr(self, key)
             require(value >= 0, f"pipeline.{key} must be >= 0, got {value}")
+
+    def cpu_for(self, step: str, workers: int) -> str:
+        """CPUs of the embed or distill pod: the configured value, else what its processes need.
+
+        Every rank runs `workers` DataLoader processes beside itself, so a pod needs
+        ranks x (workers + 1) CPUs plus one for the launcher; fewer and the workers starve the GPUs.
+        """
+        configured = getattr(self, f"{step}_cpu")
+        if configured:
+            return str(configured)
+        ranks = self.distill_gpus if step == "distill" else 1
+        return str(ranks * (workers + 1) + 1)
 
     def experiment_for(self, cancer: str) -> str:
         """The KFP experiment runs of `cancer` go to (`pipeline.experiment` or g2l-<cancer>)."""
@@ -78,7 +92,8 @@ def pipeline_arguments(config_path: str | Path, **overrides: Any) -> dict[str, A
     run = load_section(RunConfig, path, section="run")
     pipe = load_section(PipelineConfig, path, section="pipeline")
     # The manifest is named once, in the `manifest:` section the `g2l tile`/`g2l manifest` commands read.
-    manifest = load_yaml(path).get("manifest") or {}
+    raw = load_yaml(path)
+    manifest = raw.get("manifest") or {}
     args: dict[str, Any] = {
         "cancer": run.cancer,
         "artifact_root": run.artifact_root,
@@ -95,10 +110,13 @@ def pipeline_arguments(config_path: str | Path, **overrides: Any) -> dict[str, A
         "registry_uri": pipe.registry_uri,
         "tile_groups": pipe.tile_groups,
         "embed_groups": pipe.embed_groups,
-        "tile_gpus": pipe.tile_gpus,
-        "embed_gpus": pipe.embed_gpus,
-        "distill_gpus": pipe.distill_gpus,
+        # GPU and CPU counts are STRING parameters: the KFP driver reads resource placeholders as strings.
+        "tile_gpus": str(pipe.tile_gpus),
+        "embed_gpus": str(pipe.embed_gpus),
+        "distill_gpus": str(pipe.distill_gpus),
         "distill_nodes": pipe.distill_nodes,
+        "embed_cpu": pipe.cpu_for("embed", _workers(raw, "embed", 2)),
+        "distill_cpu": pipe.cpu_for("distill", _workers(raw, "distill", 2)),
         "max_distill_steps": pipe.max_distill_steps,
     }
     unknown = sorted(set(overrides) - set(args))
@@ -106,4 +124,14 @@ def pipeline_arguments(config_path: str | Path, **overrides: Any) -> dict[str, A
         not unknown, f"unknown pipeline parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(args))}"
     )
     args.update(overrides)
+    for key in RESOURCE_PARAMETERS:  # `--set embed_gpus=2` parses as an int: the parameter is a string
+        args[key] = str(args[key])
     return args
+
+
+RESOURCE_PARAMETERS = ("tile_gpus", "embed_gpus", "distill_gpus", "embed_cpu", "distill_cpu")
+
+
+def _workers(raw: dict[str, Any], section: str, default: int) -> int:
+    value = (raw.get(section) or {}).get("num_workers")
+    return int(value) if isinstance(value, int) else default

@@ -10,7 +10,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import tempfile
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,7 @@ def pin_inputs(
     """
     from g2l import manifest, storage
 
+    configure_git_credentials()
     text = read_text_or_uri(config_yaml)
     data = yaml.safe_load(text)
     require(
@@ -134,12 +137,13 @@ def slide_group_items(
     """
     return [
         {
+            "index": str(i),
             "slide_ids": ids,
             "manifest": manifest_uri,
             "manifest_sha256": manifest_sha256,
             "config_uri": config_uri,
         }
-        for ids in slide_groups(manifest_uri, n_groups)
+        for i, ids in enumerate(slide_groups(manifest_uri, n_groups))
     ]
 
 
@@ -202,3 +206,129 @@ def check_positive(name: str, value: int) -> int:
     if value < 1:
         raise ConfigError(f"pipeline parameter {name} must be >= 1, got {value}")
     return value
+
+
+# --- checks at the start of a run: everything a later GPU step would fail on ----------------------
+
+_CPU = re.compile(r"^(\d+(\.\d+)?|\d+m)$")
+
+
+def check_gpu_count(name: str, value: str, *, minimum: int) -> int:
+    """A GPU count parameter: a STRING holding a whole number >= `minimum` (the pod's accelerator limit).
+
+    The KFP v2 driver reads the placeholder of an accelerator count with `GetStringValue()`
+    (backend/src/v2/driver/resolve.go `resolvePodSpecInputRuntimeParameter` at 2.17.0), so the pipeline
+    passes counts as strings; this checks them before any pod asks for a GPU.
+    """
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < minimum:
+        raise ConfigError(
+            f"pipeline parameter {name}={value!r} must be a whole number >= {minimum} "
+            f"(GPUs per pod), e.g. {name}=1"
+        )
+    return int(text)
+
+
+def check_cpu(name: str, value: str) -> str:
+    """A CPU quantity parameter ('16', '500m', '7.5'): what Kubernetes' ParseQuantity accepts for cpu."""
+    text = str(value).strip()
+    if not _CPU.match(text) or float(text.rstrip("m") or 0) <= 0:
+        raise ConfigError(
+            f"pipeline parameter {name}={value!r} must be a CPU quantity such as '16' or '500m'"
+        )
+    return text
+
+
+def check_run_resources(
+    *,
+    tile_gpus: str,
+    embed_gpus: str,
+    distill_gpus: str,
+    distill_nodes: int,
+    embed_cpu: str,
+    distill_cpu: str,
+) -> None:
+    """Validate every resource parameter of a run at its start (tiling and embedding may run on CPU)."""
+    check_gpu_count("tile_gpus", tile_gpus, minimum=0)
+    check_gpu_count("embed_gpus", embed_gpus, minimum=0)  # 0: the teacher on CPU (the demo)
+    check_gpu_count("distill_gpus", distill_gpus, minimum=1)
+    check_positive("distill_nodes", int(distill_nodes))
+    check_cpu("embed_cpu", embed_cpu)
+    check_cpu("distill_cpu", distill_cpu)
+
+
+def benchmark_root(definition_text: str) -> tuple[str, bool]:
+    """The data root a benchmark definition names (${VAR:-default} expanded from this environment), and
+    whether the benchmark generates its own data there (`generate:`, the synthetic set)."""
+    from g2l.evaluate.benchmark import expand_env
+
+    data = yaml.safe_load(definition_text) or {}
+    return expand_env(str(data.get("root") or "")), bool(data.get("generate"))
+
+
+def check_benchmarks(benchmarks: str) -> list[str]:
+    """Every benchmark definition is readable and its data root exists (gs:// or local); returns the roots.
+
+    A gated run evaluates on them after tiling, embedding and distillation: an unreachable benchmark
+    must stop the run at its start, not after the GPU-hours.
+    """
+    from g2l import storage
+
+    names = parse_list(benchmarks)
+    if not names:
+        raise ConfigError(
+            "no benchmarks: a gated run needs at least one (pipeline parameter `benchmarks`, "
+            "comma-separated definitions such as configs/benchmarks/bracs.yaml or gs://.../bracs.yaml)"
+        )
+    roots, problems = [], []
+    for name in names:
+        try:
+            root, generated = benchmark_root(read_text_or_uri(name))
+        except (FileNotFoundError, OSError) as exc:
+            problems.append(f"{name}: definition not readable ({exc})")
+            continue
+        if not root:
+            problems.append(f"{name}: names no `root:` for its data")
+        elif generated:
+            pass  # written by the evaluate step itself
+        elif not (storage.exists(root) if storage.is_remote(root) else Path(root).exists()):
+            problems.append(
+                f"{name}: data root {root} not found (upload the benchmark there, or set G2L_DATA / "
+                "the g2l-pipeline-env key benchmark_data to the gs:// prefix that holds it)"
+            )
+        roots.append(root)
+    if problems:
+        raise ConfigError("benchmarks not reachable: " + "; ".join(problems))
+    return roots
+
+
+def configure_git_credentials(env: MutableMapping[str, str] | None = None) -> bool:
+    """Let git (and DVC through it) authenticate with $GIT_USERNAME/$GIT_PASSWORD from a Secret.
+
+    Sets a credential helper through GIT_CONFIG_COUNT/KEY/VALUE (git >= 2.31) that answers from the
+    environment, so the token is never written to disk; returns whether credentials were configured.
+    """
+    if env is None:
+        env = os.environ
+    if not (env.get("GIT_USERNAME") and env.get("GIT_PASSWORD")):
+        return False
+    index = int(env.get("GIT_CONFIG_COUNT") or 0)
+    helper = '!f() { echo "username=$GIT_USERNAME"; echo "password=$GIT_PASSWORD"; }; f'
+    env[f"GIT_CONFIG_KEY_{index}"] = "credential.helper"
+    env[f"GIT_CONFIG_VALUE_{index}"] = helper
+    env["GIT_CONFIG_COUNT"] = str(index + 1)
+    return True
+
+
+def record_artifact(path: str, uri: str, *, kind: str, **metadata: Any) -> dict[str, Any]:
+    """Write a small JSON pointer at a KFP output artifact's local `path`; returns its metadata.
+
+    The data stays where the stage wrote it (under the artifact root); the KFP artifact carries its URI
+    and identity in its metadata, so the UI's lineage graph links the run's shards, cache and student.
+    The artifact's own URI is left to KFP: the v2 launcher uploads it under the pipeline root and
+    rejects URIs outside that bucket (backend/src/v2/component/launcher_v2.go `uploadOutputArtifacts`).
+    """
+    record = {"uri": uri, "kind": kind, **metadata}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record

@@ -72,6 +72,8 @@ class DesiredSchedule:
     no_catchup: bool
     parameters: dict[str, Any]
     service_account: str
+    namespace: str = ""  # the Kubeflow profile namespace (multi-user); every API call carries it
+    config: str = ""  # the cancer's config file (preflight checks it before anything is scheduled)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -112,8 +114,11 @@ def load_schedules(path: str | Path) -> SchedulesConfig:
     return from_dict(SchedulesConfig, load_yaml(path), where=str(path))
 
 
-def desired_schedules(path: str | Path) -> tuple[SchedulesConfig, list[DesiredSchedule]]:
-    """The recurring runs the schedules file asks for, parameters taken from each cancer's config."""
+def desired_schedules(path: str | Path, namespace: str = "") -> tuple[SchedulesConfig, list[DesiredSchedule]]:
+    """The recurring runs the schedules file asks for, parameters taken from each cancer's config.
+
+    Each runs in its config's `pipeline.namespace` unless `namespace` (the --namespace flag) overrides it.
+    """
     from g2l.pipeline.config import PipelineConfig, pipeline_arguments
 
     cfg = load_schedules(path)
@@ -146,6 +151,8 @@ def desired_schedules(path: str | Path) -> tuple[SchedulesConfig, list[DesiredSc
                 no_catchup=entry.no_catchup,
                 parameters=pipeline_arguments(config_path, **entry.parameters),
                 service_account=pipe.service_account,
+                namespace=namespace or pipe.namespace,
+                config=str(config_path),
             )
         )
     return cfg, out

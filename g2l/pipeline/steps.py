@@ -1,9 +1,9 @@
 """One function per pipeline step: load the stage's config from the pinned file, call the stage, report.
 
 Each kfp component calls exactly one of these. They hold the little that is pipeline-specific (which
-config section, which run id and cancer the metrics carry, where outputs go under the artifact root,
-mirroring a gs:// root to local disk for the stages that work on local directories) so that the
-components stay argument plumbing and this logic is tested without Kubeflow.
+config section, which run id, cancer and fan-out task the metrics carry, where outputs go under the
+artifact root; staging is g2l.pipeline.staging, retries g2l.pipeline.retry) so that the components stay
+argument plumbing and this logic is tested without Kubeflow.
 """
 
 from __future__ import annotations
@@ -12,72 +12,35 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from g2l.pipeline.io import distill_dir, load_stage_config, parse_list, run_id, stage_file
-
-WORK_DIR_ENV = "G2L_WORK_DIR"
-
-
-# --- artifact roots on GCS: the embed/distill/evaluate stages read and write local directories ----
-
-
-def _download(uri: str, dest: Path) -> None:
-    """Copy one object, or every object under a prefix, to `dest` (skipping files already there)."""
-    from g2l import storage
-
-    base = uri.rstrip("/")
-    try:  # one object
-        files = [(base, dest, storage.stat(base, checksum=False).size)]
-    except FileNotFoundError:  # a directory: every object under it (none when it does not exist yet)
-        found = storage.list_files(base, checksum=False) if storage.exists(base) else []
-        files = [(f.uri, dest / f.uri[len(base) + 1 :], f.size) for f in found]
-    for src, target, size in files:
-        if target.exists() and target.stat().st_size == size:
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(storage.stage(src), target)
-
-
-@contextlib.contextmanager
-def local_root(artifact_root: str, pull: list[str], push: list[str]) -> Iterator[str]:
-    """A local directory standing for the artifact root: the root itself when local; for gs:// a work
-    directory with the `pull` sub-paths (files or directories) downloaded, whose `push` sub-paths are
-    uploaded afterwards, also after a failure, so that checkpoints and finished parts survive a
-    preempted pod."""
-    from g2l import storage
-
-    if not storage.is_remote(artifact_root):
-        yield artifact_root
-        return
-    work = Path(os.environ.get(WORK_DIR_ENV) or tempfile.mkdtemp(prefix="g2l-work-"))
-    for sub in pull:
-        _download(storage.join(artifact_root, sub), work / sub)
-    try:
-        yield str(work)
-    finally:
-        for sub in push:
-            if (work / sub).is_dir():
-                storage.sync_dir(work / sub, storage.join(artifact_root, sub))
-
+from g2l.pipeline.staging import local_root, stage_benchmark, stage_weights
 
 # --- tiling ---------------------------------------------------------------------------------------
 
 
-def tile_group(*, manifest: str, slide_ids: str, config_uri: str, artifact_root: str, cancer: str) -> str:
-    """Tile one group of slides (comma-joined ids) under ROOT/tiles/; returns the ids that finished ok."""
+def tile_group(
+    *, manifest: str, slide_ids: str, config_uri: str, artifact_root: str, cancer: str, index: str = "0"
+) -> str:
+    """Tile one group of slides (comma-joined ids) under ROOT/tiles/; returns the ids that finished ok.
+
+    `index` is the group's place in the fan-out: its metrics go to a Pushgateway group of their own.
+    """
     from g2l import tiling
     from g2l.metrics import StageMetrics
+    from g2l.pipeline.retry import no_retry_on_bad_input
 
-    config = load_stage_config(tiling.TilingConfig, config_uri, "tiling")
-    ids = parse_list(slide_ids)
-    with StageMetrics("tiling", run_id=run_id(), cancer=cancer, root=artifact_root) as metrics:
-        outcomes = tiling.tile_slides(manifest, artifact_root, config, ids, quiet=True, metrics=metrics)
+    with no_retry_on_bad_input(artifact_root, f"tile-{index}"):
+        config = load_stage_config(tiling.TilingConfig, config_uri, "tiling")
+        ids = parse_list(slide_ids)
+        with StageMetrics(
+            "tiling", run_id=run_id(), cancer=cancer, root=artifact_root, task=index
+        ) as metrics:
+            outcomes = tiling.tile_slides(manifest, artifact_root, config, ids, quiet=True, metrics=metrics)
     return ",".join(o.slide_id for o in outcomes if o.status == "ok")
 
 
@@ -101,7 +64,25 @@ def pack_shards(*, manifest: str, config_uri: str, artifact_root: str) -> tuple[
 def _embed_config(config_uri: str, teacher: str) -> Any:  # noqa: D103
     from g2l import embed
 
-    return load_stage_config(embed.EmbedConfig, config_uri, "embed", teacher=teacher or None)
+    config = load_stage_config(embed.EmbedConfig, config_uri, "embed", teacher=teacher or None)
+    # The cache key holds the weights' digest, not their path: staging them leaves the key unchanged.
+    return dataclasses.replace(config, weights=stage_weights(config.weights))
+
+
+@contextlib.contextmanager
+def metrics_task(task: str) -> Iterator[None]:
+    """Stage metrics inside the block are grouped under this fan-out task (see g2l.metrics.TASK_ENV)."""
+    from g2l.metrics import TASK_ENV
+
+    previous = os.environ.get(TASK_ENV)
+    os.environ[TASK_ENV] = task
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(TASK_ENV, None)
+        else:
+            os.environ[TASK_ENV] = previous
 
 
 def embed_rank(
@@ -117,66 +98,52 @@ def embed_rank(
     """Fill this rank's parts of the teacher embedding cache; returns the cache directory (under ROOT).
 
     `gpus` is the pod's GPU request: 0 pins the teacher to the CPU, -1 keeps the config's device. With a
-    gs:// root only this rank's shards and this cache's finished parts are downloaded.
+    gs:// root the shards are read from the bucket (each of this rank's shards staged once, only when its
+    part is missing) and every finished part is uploaded as it is written: nothing is downloaded twice.
     """
     from g2l import embed, storage
-    from g2l.models import build_model
+    from g2l.pipeline.retry import no_retry_on_bad_input
 
-    config = _embed_config(config_uri, teacher)
-    if gpus == 0:
-        config = dataclasses.replace(config, device="cpu")
-    pull, push, model = ["shards"], ["embeddings"], None
-    if storage.is_remote(artifact_root):
-        index = json.loads(storage.read_text(storage.join(artifact_root, "shards", "index.json")))
-        embedding = None if config.embedding == "auto" else config.embedding
-        model = build_model(config.teacher, config.weights, device="cpu", embedding=embedding)
-        key, _ = embed.compute_key(index, config, model)
-        cache_uri = storage.join(artifact_root, "embeddings", key)
-        done = (
-            {f.uri.rsplit("/", 1)[-1] for f in storage.list_files(cache_uri, checksum=False)}
-            if storage.exists(cache_uri)
-            else set()
-        )
-        # Only the shards of this rank's parts that are not in the cache yet travel to the pod.
-        todo = [
-            f"shards/{e['name']}"
-            for i, e in enumerate(index["shards"])
-            if i % world_size == rank and f"part-{i:06d}.npy" not in done
-        ]
-        # Of the cache, its metadata and this rank's parts (a rank never reads the others' parts).
-        part = re.compile(r"part-(\d+)\.")
-        cached = [
-            f"embeddings/{key}/{name}"
-            for name in sorted(done)
-            if not (m := part.match(name)) or int(m[1]) % world_size == rank
-        ]
-        pull = ["shards/index.json", *todo, *cached]
-        push = [f"embeddings/{key}"]
-    with local_root(artifact_root, pull=pull, push=push) as root:
-        cache = embed.run_embed(
-            str(Path(root) / "shards"),
-            root,
+    with no_retry_on_bad_input(artifact_root, f"embed-{rank}"), metrics_task(str(rank)):
+        config = _embed_config(config_uri, teacher)
+        if gpus == 0:
+            config = dataclasses.replace(config, device="cpu")
+        return embed.run_embed(
+            storage.join(artifact_root, "shards"),
+            artifact_root,
             config,
             rank=rank,
             world_size=world_size,
             quiet=True,
-            model=model,
             run_id=run_id(),
             cancer=cancer,
         )
-        return storage.join(artifact_root, relative_to_root(cache, root))
 
 
-def seal_cache(*, config_uri: str, artifact_root: str, teacher: str, cancer: str) -> str:
-    """Once every rank is done, a single-worker pass finds every part present and writes index + _COMPLETE."""
-    return embed_rank(
-        config_uri=config_uri,
-        artifact_root=artifact_root,
-        teacher=teacher,
-        rank=0,
-        world_size=1,
-        cancer=cancer,
-    )
+def seal_cache(*, rank_caches: list[str]) -> str:
+    """Check that every rank filled one and the same cache and that it is sealed; returns its URI.
+
+    A metadata step: the rank that writes the last part writes index.json and _COMPLETE itself, so this
+    reads the index and lists the parts (no part is downloaded, no teacher is loaded).
+    """
+    from g2l import storage
+    from g2l.embed.cache import COMPLETE, INDEX, CacheError
+
+    caches = sorted({c.rstrip("/") for c in rank_caches if c})
+    if len(caches) != 1:
+        raise CacheError(
+            f"the embedding ranks wrote {len(caches)} different caches ({', '.join(caches) or 'none'}): "
+            "the teacher, its weights or the embed config changed between ranks; rerun the run"
+        )
+    uri = caches[0]
+    if not storage.exists(storage.join(uri, COMPLETE)):
+        raise CacheError(f"{uri} has no {COMPLETE}: a rank's parts are missing; rerun the embedding ranks")
+    index = json.loads(storage.read_text(storage.join(uri, INDEX)))
+    present = {f.uri.rsplit("/", 1)[-1] for f in storage.list_files(uri, checksum=False)}
+    missing = [p["file"] for p in index["parts"] if p["file"] not in present]
+    if missing:
+        raise CacheError(f"{uri}: index.json lists parts that are gone: {', '.join(missing[:5])}")
+    return uri
 
 
 # --- distillation ---------------------------------------------------------------------------------
@@ -201,6 +168,23 @@ def distill_local(
     cancer: str,
 ) -> str:
     """Distil with torchrun in this pod (a process per GPU, or one on CPU); returns the student directory."""
+    from g2l.pipeline.retry import no_retry_on_bad_input
+
+    with no_retry_on_bad_input(artifact_root, "distill"):
+        return _distill_local(
+            cache=cache,
+            config_uri=config_uri,
+            artifact_root=artifact_root,
+            student=student,
+            gpus=gpus,
+            max_steps=max_steps,
+            cancer=cancer,
+        )
+
+
+def _distill_local(
+    *, cache: str, config_uri: str, artifact_root: str, student: str, gpus: int, max_steps: int, cancer: str
+) -> str:
     from g2l import distill, storage
 
     config = load_stage_config(distill.DistillConfig, config_uri, "distill", student=student or None)
@@ -214,6 +198,8 @@ def distill_local(
         artifact_root,
     )
     cache_rel = relative_to_root(cache, artifact_root)
+    # The run directory is keyed by the config as written (gs:// weights URI); the run reads a local copy.
+    config = dataclasses.replace(config, student_weights=stage_weights(config.student_weights))
     # The run directory travels both ways: its checkpoints let a preempted pod's successor resume.
     with local_root(artifact_root, pull=["shards", cache_rel, run_rel], push=[run_rel]) as root:
         student_dir = distill.run_distill(
@@ -278,6 +264,32 @@ def evaluate_student(
     html_out: str | None = None,
 ) -> EvaluateResult:
     """Evaluate student, teacher and the current champion; report.json/html in the run's eval/ directory."""
+    from g2l.pipeline.retry import no_retry_on_bad_input
+
+    with no_retry_on_bad_input(artifact_root, "evaluate"):
+        return _evaluate_student(
+            student=student,
+            config_uri=config_uri,
+            teacher=teacher,
+            benchmarks=benchmarks,
+            cancer=cancer,
+            registry_uri=registry_uri,
+            artifact_root=artifact_root,
+            html_out=html_out,
+        )
+
+
+def _evaluate_student(
+    *,
+    student: str,
+    config_uri: str,
+    teacher: str,
+    benchmarks: str,
+    cancer: str,
+    registry_uri: str,
+    artifact_root: str,
+    html_out: str | None,
+) -> EvaluateResult:
     from g2l import evaluate, registry, storage
 
     config = load_stage_config(evaluate.EvaluateConfig, config_uri, "evaluate")
@@ -289,7 +301,9 @@ def evaluate_student(
         )
     use_registry(registry_uri, config_uri, artifact_root)
     resolver = getattr(registry, "resolve_spec", None)
-    models = {"student": student, config.teacher_model: teacher or _embed_config(config_uri, "").teacher}
+    # The teacher exactly as the embed step built it (name, weights, pooling): the one distilled from.
+    teacher_spec = f"embed:{stage_file(config_uri)}" + (f"?teacher={teacher}" if teacher else "")
+    models = {"student": student, config.teacher_model: teacher_spec}
     models.update(config.extra_models)
     if resolver is not None:  # the first run of a cancer has no champion: evaluate skips it then
         models[config.champion_model] = f"registry:{cancer}@champion"
@@ -300,18 +314,36 @@ def evaluate_student(
         report = evaluate.run_evaluate(
             config,
             local_models,
-            [str(stage_file(b)) for b in bench_list],
+            [str(stage_benchmark(b)) for b in bench_list],
             out,
             quiet=True,
             registry_resolver=resolver,
             run_id=run_id(),
             cancer=cancer,
+            store=storage.join(artifact_root, "eval-store"),  # embeddings shared across runs
         )
         if html_out:
             shutil.copyfile(Path(out) / "report.html", html_out)
-    return EvaluateResult(
-        report_uri=storage.join(run_dir, "eval", "report.json"), metrics=flatten_report(report)
-    )
+    report_uri = storage.join(run_dir, "eval", "report.json")
+    record_run_outputs(artifact_root, student=student, report=report_uri)
+    return EvaluateResult(report_uri=report_uri, metrics=flatten_report(report))
+
+
+def run_outputs_uri(artifact_root: str, run: str) -> str:
+    """Where a run's outputs are indexed: ROOT/pipeline/runs/<run id>.json."""
+    from g2l import storage
+
+    return storage.join(artifact_root, "pipeline", "runs", f"{run}.json")
+
+
+def record_run_outputs(artifact_root: str, **outputs: str) -> str:
+    """Add `outputs` (URIs) to this run's index (pipeline outputs cannot leave KFP's exit handler)."""
+    from g2l import storage
+
+    uri = run_outputs_uri(artifact_root, run_id())
+    current = json.loads(storage.read_text(uri)) if storage.exists(uri) else {}
+    storage.put_text(uri, json.dumps({**current, **outputs}, indent=2, sort_keys=True) + "\n")
+    return uri
 
 
 def gate_report(report: str, gate_policy: str, candidate: str, *, cancer: str = "none") -> bool:

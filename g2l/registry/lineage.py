@@ -1,4 +1,9 @@
-"""Lineage of a student: what it was made from, read from its config.json and re-derived from artifacts."""
+"""Lineage of a student: what it was made from, read from its config.json and re-derived from artifacts.
+
+The student's config.json (`lineage` block, written by `g2l distill`) names the shard index, the
+embedding cache and the manifest with their hashes at training time; promotion re-hashes each one now and
+refuses when they differ, so the registry never records artifacts the student was not trained on.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +30,12 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "manifest_sha256": ("manifest_sha256", "manifest_hash", "manifest_content_hash"),
     "shards_index": ("shards_index", "shards_index_uri"),
     "shards_dir": ("shards", "shards_dir", "shards_uri"),
+    "shards_index_sha256": ("shards_index_sha256",),
     "shards_sha256": ("shards_sha256", "shard_index_sha256", "tiles_sha256"),
     "cache_dir": ("cache_dir", "cache", "cache_uri", "embeddings"),
     "cache_key": ("cache_key", "embedding_cache_key"),
+    "cache_index_sha256": ("cache_index_sha256",),
+    "teacher_mode": ("teacher_mode",),
     "teacher": ("teacher", "teacher_name"),
     "teacher_weights_sha256": ("teacher_weights_sha256", "teacher_digest", "teacher_sha256"),
     "config_sha256": ("config_sha256", "config_hash"),
@@ -128,6 +136,8 @@ def collect(
         _normalise(student_config),
     ]
     out: dict[str, Any] = {key: _lookup(sources, key) for key in _ALIASES}
+    if overrides.manifest_uri is not None:  # another manifest: its rev and repo only from the overrides
+        out["manifest_rev"], out["manifest_repo"] = overrides.manifest_rev, overrides.manifest_repo
     out["image_digest"] = out["image_digest"] or os.environ.get(IMAGE_DIGEST_ENV)
     out["git_commit"] = out["git_commit"] or os.environ.get(GIT_COMMIT_ENV) or git_commit()
 
@@ -145,12 +155,18 @@ def collect(
 
         out["config_sha256"] = config_hash(dict(block_cfg))
 
+    if out["teacher_mode"] is None and block_cfg is not None:
+        out["teacher_mode"] = block_cfg.get("teacher_mode")
+
     # Tile shards: the index file's bytes pin every shard's sha256.
     if out["shards_index"] is None and out["shards_dir"] is not None:
         out["shards_index"] = blobs.join(str(out["shards_dir"]), "index.json")
     if out["shards_index"] is not None:
         index_uri = str(out["shards_index"])
-        out["shards_index_sha256"] = blobs.sha256_uri(index_uri)
+        out["shards_index_sha256"] = _same_as_trained(
+            "shard index", index_uri, out["shards_index_sha256"], blobs.sha256_uri(index_uri),
+            "--shards-index",
+        )
         index = blobs.read_json(index_uri)
         out["shards_sha256"] = out["shards_sha256"] or index.get("sha256")
         out["n_tiles"] = index.get("n_tiles")
@@ -158,7 +174,10 @@ def collect(
     # Embedding cache: its index pins the key and every part's sha256.
     if out["cache_dir"] is not None:
         cache_index = blobs.join(str(out["cache_dir"]), "index.json")
-        out["cache_index_sha256"] = blobs.sha256_uri(cache_index)
+        out["cache_index_sha256"] = _same_as_trained(
+            "embedding cache index", cache_index, out["cache_index_sha256"], blobs.sha256_uri(cache_index),
+            "--cache-dir",
+        )
         index = blobs.read_json(cache_index)
         if out["cache_key"] and index.get("key") and index["key"] != out["cache_key"]:
             raise ValueError(
@@ -169,11 +188,21 @@ def collect(
         out["teacher"] = out["teacher"] or index.get("teacher")
         out["teacher_weights_sha256"] = out["teacher_weights_sha256"] or index.get("weights_sha256")
 
-    # Manifest: the content hash at its revision (what the audit recomputes).
+    # Manifest: the content hash at its revision (what the audit recomputes). A local manifest read
+    # without a revision is pinned to the commit of its git repo when that commit holds the same content.
+    if out["manifest_uri"] is not None and out["manifest_rev"] is None and out["manifest_repo"] is None:
+        pinned = pin_to_git(str(out["manifest_uri"]), out["manifest_sha256"])
+        if pinned is not None:
+            out["manifest_uri"], out["manifest_rev"], out["manifest_repo"] = pinned
     if out["manifest_uri"] is not None:
         loaded = load_manifest(str(out["manifest_uri"]), out["manifest_rev"], out["manifest_repo"])
+        where = f"{out['manifest_uri']}" + (f" at {out['manifest_rev']}" if out["manifest_rev"] else "")
         if out["manifest_sha256"] and out["manifest_sha256"] != loaded.content_hash:
-            out["manifest_sha256_at_training"] = out["manifest_sha256"]
+            raise ValueError(
+                f"manifest {where} has content hash {loaded.content_hash[:12]}..., but the student's tiles "
+                f"were made from manifest {str(out['manifest_sha256'])[:12]}...; fix: pass --manifest-uri "
+                f"(and --manifest-rev/--manifest-repo) naming the manifest the shards were tiled from"
+            )
         out["manifest_sha256"] = loaded.content_hash
         out["manifest_rev"] = loaded.rev or out["manifest_rev"]  # the resolved commit, not a moving branch
 
@@ -191,6 +220,59 @@ def collect(
             if key not in known and isinstance(value, str | int | float | bool):
                 out.setdefault(f"extra.{key}", value)
     return {k: str(v) for k, v in out.items() if v is not None}
+
+
+def _same_as_trained(what: str, uri: str, recorded: Any, now: str, flag: str) -> str:
+    """`now`, after checking it equals the hash the student recorded at training time (when it did)."""
+    if recorded and recorded != now:
+        raise ValueError(
+            f"{what} {uri} changed since the student was trained (sha256 {str(recorded)[:12]}... then, "
+            f"{now[:12]}... now): the registry would record artifacts the student was not trained on; "
+            f"fix: restore it, or pass {flag} with the one the student was trained on"
+        )
+    return now
+
+
+def pin_to_git(uri: str, content_sha256: Any) -> tuple[str, str, str] | None:
+    """(path in repo, commit, repo) when the local file `uri` lies in a git repo whose HEAD holds the same
+    manifest content (through DVC for DVC-tracked files); None otherwise (remote, no repo, changed)."""
+    from pathlib import Path
+
+    from g2l import storage
+
+    path = Path(uri)
+    if storage.is_remote(uri) or "://" in uri or not path.is_file():
+        return None
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(path.parent), "rev-parse", "--show-toplevel"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if top.returncode != 0 or not top.stdout.strip():
+        return None
+    repo = top.stdout.strip()
+    rel = str(path.resolve().relative_to(Path(repo).resolve()))
+    try:
+        loaded = load_manifest(rel, "HEAD", repo)
+    except Exception:  # not committed, not readable at HEAD: the file itself stays the lineage
+        return None
+    if content_sha256 and loaded.content_hash != content_sha256:
+        return None
+    return rel, str(loaded.rev), repo
+
+
+#: What a complete lineage names; `g2l audit` fails while any is missing (unless --allow-incomplete).
+REQUIRED = ("manifest_uri", "manifest_sha256", "shards_index", "shards_index_sha256", "shards_sha256",
+            "teacher", "teacher_weights_sha256", "student_weights_sha256", "config_sha256")
+REQUIRED_CACHED = ("cache_dir", "cache_key", "cache_index_sha256")
+
+
+def missing(lin: Mapping[str, str]) -> list[str]:
+    """The required lineage items `lin` lacks (the cache's only when the student was distilled from one)."""
+    required = REQUIRED + (() if lin.get("teacher_mode") == "online" else REQUIRED_CACHED)
+    return [key for key in required if not lin.get(key)]
 
 
 def _absolute(uri: str) -> str:

@@ -60,6 +60,7 @@ class PromotionResult:
     created: bool
     run_id: str
     registry_uri: str
+    lineage_missing: tuple[str, ...] = ()  # required lineage items not recorded: the audit will fail
 
     @property
     def promoted(self) -> bool:
@@ -81,6 +82,7 @@ class PromotionResult:
                 "status": self.status,
                 "created": self.created,
                 "reasons": list(self.reasons),
+                "lineage_missing": list(self.lineage_missing),
             }
         )
 
@@ -168,6 +170,17 @@ def promote(
             f"metric); it has {have}; fix: evaluate those benchmarks or change the policy's primary_metric"
         )
     lin = lineage.collect(student, inputs.student_config, overrides)
+    gaps = lineage.missing(lin)
+    if gaps and not quiet:
+        from g2l.progress import console
+
+        console.print(
+            f"[yellow]warning: the lineage of {student} lacks {', '.join(gaps)}: `g2l audit` will fail "
+            f"until it is complete; fix: distil with this g2l (config.json records it) or pass "
+            f"--manifest-uri, --shards-index, --cache-dir[/yellow]",
+            highlight=False,
+            soft_wrap=True,
+        )
     uri = resolve_uri(registry_uri, config, artifact_root)
     check_uri(uri)  # before any lock file is made next to a database that cannot exist
     name = model_name(cancer)
@@ -220,6 +233,7 @@ def promote(
         created=created,
         run_id=run_id,
         registry_uri=uri,
+        lineage_missing=tuple(gaps),
     )
     if metrics is not None:
         metrics.gauge("promote_lock_wait_seconds", "Time spent waiting for the promotion lock").set(

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from g2l.slides.geometry import level_axis_downsamples, to_level
 from g2l.slides.protocol import SlideReadError
 
 
@@ -57,6 +58,27 @@ def default_workers(num_workers: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: Integer factors for which `area_downsample` gives OpenCV INTER_AREA's pixels exactly.
+AREA_EXACT_FACTORS = (2, 4, 8)
+
+
+def area_downsample(xp: Any, batch: Any, factor: int) -> Any:
+    """Area-average a uint8 batch [n, h, w, c] by an integer factor with array module `xp` (numpy, cupy).
+
+    Rounds as OpenCV's INTER_AREA does for these factors (tests compare them): half up for 2 (its
+    fixed-point 2x2 path), half to even for 4 and 8 (float average, then rint). h and w must divide.
+    """
+    n, h, w, c = batch.shape
+    if h % factor or w % factor:
+        raise ValueError(f"{h}x{w} does not divide by {factor}")
+    blocks = batch.reshape(n, h // factor, factor, w // factor, factor, c).astype(xp.uint32)
+    sums = blocks.sum(axis=(2, 4))
+    area = factor * factor
+    if factor == 2:
+        return ((sums + area // 2) // area).astype(xp.uint8)
+    return xp.rint(sums.astype(xp.float32) * xp.float32(1.0 / area)).astype(xp.uint8)
+
+
 def area_resize(img: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     """Resize RGB uint8 with area averaging (PIL's BOX filter), the right filter for downsampling."""
     from PIL import Image
@@ -67,20 +89,29 @@ def area_resize(img: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
 
 
 class BaseReader:
-    """Common code for backends; subclasses set geometry fields and implement `_read`."""
+    """Common code for backends; subclasses call `_set_levels` and implement `_read_level`."""
 
     backend: str = "base"
 
     def __init__(self, path: str, *, metadata_mpp: float | None, mpp_override: float | None, reason: str):
         self.path = str(path)
         self.backend_reason = reason
+        self.metadata_mpp = resolve_mpp(metadata_mpp, None)[0]  # what the file says, whatever wins
         self.mpp, self.mpp_source = resolve_mpp(metadata_mpp, mpp_override)
         self._closed = False
 
-    # Geometry is filled in by subclasses.
+    # Geometry is filled in by subclasses through `_set_levels`.
     _dimensions: tuple[int, int]
     _level_dimensions: tuple[tuple[int, int], ...]
     _level_downsamples: tuple[float, ...]
+    _axis_downsamples: tuple[tuple[float, float], ...]
+
+    def _set_levels(self, level_dimensions: Any) -> None:
+        """Level sizes from the library; the downsamples are g2l's own (g2l.slides.geometry)."""
+        self._level_dimensions = tuple(as_wh(d) for d in level_dimensions)
+        self._dimensions = self._level_dimensions[0]
+        self._axis_downsamples = level_axis_downsamples(self._dimensions, self._level_dimensions)
+        self._level_downsamples = tuple((dx + dy) / 2 for dx, dy in self._axis_downsamples)
 
     @property
     def dimensions(self) -> tuple[int, int]:
@@ -99,10 +130,16 @@ class BaseReader:
 
     @property
     def level_downsamples(self) -> tuple[float, ...]:
-        """Downsample factor of each level relative to level 0."""
+        """Downsample factor of each level relative to level 0 (mean of the axes' true downsamples)."""
         return self._level_downsamples
 
-    def _read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    def level_origin(self, location: tuple[int, int], level: int) -> tuple[int, int]:
+        """The level pixel a level-0 location maps to (nearest to location / the axis's true downsample)."""
+        dx, dy = self._axis_downsamples[level]
+        return to_level(int(location[0]), dx), to_level(int(location[1]), dy)
+
+    def _read_level(self, lx: int, ly: int, level: int, size: tuple[int, int]) -> np.ndarray:
+        """RGB [h, w, 3] whose top-left is pixel (lx, ly) of `level` (the backend's own read)."""
         raise NotImplementedError
 
     def _check(self, level: int, size: tuple[int, int]) -> None:
@@ -113,11 +150,9 @@ class BaseReader:
         if size[0] < 1 or size[1] < 1:
             raise ValueError(f"region size must be positive, got {size}")
 
-    def _whiten_outside(self, img: np.ndarray, location: tuple[int, int], level: int) -> np.ndarray:
+    def _whiten_outside(self, img: np.ndarray, lx: int, ly: int, level: int) -> np.ndarray:
         """Paint pixels beyond the level's bounds white (glass), whatever the backend returned there."""
-        ds = self._level_downsamples[level]
         lw, lh = self._level_dimensions[level]
-        lx, ly = math.floor(location[0] / ds), math.floor(location[1] / ds)
         h, w = img.shape[:2]
         if lx >= 0 and ly >= 0 and lx + w <= lw and ly + h <= lh:
             return img
@@ -133,16 +168,15 @@ class BaseReader:
         location = (int(location[0]), int(location[1]))
         size = (int(size[0]), int(size[1]))
         self._check(level, size)
-        ds = self._level_downsamples[level]
         lw, lh = self._level_dimensions[level]
-        lx, ly = math.floor(location[0] / ds), math.floor(location[1] / ds)
+        lx, ly = self.level_origin(location, level)
         if lx >= lw or ly >= lh or lx + size[0] <= 0 or ly + size[1] <= 0:
             return np.full((size[1], size[0], 3), 255, np.uint8)  # wholly off the slide: glass, no read
         try:
-            img = self._read(location, level, size)
+            img = self._read_level(lx, ly, level, size)
         except Exception as e:  # noqa: BLE001 - a decode failure inside the file names the slide and place
             raise self._read_error(f"read_region({location}, level={level}, size={size})", e) from e
-        return self._whiten_outside(img, location, level)
+        return self._whiten_outside(img, lx, ly, level)
 
     def _read_error(self, what: str, err: BaseException) -> SlideReadError:
         """A `SlideReadError` for a failed read, naming the slide, the backend and the request."""
@@ -151,11 +185,19 @@ class BaseReader:
         return SlideReadError(self.path, [(self.backend, f"{what}: {type(err).__name__}: {err}")])
 
     def probe(self) -> None:
-        """Decode a pixel of the smallest level and level 0's last pixel (undecodable or truncated files)."""
-        self.read_region((0, 0), self.level_count - 1, (1, 1))
-        # Slides are written front to back, so a truncated copy loses level 0's last tile first.
-        w, h = self.dimensions
-        self.read_region((w - 1, h - 1), 0, (1, 1))
+        """Read as tiling will: a batched read of two regions at every level, then level 0's last pixel.
+
+        A backend can open a file and still fail on its first real read (cuCIM opens a striped TIFF but
+        its batched reader fails with "Invalid dimension name: N"; it lacks some codecs), so `auto`
+        chooses on reads, not on opening. Slides are written front to back, so a truncated copy loses
+        level 0's last tile first.
+        """
+        w0, h0 = self.dimensions
+        for level, (lw, lh) in enumerate(self.level_dimensions):
+            side = max(1, min(32, lw // 2, lh // 2))
+            # One worker and two regions: the batch path with more than one region per batch.
+            list(self.read_regions([(0, 0), (w0 // 2, h0 // 2)], level, (side, side), num_workers=1))
+        self.read_region((w0 - 1, h0 - 1), 0, (1, 1))
 
     def read_regions(
         self,

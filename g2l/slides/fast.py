@@ -7,7 +7,6 @@ and a small LRU of decoded tiles means a tile shared by neighbouring regions is 
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import threading
@@ -103,19 +102,13 @@ class TiffJpegReader(BaseReader):
             if not pages:
                 raise ValueError(f"{path}: no image series")
             self._levels = [_Level(p, str(path)) for p in pages]
-            base = self._levels[0]
             super().__init__(
                 path, metadata_mpp=_metadata_mpp(pages[0]), mpp_override=mpp_override, reason=reason
             )
         except Exception:
             self._tif.close()
             raise
-        self._dimensions = (base.width, base.height)
-        self._level_dimensions = tuple((lv.width, lv.height) for lv in self._levels)
-        # Same rule as OpenSlide: the mean of the two axis ratios.
-        self._level_downsamples = tuple(
-            (base.width / lv.width + base.height / lv.height) / 2 for lv in self._levels
-        )
+        self._set_levels([(lv.width, lv.height) for lv in self._levels])
         self._fd = os.open(str(path), os.O_RDONLY)
         tile_bytes = max(lv.tw * lv.th * 3 for lv in self._levels)
         self._cache_tiles = max(16, int(cache_bytes) // tile_bytes)
@@ -150,20 +143,16 @@ class TiffJpegReader(BaseReader):
                 self._cache.move_to_end(key)
             return value
 
-    def _tiles_for(
-        self, location: tuple[int, int], level: int, size: tuple[int, int]
-    ) -> tuple[int, int, list[int]]:
-        """Level-pixel origin of the region and the indices of the stored tiles it overlaps."""
+    def _tiles_for(self, lx: int, ly: int, level: int, size: tuple[int, int]) -> list[int]:
+        """Indices of the stored tiles a region whose top-left is level pixel (lx, ly) overlaps."""
         lv = self._levels[level]
-        ds = self._level_downsamples[level]
-        lx, ly = math.floor(location[0] / ds), math.floor(location[1] / ds)
         x0, y0 = max(lx, 0), max(ly, 0)
         x1, y1 = min(lx + size[0], lv.width), min(ly + size[1], lv.height)
         if x0 >= x1 or y0 >= y1:
-            return lx, ly, []
+            return []
         tx0, tx1 = x0 // lv.tw, (x1 - 1) // lv.tw
         ty0, ty1 = y0 // lv.th, (y1 - 1) // lv.th
-        return lx, ly, [ty * lv.ntx + tx for ty in range(ty0, ty1 + 1) for tx in range(tx0, tx1 + 1)]
+        return [ty * lv.ntx + tx for ty in range(ty0, ty1 + 1) for tx in range(tx0, tx1 + 1)]
 
     def _assemble(
         self, lx: int, ly: int, level: int, size: tuple[int, int], tiles: dict[int, np.ndarray]
@@ -186,8 +175,8 @@ class TiffJpegReader(BaseReader):
 
     # ------------------------------------------------------------------------------------- reading
 
-    def _read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        lx, ly, indices = self._tiles_for(location, level, size)
+    def _read_level(self, lx: int, ly: int, level: int, size: tuple[int, int]) -> np.ndarray:
+        indices = self._tiles_for(lx, ly, level, size)
         tiles: dict[int, np.ndarray] = {}
         for index in indices:
             cached = self._lookup((level, index))
@@ -228,7 +217,8 @@ class TiffJpegReader(BaseReader):
                 return self._assemble(lx, ly, level, size, tiles)
 
             for loc in locations:
-                lx, ly, indices = self._tiles_for((int(loc[0]), int(loc[1])), level, size)
+                lx, ly = self.level_origin((int(loc[0]), int(loc[1])), level)
+                indices = self._tiles_for(lx, ly, level, size)
                 parts: dict[int, Future[np.ndarray] | np.ndarray] = {}
                 for index in indices:
                     key = (level, index)
@@ -243,6 +233,12 @@ class TiffJpegReader(BaseReader):
             while pending:
                 yield finish()
         self._settle_cache()
+
+    def probe(self) -> None:
+        """The shared open-time reads, then an empty tile cache (tiling wants other tiles)."""
+        super().probe()
+        with self._lock:
+            self._cache.clear()
 
     def _settle_cache(self) -> None:
         """Replace finished futures in the cache by their arrays (and drop failed ones)."""

@@ -56,8 +56,8 @@ class SlideReader(Protocol):
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """RGB uint8 [h, w, 3] at `level`, top-left at level-0 `location`; outside the slide is white.
 
-        Use locations that are multiples of the level's downsample: cuCIM, tiffslide and tifffile-jpeg floor
-        them to the level's pixel grid, while openslide shifts by the sub-pixel rest (mean diff ~1.5).
+        The top-left is the level pixel nearest to `location` / the level's true downsample on each axis
+        (`g2l.slides.geometry`), the same pixel in every backend, on any pyramid.
         """
         ...
 

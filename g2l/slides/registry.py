@@ -49,7 +49,7 @@ AUTO_ORDER: tuple[str, ...] = ("cucim", "openslide", "tiffslide")
 
 
 def _open_checked(name: str, path: str, mpp_override: float | None, reason: str) -> SlideReader:
-    """Open with one backend and decode a pixel: a backend that opens but cannot decode has failed."""
+    """Open with one backend and read with it: a backend that opens a file but cannot read it has failed."""
     reader = BACKENDS[name](path, mpp_override=mpp_override, reason=reason)
     try:
         probe = getattr(reader, "probe", None)
@@ -78,9 +78,10 @@ def open_slide(
 ) -> SlideReader:
     """Open a local slide file with `backend` ("auto" or a name in `BACKENDS`).
 
-    `mpp_override` (the manifest's `mpp`) wins over the slide's metadata. An explicit backend that fails
-    raises `SlideReadError` (no silent fallback); `auto` tries `AUTO_ORDER` and records what it tried in
-    `backend_reason`.
+    `mpp_override` (the manifest's `mpp`) wins over the slide's metadata. A backend counts only once it has
+    read the file the way tiling reads it (`probe`: batched reads at every level, level 0's last pixel).
+    An explicit backend that fails raises `SlideReadError` (no silent fallback); `auto` tries `AUTO_ORDER`
+    and records in `backend_reason` why each earlier one failed and which one read the file.
     """
     path = str(path)
     if backend != "auto" and backend not in BACKENDS:
@@ -113,7 +114,7 @@ def open_slide(
     failures: list[tuple[str, str]] = []
     for name in AUTO_ORDER:
         note = "; ".join(f"{n} failed ({err})" for n, err in failures)
-        reason = f"auto: {note + '; ' if note else ''}{name} opened it"
+        reason = f"auto: {note + '; ' if note else ''}{name} read it"
         try:
             return _open_checked(name, path, mpp_override, reason)
         except Exception as e:  # noqa: BLE001 - try the next backend, remember why this one failed

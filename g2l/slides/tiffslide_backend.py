@@ -6,7 +6,8 @@ import threading
 
 import numpy as np
 
-from g2l.slides.base import BaseReader, as_wh, mean_mpp
+from g2l.slides.base import BaseReader, mean_mpp
+from g2l.slides.geometry import exact_native
 from g2l.slides.protocol import BackendUnavailableError
 
 
@@ -32,9 +33,10 @@ class TiffSlideReader(BaseReader):
         metadata_mpp = mean_mpp(props.get("tiffslide.mpp-x"), props.get("tiffslide.mpp-y"))
         super().__init__(path, metadata_mpp=metadata_mpp, mpp_override=mpp_override, reason=reason)
         self.properties = dict(props)
-        self._dimensions = as_wh(slide.dimensions)
-        self._level_dimensions = tuple(as_wh(d) for d in slide.level_dimensions)
-        self._level_downsamples = tuple(float(d) for d in slide.level_downsamples)
+        self._set_levels(slide.level_dimensions)
+        # tiffslide reads level pixel int(x / its downsample), the mean of both axis ratios
+        # (tiffslide 2.x/3.x TiffSlide._read_region_loc_transform and level_downsamples).
+        self._native_downsamples = tuple(float(d) for d in slide.level_downsamples)
         self._local = threading.local()
         self._local.slide = slide
         self._handles = [slide]
@@ -49,7 +51,13 @@ class TiffSlideReader(BaseReader):
                 self._handles.append(slide)
         return slide
 
-    def _read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    def _read_level(self, lx: int, ly: int, level: int, size: tuple[int, int]) -> np.ndarray:
+        ds = self._native_downsamples[level]
+
+        def maps_to(x: int) -> int:
+            return int(x / ds)
+
+        location = (exact_native(lx, ds, maps_to), exact_native(ly, ds, maps_to))
         img = np.asarray(self._slide().read_region(location, level, size, as_array=True))
         return np.ascontiguousarray(img[..., :3])
 

@@ -13,7 +13,9 @@ from g2l.storage.base import (
     FileInfo,
     StageResult,
     Storage,
+    StorageAccessError,
     StorageError,
+    StorageUnreachableError,
 )
 from g2l.storage.checksums import crc32c_of_bytes, crc32c_of_file, md5_of_file, parse_checksum
 from g2l.storage.gcs import GCSStorage
@@ -100,7 +102,9 @@ __all__ = [
     "LocalStorage",
     "StageResult",
     "Storage",
+    "StorageAccessError",
     "StorageError",
+    "StorageUnreachableError",
     "backend_for",
     "crc32c_of_bytes",
     "crc32c_of_file",

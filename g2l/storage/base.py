@@ -19,6 +19,17 @@ class ChecksumMismatchError(StorageError):
     """Downloaded or cached bytes do not match the checksum the bucket or the manifest records."""
 
 
+class StorageUnreachableError(StorageError):
+    """The storage endpoint cannot be reached (refused, unresolvable, timed out) after a short retry budget.
+
+    Not a problem of one file: a stage that meets it stops instead of failing every item in turn.
+    """
+
+
+class StorageAccessError(StorageError):
+    """No usable credentials for the storage endpoint (none found, expired, rejected with 401)."""
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FileInfo:
     """One stored file: `crc32c` is base64 (as GCS reports it), `md5` is hex; either may be None."""

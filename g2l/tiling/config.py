@@ -8,6 +8,10 @@ from g2l.config import require
 from g2l.slides import BACKENDS
 
 TISSUE_METHODS = ("otsu_saturation",)
+#: JPEG chroma subsampling of re-encoded tiles. 4:2:0 (libjpeg's default) halves colour resolution on both
+#: axes: on H&E tiles at quality 90 its mean abs error is ~5.5 grey levels against ~1.5 for 4:4:4, for
+#: files about 1.5x smaller.
+JPEG_SUBSAMPLINGS = ("4:2:0", "4:2:2", "4:4:4")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -31,8 +35,10 @@ class TilingConfig:
     batch_tiles: int = 64
     tiles_per_shard: int = 2000
     jpeg_quality: int = 90
+    jpeg_subsampling: str = "4:2:0"
     jpeg_passthrough: bool = True
     fast_jpeg: bool = True
+    jpeg_scaled_decode: bool = True
     max_failed_fraction: float = 0.05
     max_attempts: int = 3
 
@@ -88,6 +94,11 @@ class TilingConfig:
         require(self.tiles_per_shard >= 1, f"tiling.tiles_per_shard must be >= 1, got {self.tiles_per_shard}")
         require(
             50 <= self.jpeg_quality <= 100, f"tiling.jpeg_quality must be in 50..100, got {self.jpeg_quality}"
+        )
+        require(
+            self.jpeg_subsampling in JPEG_SUBSAMPLINGS,
+            f"tiling.jpeg_subsampling must be one of {', '.join(JPEG_SUBSAMPLINGS)} (4:4:4 keeps colour), "
+            f"got {self.jpeg_subsampling!r}",
         )
         require(
             self.max_attempts >= 1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -33,6 +34,11 @@ class TilePlan:
         return self.level_mpp * self.read_px / self.tile_px
 
 
+def _ceil4(value: float) -> float:
+    """`value` rounded up to 4 decimals (a suggested target that rounds down would still fail)."""
+    return math.ceil(value * 1e4 - 1e-9) / 1e4
+
+
 def plan_tiles(
     mpp0: float,
     level_downsamples: list[float] | tuple[float, ...],
@@ -55,9 +61,11 @@ def plan_tiles(
         if level_mpp <= target_mpp * (1 + tolerance) and (best is None or level_mpp > best[1]):
             best = (level, level_mpp, float(ds))
     if best is None:
+        # A coarser target (a larger um/px number) is reachable; a finer one would need upsampling.
         raise LevelError(
             f"the slide's finest level is {mpp0:.4g} um/px, coarser than target_mpp {target_mpp}; "
-            "lower tiling.target_mpp or drop the slide from the manifest"
+            f"raise tiling.target_mpp to at least {_ceil4(mpp0 / (1 + tolerance)):g} (fewer um/px is finer) "
+            "or drop the slide from the manifest"
         )
     level, level_mpp, ds = best
     if abs(level_mpp - target_mpp) <= tolerance * target_mpp:

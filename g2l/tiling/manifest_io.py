@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from typing import Any
 
@@ -21,6 +22,7 @@ class SlideRow:
     site: str
     mpp: float | None
     checksum: str | None
+    mpp_source: str | None = None  # "manifest" | "metadata" | None (they must agree)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +31,33 @@ class LoadedManifest:
 
     df: pd.DataFrame
     content_hash: str
+    origin: dict[str, str] | None = None
+
+
+def manifest_origin(manifest: Any) -> dict[str, str] | None:
+    """Where a manifest was read from, `{uri[, rev, repo]}` (recorded in shards/index.json for lineage).
+
+    Local paths are made absolute (a repo-relative path stays relative to its repo); None for a frame.
+    """
+    explicit = getattr(manifest, "origin", None)
+    if explicit:
+        return dict(explicit)
+    if isinstance(manifest, str | os.PathLike):
+        return {"uri": _absolute(str(manifest))}
+    uri, rev = getattr(manifest, "uri", ""), getattr(manifest, "rev", None)
+    repo = getattr(manifest, "repo", None)
+    if not uri:
+        return None
+    if rev is None and repo is None:
+        return {"uri": _absolute(str(uri))}
+    out = {"uri": str(uri), "rev": str(rev or "")}
+    if repo:
+        out["repo"] = _absolute(str(repo))
+    return {k: v for k, v in out.items() if v}
+
+
+def _absolute(uri: str) -> str:
+    return uri if "://" in uri else os.path.abspath(uri)
 
 
 def resolve_manifest(manifest: Any) -> tuple[pd.DataFrame, str]:
@@ -85,6 +114,7 @@ def slide_rows(df: pd.DataFrame) -> list[SlideRow]:
                 site=_optional_str(rec.get("site")) or "",
                 mpp=_optional_float(rec.get("mpp")),
                 checksum=_optional_str(rec.get("checksum")),
+                mpp_source=(_optional_str(rec.get("mpp_source")) or "").lower() or None,
             )
         )
     return rows

@@ -45,6 +45,34 @@ class OutputRoot:
         """The full URI or path of `rel` under the root."""
         return f"{self.uri}/{rel}" if self.remote else str(Path(self.uri) / rel)
 
+    def check_writable(self) -> None:
+        """Create a local root and prove a file can be written there, else `TilingInputError` with the fix.
+
+        gs:// roots are checked by their first write (a bucket's permissions are only known by trying).
+        """
+        if self.remote:
+            return
+        from g2l.tiling.errors import TilingInputError
+
+        path = Path(self.uri)
+        blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            where = "is a file" if blocker == path else f"is under {blocker}, which is a file"
+            raise TilingInputError(
+                f"output root {path} {where}, not a directory; give a directory (it is created if missing)"
+            )
+        probe = path / f".g2l-write-check{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise TilingInputError(
+                f"output root {path} cannot be written ({reason}); choose a directory you can write to, "
+                "or fix its permissions or mount"
+            ) from None
+
     def exists(self, rel: str) -> bool:
         """Whether `rel` exists under the root."""
         if self.remote:

@@ -49,7 +49,9 @@ def bounded_thumbnail(reader: Any, max_px: int, *, max_read_pixels: int = MAX_RE
     from g2l.tiling.tissue import opencv
 
     cv2 = opencv()
-    ds = float(reader.level_downsamples[level])
+    from g2l.slides.geometry import level_axis_downsamples
+
+    ds = level_axis_downsamples(reader.dimensions, reader.level_dimensions)[level][1]  # the y axis
     band = max(1, max_read_pixels // lw)
     out = np.empty((out_h, out_w, 3), np.uint8)
     for y in range(0, lh, band):

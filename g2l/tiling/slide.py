@@ -1,13 +1,16 @@
-"""Tile one slide: stage, open, plan the level, find tissue, read/encode tiles, write its outputs."""
+"""One slide's set-up and outputs: stage, open, plan, find tissue, choose the read path; coords, QC, meta.
+
+The tiles themselves are made and written by `g2l.tiling.pipeline`, which overlaps neighbouring slides.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +19,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from g2l.config import to_dict
+from g2l.storage.base import StorageAccessError, StorageUnreachableError
 from g2l.tiling.config import TilingConfig
 from g2l.tiling.grid import TilePlan, grid, plan_tiles
 from g2l.tiling.manifest_io import SlideRow
-from g2l.tiling.outputs import OutputRoot, canonical_json
+from g2l.tiling.mpp import resolve_slide_mpp
+from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.reader import SlideError, bounded_thumbnail, open_reader, stage_slide
-from g2l.tiling.shards import DeterministicTar, HashingWriter, tile_key
-from g2l.tiling.stored_tiles import StoredTiles
-from g2l.tiling.thumbnail import render_thumbnail
+from g2l.tiling.settings import check_slide_settings, output_config_hash
+from g2l.tiling.thumbnail import qc_image, render_thumbnail
+from g2l.tiling.tile_pixels import TileMaker, choose_read_path, level_coords
 from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
 
-# Config keys that change no output byte: they are left out of the hash that decides whether a
-# finished slide can be skipped.
-RUNTIME_ONLY_KEYS = ("workers", "batch_tiles", "max_failed_fraction", "tiles_per_shard", "max_attempts")
+# Errors of the storage endpoint or credentials, not of one slide: they stop the run instead of failing
+# every remaining slide one by one (and are not recorded in any slide's meta.json).
+RUN_LEVEL_ERRORS: tuple[type[BaseException], ...] = (StorageUnreachableError, StorageAccessError)
 COORDS_SCHEMA = pa.schema(
     [("x", pa.int64()), ("y", pa.int64()), ("size0", pa.int64()), ("tissue", pa.float32())]
 )
@@ -47,15 +52,12 @@ class SlideOutcome:
     bytes_read: int = 0
 
 
-def output_config_hash(config: TilingConfig) -> str:
-    """sha256 of the config keys that affect a slide's outputs."""
-    data = {k: v for k, v in to_dict(config).items() if k not in RUNTIME_ONLY_KEYS}
-    return hashlib.sha256(canonical_json(data)).hexdigest()
-
-
 def slide_identity(row: SlideRow) -> dict[str, Any]:
     """What identifies the input slide (re-tiled when any of it changes)."""
-    return {"uri": row.uri, "manifest_checksum": row.checksum, "manifest_mpp": row.mpp}
+    identity: dict[str, Any] = {"uri": row.uri, "manifest_checksum": row.checksum, "manifest_mpp": row.mpp}
+    if row.mpp_source is not None:  # only when set, so slides finished before the column existed stay done
+        identity["manifest_mpp_source"] = row.mpp_source
+    return identity
 
 
 def is_done(meta: Any, row: SlideRow, config_sha256: str) -> bool:
@@ -66,26 +68,6 @@ def is_done(meta: Any, row: SlideRow, config_sha256: str) -> bool:
         and meta.get("config_sha256") == config_sha256
         and meta.get("source") == slide_identity(row)
     )
-
-
-def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    import imagecodecs
-
-    return bytes(imagecodecs.jpeg8_encode(np.ascontiguousarray(rgb), level=quality))
-
-
-def _resize_area(rgb: np.ndarray, tile_px: int) -> np.ndarray:
-    """Area-average a square RGB read down to tile_px (identity when it already is).
-
-    OpenCV's INTER_AREA is ~5x faster than PIL's reduce/box filters and gives the same pixels for
-    integer factors.
-    """
-    if rgb.shape[0] == tile_px and rgb.shape[1] == tile_px:
-        return rgb
-    from g2l.tiling.tissue import opencv
-
-    cv2 = opencv()
-    return cv2.resize(np.ascontiguousarray(rgb[..., :3]), (tile_px, tile_px), interpolation=cv2.INTER_AREA)
 
 
 def tissue_image_px(
@@ -111,92 +93,9 @@ def tissue_image_px(
     return int(min(config.tissue_level_px, longest, max(target, per_tile, 64)))
 
 
-def _batches(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
-
-
-def _tile_bytes(
-    reader: Any,
-    plan: TilePlan,
-    xs: np.ndarray,
-    ys: np.ndarray,
-    config: TilingConfig,
-    pool: ThreadPoolExecutor,
-    threads: int,
-    read_path: str,
-    stored: StoredTiles | None,
-) -> Iterator[bytes]:
-    """JPEG bytes of every tile, in order, a batch at a time (memory stays bounded)."""
-    ds = plan.downsample
-    size = plan.read_px
-
-    def decode_encode(source: StoredTiles, x: int, y: int) -> bytes:
-        return _encode_jpeg(source.read_resized(x, y, size, plan.tile_px), config.jpeg_quality)
-
-    for part in _batches(len(xs), config.batch_tiles):
-        lx = [int(round(x / ds)) for x in xs[part]]
-        ly = [int(round(y / ds)) for y in ys[part]]
-        if read_path == "jpeg-copy" and stored is not None:
-            yield from pool.map(stored.jpeg, lx, ly)
-            continue
-        if read_path == "jpeg-tiles" and stored is not None:
-            yield from pool.map(decode_encode, [stored] * len(lx), lx, ly)
-            continue
-        locations = [(int(x), int(y)) for x, y in zip(xs[part], ys[part], strict=True)]
-        arrays = reader.read_regions(locations, plan.level, (size, size), num_workers=threads)
-        futures = [
-            pool.submit(lambda a: _encode_jpeg(_resize_area(a, plan.tile_px), config.jpeg_quality), arr)
-            for arr in arrays
-        ]
-        for future in futures:
-            yield future.result()
-
-
-def choose_read_path(
-    reader: Any, path: Path, plan: TilePlan, xs: np.ndarray, ys: np.ndarray, config: TilingConfig
-) -> tuple[str, StoredTiles | None]:
-    """Copy or decode the stored JPEG tiles directly when the grids line up and the pixels check out.
-
-    Returns ("jpeg-copy" | "jpeg-tiles" | "reader", the stored tiles or None). The slide's first and last
-    tiles are read through the backend too and must match, else the backend reads everything.
-    """
-    if len(xs) == 0 or not (config.jpeg_passthrough or config.fast_jpeg):
-        return "reader", None
-    ds = plan.downsample
-    if abs(ds - round(ds)) > 1e-9 or (plan.identity is False and plan.read_px % plan.tile_px):
-        return "reader", None
-    width, height = (int(v) for v in reader.level_dimensions[plan.level])
-    try:
-        stored = StoredTiles(path, width=width, height=height)
-    except Exception:  # not a tiled JPEG TIFF level (or not a TIFF): the backend reads it
-        return "reader", None
-    xl = (xs / ds).round().astype(np.int64)
-    yl = (ys / ds).round().astype(np.int64)
-    if not all(stored.aligned(int(x), int(y), plan.read_px) for x, y in zip(xl, yl, strict=True)):
-        stored.close()
-        return "reader", None
-    picks = sorted({0, len(xs) - 1})
-    raw = {
-        i: reader.read_region((int(xs[i]), int(ys[i])), plan.level, (plan.read_px, plan.read_px))
-        for i in picks
-    }
-    if config.jpeg_passthrough and plan.identity and stored.tile == plan.tile_px:
-        if stored.calibrate_copy([(int(xl[i]), int(yl[i]), np.asarray(raw[i])) for i in picks]):
-            return "jpeg-copy", stored
-    # A reader decoding on the GPU (cuCIM device="cuda", nvJPEG) beats decoding the tiles on the CPU here.
-    on_gpu = str(getattr(reader, "device", "cpu")).startswith("cuda")
-    if config.fast_jpeg and not on_gpu:
-        samples = [(int(xl[i]), int(yl[i]), _resize_area(np.asarray(raw[i]), plan.tile_px)) for i in picks]
-        if stored.calibrate_decode(samples, plan.read_px, plan.tile_px):
-            return "jpeg-tiles", stored
-    stored.close()
-    return "reader", None
-
-
 @dataclasses.dataclass
 class PreparedSlide:
-    """A slide opened and planned, its tissue found and its tiles chosen; ready to read and write."""
+    """A slide opened and planned, its tissue found, its tiles chosen and their read path; ready to tile."""
 
     row: SlideRow
     config_sha256: str
@@ -216,10 +115,27 @@ class PreparedSlide:
     bytes_read: int
     started: float
     timings: dict[str, float]
+    maker: TileMaker | None = None
+
+    def close(self) -> None:
+        """Release the reader and the stored tiles."""
+        try:
+            if self.maker is not None:
+                self.maker.close()
+        finally:
+            self.reader.close()
 
 
-def _failure(
-    row: SlideRow, root: OutputRoot, config_sha256: str, exc: Exception, started: float
+@dataclasses.dataclass(frozen=True)
+class Suspect:
+    """A slide an earlier run was interrupted on: it is tiled with no other slide in flight, so that a
+    crash while it is read counts against it alone (never against the slides prepared beside it)."""
+
+    row: SlideRow
+
+
+def record_failure(
+    row: SlideRow, root: OutputRoot, config_sha256: str, exc: BaseException, started: float
 ) -> SlideOutcome:
     """Record a failed slide (meta.json with status failed) and return its outcome."""
     error = str(exc) if isinstance(exc, SlideError) else f"slide {row.slide_id}: {type(exc).__name__}: {exc}"
@@ -234,16 +150,46 @@ def _failure(
     return SlideOutcome(row.slide_id, "failed", error=error, seconds=time.monotonic() - started)
 
 
+def release_attempt(root: OutputRoot, slide_id: str) -> None:
+    """Uncount an attempt that stopped for a reason outside the slide (Ctrl-C, an unreachable endpoint).
+
+    `max_attempts` counts attempts that took the tiler down with them; these did not, so they must not
+    bring a good slide closer to being skipped. Best effort: a root that cannot be written is left as is.
+    """
+    rel = f"tiles/{slide_id}/meta.json"
+    with contextlib.suppress(Exception):
+        meta = root.read_json(rel)
+        if isinstance(meta, dict) and meta.get("status") == "running":
+            attempts = int(meta.get("attempts", 1)) - 1
+            status = "running" if attempts > 0 else "pending"
+            root.write_json(rel, {**meta, "status": status, "attempts": attempts})
+
+
 def prepare_slide(
-    row: SlideRow, root: OutputRoot, config: TilingConfig, *, cache_dir: str | None = None
-) -> PreparedSlide | SlideOutcome:
-    """Stage, open, plan, find tissue and choose tiles; an outcome instead when done already or failed."""
+    row: SlideRow,
+    root: OutputRoot,
+    config: TilingConfig,
+    *,
+    cache_dir: str | None = None,
+    replace: bool = False,
+    on_step: Callable[[str, str | None], None] | None = None,
+    alone: bool = True,
+) -> PreparedSlide | SlideOutcome | Suspect:
+    """Stage, open, plan, find tissue, choose tiles and their read path.
+
+    Returns an outcome instead when the slide is done already or failed, and `Suspect` (touching
+    nothing) when an earlier run was interrupted on it and the caller has other slides in flight
+    (`alone=False`): the caller finishes those first and calls again with `alone=True`.
+    A slide finished with other settings raises `SettingsConflictError` (nothing touched) unless `replace`.
+    `on_step(slide_id, step)` hears each step as it starts (staging, opening, finding tissue).
+    """
     started = time.monotonic()
     rel = f"tiles/{row.slide_id}"
     config_sha256 = output_config_hash(config)
     meta = root.read_json(f"{rel}/meta.json")
     if isinstance(meta, dict) and is_done(meta, row, config_sha256):
         return SlideOutcome(row.slide_id, "ok", n_tiles=int(meta["n_tiles"]), skipped=True)
+    check_slide_settings(root, meta, config, replace=replace)
     # A reader that segfaults or exhausts memory on a slide takes the process down before any error can
     # be recorded; the restarted run would hit the same slide forever. A "running" meta.json counts the
     # attempts, and after `max_attempts` interrupted ones the slide is failed and skipped like any other.
@@ -258,6 +204,8 @@ def prepare_slide(
     )
     if same_input and isinstance(meta, dict):
         if meta.get("status") == "running":
+            if not alone:
+                return Suspect(row)
             attempts = int(meta.get("attempts", 0)) + 1
         elif meta.get("status") == "failed" and meta.get("crashed"):
             return SlideOutcome(row.slide_id, "failed", error=str(meta.get("error")))
@@ -276,28 +224,39 @@ def prepare_slide(
     root.clean_stale_temps(rel)
     if not retry_of_failure:
         root.write_json(f"{rel}/meta.json", {**record, "status": "running", "attempts": attempts})
+
+    def step(name: str) -> None:
+        if on_step is not None:
+            on_step(row.slide_id, name)
+
     try:
-        return _prepare(row, config, config_sha256, cache_dir, started)
+        return _prepare(row, config, config_sha256, cache_dir, started, step)
+    except RUN_LEVEL_ERRORS:
+        release_attempt(root, row.slide_id)  # the endpoint or credentials, not this slide: stop the run
+        raise
     except Exception as exc:
-        return _failure(row, root, config_sha256, exc, started)
+        return record_failure(row, root, config_sha256, exc, started)
 
 
 def _prepare(
-    row: SlideRow, config: TilingConfig, config_sha256: str, cache_dir: str | None, started: float
+    row: SlideRow,
+    config: TilingConfig,
+    config_sha256: str,
+    cache_dir: str | None,
+    started: float,
+    step: Callable[[str], None],
 ) -> PreparedSlide:
     timings: dict[str, float] = {}
     clock = time.monotonic()
+    step(f"staging {row.uri}" if "://" in row.uri else "checking the file")
     path = stage_slide(row.uri, row.checksum, cache_dir)
     bytes_read = path.stat().st_size
     timings["stage_s"] = time.monotonic() - clock
     clock = time.monotonic()
-    reader = open_reader(path, config.backend, row.mpp)
+    step(f"opening ({config.backend})")
+    reader = open_reader(path, config.backend, None)  # reader.mpp is then the slide's own metadata
     try:
-        mpp = row.mpp if row.mpp is not None else getattr(reader, "mpp", None)
-        if mpp is None or not mpp > 0:
-            raise SlideError(
-                f"slide {row.slide_id} has no mpp in its metadata; add an `mpp` value to its manifest row"
-            )
+        mpp, mpp_source = resolve_slide_mpp(row, getattr(reader, "mpp", None), config.mpp_tolerance)
         try:
             plan = plan_tiles(
                 float(mpp),
@@ -312,6 +271,7 @@ def _prepare(
         timings["open_s"] = time.monotonic() - clock
 
         clock = time.monotonic()
+        step("finding tissue")
         tissue_px = tissue_image_px(
             reader.dimensions, reader.level_dimensions, float(mpp), plan.size0, config
         )
@@ -327,13 +287,19 @@ def _prepare(
         )
         xs, ys = grid(width0, height0, plan.size0)
         level_w, level_h = (int(v) for v in reader.level_dimensions[plan.level])
-        inside = (np.round(xs / plan.downsample) + plan.read_px <= level_w) & (
-            np.round(ys / plan.downsample) + plan.read_px <= level_h
-        )
+        level_xs, level_ys = level_coords(reader, plan.level, xs, ys)
+        inside = (level_xs + plan.read_px <= level_w) & (level_ys + plan.read_px <= level_h)
         xs, ys = xs[inside], ys[inside]
         fractions = tile_tissue_fractions(tissue.mask, xs, ys, plan.size0, scale_x, scale_y)
         keep = fractions >= config.min_tissue_fraction
         timings["tissue_s"] = time.monotonic() - clock
+
+        clock = time.monotonic()
+        step("checking the stored tiles")
+        xs, ys = xs[keep], ys[keep]
+        read_path, stored = choose_read_path(reader, path, plan, xs, ys, config)
+        maker = TileMaker(reader, plan, xs, ys, config, read_path, stored)
+        timings["read_path_s"] = time.monotonic() - clock
     except BaseException:
         reader.close()
         raise
@@ -343,93 +309,55 @@ def _prepare(
         reader=reader,
         path=path,
         mpp=float(mpp),
-        mpp_source="manifest" if row.mpp is not None else "metadata",
+        mpp_source=mpp_source,
         plan=plan,
         thumb=thumb,
         mask=tissue.mask,
         tissue_threshold=tissue.threshold,
         pen_fraction=tissue.pen_fraction,
-        xs=xs[keep],
-        ys=ys[keep],
+        xs=xs,
+        ys=ys,
         fractions=fractions[keep],
         n_grid=int(inside.sum()),
         bytes_read=bytes_read,
         started=started,
         timings=timings,
+        maker=maker,
     )
 
 
-def write_slide(
+def finish_slide(
     prepared: PreparedSlide,
     root: OutputRoot,
     config: TilingConfig,
+    tiles_sha256: str,
+    tiles_s: float,
     *,
-    threads: int = 1,
-    on_tiles: Callable[[int], None] | None = None,
+    on_step: Callable[[str, str | None], None] | None = None,
 ) -> SlideOutcome:
-    """Read, resample and encode the prepared slide's tiles; write tiles.tar, coords, thumbnail, meta last."""
+    """Write coords.parquet, thumbnail.png and, last, meta.json of a slide whose tiles.tar is in place."""
+    p = prepared
+    if on_step is not None:
+        on_step(p.row.slide_id, "writing outputs")
     try:
-        return _write(prepared, root, config, threads, on_tiles)
+        return _finish(p, root, config, tiles_sha256, tiles_s)
+    except RUN_LEVEL_ERRORS:
+        release_attempt(root, p.row.slide_id)
+        raise
     except Exception as exc:
-        return _failure(prepared.row, root, prepared.config_sha256, exc, prepared.started)
+        return record_failure(p.row, root, p.config_sha256, exc, p.started)
     finally:
-        prepared.reader.close()
+        p.close()
 
 
-def tile_slide(
-    row: SlideRow,
-    root: OutputRoot,
-    config: TilingConfig,
-    *,
-    threads: int = 1,
-    cache_dir: str | None = None,
-    on_tiles: Callable[[int], None] | None = None,
-) -> SlideOutcome:
-    """Tile one slide into tiles/<slide_id>/ (coords, tiles.tar, thumbnail, meta last); skip if done."""
-    prepared = prepare_slide(row, root, config, cache_dir=cache_dir)
-    if isinstance(prepared, SlideOutcome):
-        return prepared
-    return write_slide(prepared, root, config, threads=threads, on_tiles=on_tiles)
-
-
-def _write(
-    p: PreparedSlide,
-    root: OutputRoot,
-    config: TilingConfig,
-    threads: int,
-    on_tiles: Callable[[int], None] | None,
+def _finish(
+    p: PreparedSlide, root: OutputRoot, config: TilingConfig, tiles_sha256: str, tiles_s: float
 ) -> SlideOutcome:
     row, plan, reader, xs, ys = p.row, p.plan, p.reader, p.xs, p.ys
     rel = f"tiles/{row.slide_id}"
     timings = dict(p.timings)
+    timings["tiles_s"] = tiles_s
     width0, height0 = (int(v) for v in reader.dimensions)
-    clock = time.monotonic()
-    read_path, stored = choose_read_path(reader, p.path, plan, xs, ys, config)
-    try:
-        with (
-            root.writer(f"{rel}/tiles.tar") as tar_path,
-            open(tar_path, "wb") as handle,
-            ThreadPoolExecutor(max(1, threads)) as pool,
-        ):
-            hasher = HashingWriter(handle)
-            tar = DeterministicTar(hasher)  # type: ignore[arg-type]
-            done = 0
-            for i, data in enumerate(
-                _tile_bytes(reader, plan, xs, ys, config, pool, threads, read_path, stored)
-            ):
-                tar.add(f"{tile_key(row.slide_id, int(xs[i]), int(ys[i]))}.jpg", data)
-                done += 1
-                if on_tiles is not None and done % config.batch_tiles == 0:
-                    on_tiles(config.batch_tiles)
-            tar.close()
-            if on_tiles is not None and done % config.batch_tiles:
-                on_tiles(done % config.batch_tiles)
-            tiles_sha256 = hasher.sha256.hexdigest()
-    finally:
-        if stored is not None:
-            stored.close()
-    timings["tiles_s"] = time.monotonic() - clock
-
     clock = time.monotonic()
     table = pa.table(
         {
@@ -447,11 +375,13 @@ def _write(
     # The tissue image serves as the QC picture unless it is much smaller than thumbnail_px.
     qc_px = min(config.thumbnail_px, max(width0, height0))
     thumb = p.thumb
-    qc = thumb if max(thumb.shape[:2]) >= 0.75 * qc_px else bounded_thumbnail(reader, qc_px)
+    qc = thumb if max(thumb.shape[:2]) >= 0.75 * qc_px else qc_image(reader, p.path, qc_px)
     png = render_thumbnail(qc, p.mask, xs, ys, plan.size0, width0, height0, config.thumbnail_px)
     root.write_bytes(f"{rel}/thumbnail.png", png)
     timings["write_s"] = time.monotonic() - clock
     timings["total_s"] = time.monotonic() - p.started
+    maker = p.maker
+    read_path = maker.read_path if maker is not None else "reader"
     meta = {
         "slide_id": row.slide_id,
         "status": "ok",
@@ -475,6 +405,7 @@ def _write(
         "tissue_area_fraction": float(p.mask.mean()),
         "pen_fraction": p.pen_fraction,
         "read_path": read_path,
+        "tile_pixels": maker.method if maker is not None else "none",
         "jpeg_passthrough": read_path == "jpeg-copy",
         "tiles_sha256": tiles_sha256,
         "coords_sha256": hashlib.sha256(coords_bytes).hexdigest(),
