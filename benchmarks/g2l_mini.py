@@ -8,8 +8,8 @@ k = 10, and CKA to the teacher (debiased), on the demo's synthetic benchmark (th
 differ). Every run is also judged by the demo's gate (configs/gate_demo.yaml). Everything comes from
 `g2l.demo_study` (the same config, data and code as `make demo`); inputs are built once under --out.
 
-    PYTHONPATH=. python benchmarks/g2l_mini.py                 # ~10 min on 2 idle cores
-    PYTHONPATH=. python benchmarks/g2l_mini.py --markdown      # the table for benchmarks/RESULTS.md
+    .venv/bin/python benchmarks/g2l_mini.py                 # ~10 min on 2 idle cores
+    .venv/bin/python benchmarks/g2l_mini.py --markdown      # the table for benchmarks/RESULTS.md
 """
 
 from __future__ import annotations

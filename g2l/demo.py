@@ -95,6 +95,11 @@ def write_demo_metadata(path: Path) -> Path:
 def _run(cmd: list[str], cwd: Path) -> str:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `g2l` for dvc.yaml
+    if env.get("PYTHONPATH"):
+        # Relative entries (PYTHONPATH=.) would resolve inside the workspace, whose copied g2l/manifest
+        # sources (the stage's deps) would then shadow the installed package: make them absolute.
+        entries = env["PYTHONPATH"].split(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in entries if p)
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{result.stdout}\n{result.stderr}")
