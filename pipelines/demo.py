@@ -76,6 +76,7 @@ def _training_story(student: Path, decision: Path, report: Path) -> dict[str, An
         "val_cosine_before": cosines[0] if cosines else None,
         "val_cosine_after": cosines[-1] if cosines else None,
         "demo_table": format_table(demo_rows(evaluated, benchmark)),
-        "gate_reasons": [f"{r['verdict']}: {r['reason']}"
+        # one line per rule: its verdict, its name in configs/gate_demo.yaml, and why
+        "gate_reasons": [f"{r['verdict']}: {str(r['rule']).split(':')[0]}: {r['reason']}"
                          for r in verdict["rules"]],
     }

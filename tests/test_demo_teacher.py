@@ -23,6 +23,11 @@ def test_the_shipped_teacher_file_matches_its_pinned_digest():
     assert hashlib.sha256(path.read_bytes()).hexdigest() == SHIPPED_TEACHER_SHA256
     assert spec.weights_file_sha256 == SHIPPED_TEACHER_SHA256
     assert path.stat().st_size < 5 * 2**20  # a few MB, fine in git
+    # The zoo entry and the trainer's own docs name the command that regenerates the file.
+    from g2l.synth import train_teacher
+
+    command = f"python -m g2l.synth.train_teacher --out g2l/{spec.weights_file}"
+    assert command in " ".join(spec.notes.split()) and command in (train_teacher.__doc__ or "")
 
 
 def test_the_zoo_loads_the_shipped_teacher_and_refuses_a_changed_copy(tmp_path):
