@@ -60,6 +60,15 @@ class RuleResult:
     reason: str
 
 
+    def line(self) -> str:
+        """One line for logs: the verdict (PASS, FAIL, INCONCLUSIVE, N/A), the rule and its reason."""
+        return f"{VERDICT_LABELS.get(self.verdict, self.verdict.upper())} {self.rule}: {self.reason}"
+
+
+#: How each verdict is printed: "passed" alone would show a not-applicable rule as a pass.
+VERDICT_LABELS = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "not_applicable": "N/A"}
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PromotionResult:
     """Superiority over the champion on the primary metric."""

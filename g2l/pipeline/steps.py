@@ -393,7 +393,9 @@ def gate_report(report: str, gate_policy: str, candidate: str, *, cancer: str = 
     from g2l.progress import console
 
     for rule in decision.rules:
-        console.print(f"gate: {'pass' if rule.passed else 'FAIL'} {rule.rule}: {rule.reason}")
+        console.print(f"gate: {rule.line()}", highlight=False, markup=False)
+    for warning in decision.warnings:
+        console.print(f"gate: warning: {warning}", highlight=False, markup=False)
     return bool(decision.passed)
 
 
