@@ -235,6 +235,8 @@ def test_champion_rules_and_promotion_without_a_champion():
     d = decide(rep, policy(GateRule(metric="lp_auc", test="superiority", reference="champion")), "student")
     assert d.passed and d.rules[0].verdict == "not_applicable" and "no champion yet" in d.rules[0].reason
     assert d.promotion.verdict == "no_champion" and d.promote
+    # printed as N/A, not as a pass: a rule that could not be tested must not read as evidence
+    assert d.rules[0].line().startswith("N/A ") and "no champion yet" in d.rules[0].line()
 
 
 def _robustness_report(eligible, reason):

@@ -46,7 +46,7 @@ def _teacher_check(lin: Mapping[str, str], name: str, model: Any | None, why: st
 
 
 def _shard_set(lin: Mapping[str, str]) -> str | None:
-    from g2l.embed.shards import shard_set_sha256
+    from g2l.tiling.outputs import shard_set_sha256
 
     index_uri = lin.get("shards_index")
     if not index_uri:

@@ -51,7 +51,7 @@ def manifest_checks(lin: Mapping[str, str]) -> Iterator[Check]:
 
 def shard_checks(lin: Mapping[str, str]) -> Iterator[Check]:
     """The shard index file, the tile set's digest recomputed from it, its manifest link, every shard."""
-    from g2l.embed.shards import shard_set_sha256
+    from g2l.tiling.outputs import shard_set_sha256
 
     index_uri = lin.get("shards_index")
     if not index_uri:

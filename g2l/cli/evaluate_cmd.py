@@ -63,6 +63,7 @@ def evaluate(
     from g2l.evaluate.models import ModelSpecError, parse_model_args
     from g2l.evaluate.runner import run_evaluate
     from g2l.progress import console
+    from g2l.storage import StorageError
 
     try:
         cfg = load_section(EvaluateConfig, config, section="evaluate")
@@ -86,7 +87,8 @@ def evaluate(
             store=store,
             teacher_cache=teacher_cache,
         )
-    except (ConfigError, ModelSpecError, FileNotFoundError, ValueError) as exc:
+    # StorageError: an unreachable bucket or rejected credentials (exit 2 with the fix, no traceback).
+    except (ConfigError, ModelSpecError, FileNotFoundError, ValueError, StorageError) as exc:
         console.print(f"[red]error: {exc}[/red]")
         raise typer.Exit(EXIT_USAGE) from exc
     html_path = out / "report.html"

@@ -151,6 +151,7 @@ def audit_cmd(
     from g2l.audit import audit, print_report
     from g2l.config import ConfigError
     from g2l.registry import RegistryError
+    from g2l.storage import StorageError
 
     if version is not None and alias is not None:
         raise _fail(ValueError("give --version or --alias, not both"))
@@ -167,7 +168,8 @@ def audit_cmd(
             allow_incomplete=allow_incomplete,
             teacher_weights=teacher_weights,
         )
-    except (RegistryError, ConfigError, FileNotFoundError, ValueError) as exc:
+    # StorageError: an unreachable bucket or rejected credentials (exit 2 with the fix, no traceback).
+    except (RegistryError, ConfigError, FileNotFoundError, ValueError, StorageError) as exc:
         raise _fail(exc) from exc
     print_report(result)
     if json_out is not None:

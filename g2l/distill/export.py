@@ -86,6 +86,29 @@ def training_lineage(shards: str, cache: str | None, teacher_mode: str) -> dict[
     return {k: v for k, v in out.items() if v not in (None, "")}
 
 
+def relocate_lineage(student_dir: str | os.PathLike[str], local_root: str, remote_root: str) -> None:
+    """Rewrite the lineage's locations under `local_root` (a pod's mirror) to `remote_root` (gs://).
+
+    A pipeline step that distils from a downloaded copy of the artifact root must record where the
+    inputs live for everyone (the bucket), or `g2l audit` would look for a pod's vanished scratch
+    directory. Only locations change; the hashes were computed on the very bytes the mirror holds.
+    """
+    path = Path(student_dir) / CONFIG_FILE
+    config = json.loads(path.read_text())
+    lineage = config.get("lineage") or {}
+    prefix = os.path.abspath(local_root).rstrip("/") + "/"
+    changed = False
+    for key in ("shards_index", "cache_dir"):
+        value = lineage.get(key)
+        if isinstance(value, str) and value.startswith(prefix):
+            lineage[key] = remote_root.rstrip("/") + "/" + value[len(prefix):]
+            changed = True
+    if changed:
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, path)
+
+
 def read_student_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The exported student's config.json (lineage, metrics, timm architecture)."""
     return json.loads((Path(path) / CONFIG_FILE).read_text())

@@ -26,15 +26,6 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def shard_set_sha256(entries: list[dict[str, Any]]) -> str:
-    """The tile set's identity, the shard index's `sha256`: sha256 of the entries' compact sorted JSON.
-
-    Recomputed (not read) by the audit, so a doctored index.json cannot vouch for itself.
-    """
-    canonical = json.dumps(entries, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def load_shard_index(shards_dir: str | Path) -> dict[str, Any]:
     """Read and check ROOT/shards/index.json (`shards: [{name, n_tiles, sha256}]`, `sha256`)."""
     path = Path(shards_dir) / "index.json"

@@ -202,17 +202,7 @@ def load_model(
             )
         except zoo.ModelError as exc:
             raise ModelSpecError(f"--model {name}={spec}: {exc}") from exc
-        loaded.model.eval()
-        return EvalModel(
-            name=name,
-            spec=resolved,
-            resolved=resolved,
-            loaded=loaded,
-            digest=model_digest(loaded),
-            embed_dim=int(loaded.embed_dim),
-            device=device,
-            precision=resolve_precision(precision, device),
-        )
+        return _eval_model(name, resolved, resolved, loaded, device, precision)
 
     path = Path(resolved).expanduser()
     run_export = path / "student" / "config.json"
@@ -227,6 +217,11 @@ def load_model(
             loaded = zoo.build_model(resolved, device=device)
     except zoo.ModelError as exc:
         raise ModelSpecError(f"--model {name}={spec}: {exc}") from exc
+    return _eval_model(name, spec, resolved, loaded, device, precision)
+
+
+def _eval_model(name: str, spec: str, resolved: str, loaded: Any, device: str, precision: str) -> EvalModel:
+    """The evaluation's view of a built model, switched to eval mode, with its digest."""
     loaded.model.eval()
     return EvalModel(
         name=name,

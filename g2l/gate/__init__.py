@@ -6,19 +6,20 @@ metric. A metric missing from the report is a data error (GateDataError), not a 
 pipeline can tell the two apart. See docs/adr/0008-statistical-gate.md.
 """
 
-from g2l.gate.judge import (
+from g2l.gate.judge import decide, primary_score
+from g2l.gate.policy import Bootstrap, GatePolicy, GateRule, PrimaryMetric, Promotion, load_policy
+from g2l.gate.results import (
+    VERDICT_LABELS,
     Decision,
     GateDataError,
     PromotionResult,
     RuleResult,
-    decide,
     load_report,
-    primary_score,
     write_decision,
 )
-from g2l.gate.policy import Bootstrap, GatePolicy, GateRule, PrimaryMetric, Promotion, load_policy
 
 __all__ = [
+    "VERDICT_LABELS",
     "Bootstrap",
     "Decision",
     "GateDataError",

@@ -22,6 +22,26 @@ from g2l.pipeline.staging import local_root, stage_benchmark, stage_weights
 
 # --- tiling ---------------------------------------------------------------------------------------
 
+#: What a pipeline user can do when the artifact root holds tiles of other settings (the CLI's --out and
+#: --replace are not pipeline parameters): a new root keeps the old tiles and the lineage that names them.
+PIPELINE_SETTINGS_FIX = (
+    "Start the run with another artifact_root (a new prefix, e.g. .../{cancer}-tiling-v2: the old tiles and "
+    "the registered students whose lineage names them stay intact), or, to replace them, delete "
+    "{root}/tiles and {root}/shards first"
+)
+
+
+@contextlib.contextmanager
+def _settings_conflict_as_pipeline_error(artifact_root: str, cancer: str) -> Iterator[None]:
+    """Re-word a tiling settings conflict with the fix a pipeline run has."""
+    from g2l.tiling.errors import SettingsConflictError
+
+    try:
+        yield
+    except SettingsConflictError as exc:
+        fix = PIPELINE_SETTINGS_FIX.format(cancer=cancer or "cancer", root=artifact_root.rstrip("/"))
+        raise SettingsConflictError(exc.problem, fix) from None
+
 
 def tile_group(
     *, manifest: str, slide_ids: str, config_uri: str, artifact_root: str, cancer: str, index: str = "0"
@@ -34,7 +54,9 @@ def tile_group(
     from g2l.metrics import StageMetrics
     from g2l.pipeline.retry import no_retry_on_bad_input
 
-    with no_retry_on_bad_input(artifact_root, f"tile-{index}"):
+    with no_retry_on_bad_input(artifact_root, f"tile-{index}"), _settings_conflict_as_pipeline_error(
+        artifact_root, cancer
+    ):
         config = load_stage_config(tiling.TilingConfig, config_uri, "tiling")
         ids = parse_list(slide_ids)
         with StageMetrics(
@@ -49,7 +71,8 @@ def pack_shards(*, manifest: str, config_uri: str, artifact_root: str) -> tuple[
     from g2l import storage, tiling
 
     config = load_stage_config(tiling.TilingConfig, config_uri, "tiling")
-    summary = tiling.write_shards(artifact_root, manifest, config)
+    with _settings_conflict_as_pipeline_error(artifact_root, ""):
+        summary = tiling.write_shards(artifact_root, manifest, config)
     if summary["n_tiles"] == 0:
         raise RuntimeError(
             f"no tiles under {artifact_root}: every slide failed or had no tissue "
@@ -213,6 +236,10 @@ def _distill_local(
             run_id=run_id(),
             cancer=cancer,
         )
+        if root != artifact_root:  # a gs:// root's local mirror: lineage names the bucket, not this pod
+            from g2l.distill.export import relocate_lineage
+
+            relocate_lineage(student_dir, root, artifact_root)
         return storage.join(artifact_root, run_rel, relative_to_root(student_dir, str(Path(root) / run_rel)))
 
 
@@ -366,7 +393,9 @@ def gate_report(report: str, gate_policy: str, candidate: str, *, cancer: str = 
     from g2l.progress import console
 
     for rule in decision.rules:
-        console.print(f"gate: {'pass' if rule.passed else 'FAIL'} {rule.rule}: {rule.reason}")
+        console.print(f"gate: {rule.line()}", highlight=False, markup=False)
+    for warning in decision.warnings:
+        console.print(f"gate: warning: {warning}", highlight=False, markup=False)
     return bool(decision.passed)
 
 

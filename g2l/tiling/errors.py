@@ -16,6 +16,11 @@ class TilingInputError(ValueError):
 class SettingsConflictError(TilingInputError):
     """The output root holds finished outputs made with other tiling settings; nothing was changed."""
 
+    def __init__(self, problem: str, fix: str) -> None:
+        self.problem = problem  # what clashes, where (a caller with other means of fixing it keeps this)
+        self.fix = fix
+        super().__init__(f"{problem}; nothing was changed. {fix}")
+
 
 class TilingInterrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) stopped the run; carries what was finished so the caller can summarise it."""

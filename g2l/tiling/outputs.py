@@ -21,6 +21,16 @@ def canonical_json(obj: Any) -> bytes:
     return (json.dumps(obj, sort_keys=True, indent=2, default=str) + "\n").encode()
 
 
+def shard_set_sha256(entries: list[dict[str, Any]]) -> str:
+    """The tile set's identity, the shard index's `sha256`: sha256 of the entries' compact sorted JSON.
+
+    Written here by tiling and recomputed (not read) by embed and the audit, so a doctored index.json
+    cannot vouch for itself; one definition for writer and readers.
+    """
+    canonical = json.dumps(entries, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -53,8 +53,9 @@ def _differences(recorded: dict[str, Any], current: dict[str, Any]) -> str:
 
 def _conflict(root: OutputRoot, what: str, diffs: str) -> SettingsConflictError:
     return SettingsConflictError(
-        f"{root.uri} holds {what} made with other tiling settings ({diffs}); nothing was changed. Write to "
-        "another output root (--out), or rerun with --replace to replace them with tiles of the new settings"
+        f"{root.uri} holds {what} made with other tiling settings ({diffs})",
+        "Write to another output root (--out), or rerun with --replace to replace them with tiles of the new "
+        "settings",
     )
 
 

@@ -14,7 +14,7 @@ from typing import IO, Any
 import pyarrow.parquet as pq
 
 from g2l.tiling.config import TilingConfig
-from g2l.tiling.outputs import OutputRoot, canonical_json
+from g2l.tiling.outputs import OutputRoot, canonical_json, shard_set_sha256
 
 SHARD_NAME = "shard-{:06d}.tar"
 
@@ -213,10 +213,6 @@ class TileRecords:
         ).encode()
 
 
-def _shards_hash(shards: list[dict[str, Any]]) -> str:
-    return hashlib.sha256(json.dumps(shards, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def _shard_plan(counts: list[int], per_shard: int) -> list[list[tuple[int, int, int]]]:
     """For each shard, its runs of tiles in order: (slide index, first tile, end tile)."""
     plan: list[list[tuple[int, int, int]]] = []
@@ -327,7 +323,7 @@ def build_shards(
         "target_mpp": config.target_mpp,
         "tiles_per_shard": config.tiles_per_shard,
         "manifest_sha256": manifest_sha256,
-        "sha256": _shards_hash(shards),
+        "sha256": shard_set_sha256(shards),
         "source_sha256": source_sha256,
         "slides": [sid for sid, _, meta in slides if meta.get("n_tiles")],
     }
