@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from g2l.embed import open_cache
 
@@ -21,7 +22,9 @@ def test_cli_prints_the_cache_directory_last_and_reads_the_config(shards_dir, tm
     assert res.returncode == 0, res.stderr
     cache_dir = res.stdout.strip().splitlines()[-1]
     cache = open_cache(cache_dir)
-    assert cache.views == 3 and cache.teacher == "tiny-vit-teacher"  # --views overrides the YAML's 2
+    embed = yaml.safe_load(config.read_text())["embed"]
+    assert embed["views"] != 3 and cache.views == 3  # --views overrides the YAML's
+    assert cache.teacher == embed["teacher"]  # the rest comes from the YAML
     assert (tmp_path / "out" / "metrics" / "embed.prom").read_text().count("g2l_embeddings_total") >= 1
 
 

@@ -141,6 +141,25 @@ def _tiny(name: str) -> Callable[[Path], Shapes]:
     return build
 
 
+def _demo_teacher_shipped(tmp_path: Path) -> Shapes:
+    # The demo teacher is published as the safetensors file shipped in g2l: its tensors are the reference.
+    from safetensors import safe_open
+
+    import g2l
+
+    path = Path(g2l.__file__).parent / "synth" / "weights" / "demo-vit-teacher.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+
+
+def _demo_student(tmp_path: Path) -> Shapes:
+    # The demo student has no publisher: timm's ViT with g2l's conv stem (g2l/synth/conv_stem.py).
+    from g2l.synth.conv_stem import ConvStemPatchEmbed
+
+    return _timm_meta("vit_tiny_patch16_224", img_size=112, patch_size=16, embed_dim=64, depth=3, num_heads=2,
+                      mlp_ratio=2.0, num_classes=0, embed_layer=ConvStemPatchEmbed)
+
+
 NATIVE: dict[str, Callable[[Path], Shapes]] = {
     "hf-hub:bioptimus/H-optimus-0": _h_optimus_from_hub_config,
     # the GPU benchmarks' random teacher is H-optimus-0-shaped by definition
@@ -148,6 +167,8 @@ NATIVE: dict[str, Callable[[Path], Shapes]] = {
     "hibou-L": _hibou_hf,
     "tiny-vit-teacher": _tiny("tiny-vit-teacher"),
     "tiny-vit-student": _tiny("tiny-vit-student"),
+    "demo-vit-teacher": _demo_teacher_shipped,
+    "demo-vit-student": _demo_student,
     **{name: (lambda arch, kw: lambda tmp_path: _timm_meta(arch, **kw))(*card)  # type: ignore[misc]
        for name, card in CARD_KWARGS.items()},
 }
