@@ -83,10 +83,36 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config") -> T
         raise ConfigError(f"{where}: {exc}") from exc
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader refusing a key given twice in one mapping (YAML 1.2 forbids it; PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise ConfigError(
+                    f"{self.name}: key {key!r} is given twice in one mapping (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); the first would be silently ignored: keep one"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, where: str = "<config>") -> Any:
+    """Parse YAML text safely, refusing duplicate keys (a silently ignored setting); names `where`."""
+    loader = _UniqueKeyLoader(text)
+    loader.name = where
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping from a file; an empty file is an empty mapping."""
+    """Read a YAML mapping from a file; an empty file is an empty mapping; a duplicate key is an error."""
     text = Path(path).read_text()
-    data = yaml.safe_load(text) or {}
+    data = parse_yaml(text, str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     return data

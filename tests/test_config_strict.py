@@ -59,3 +59,17 @@ def test_config_hash_changes_with_any_value():
 def test_run_config_rejects_a_bad_cancer_name():
     with pytest.raises(ConfigError, match="run.cancer"):
         RunConfig(cancer="breast cancer!")
+
+
+def test_a_key_given_twice_is_refused_naming_the_key_and_both_lines(tmp_path):
+    # PyYAML's safe_load keeps the last of two equal keys, so the first setting would vanish silently
+    # (yaml/constructor.py SafeConstructor.construct_mapping, PyYAML 6.0); YAML 1.2 says keys are unique.
+    path = tmp_path / "c.yaml"
+    path.write_text("stage:\n  name: a\n  inner:\n    size_px: 3\n  name: b\n")
+    with pytest.raises(ConfigError) as err:
+        load_section(Outer, path, section="stage")
+    message = str(err.value)
+    assert str(path) in message and "'name' is given twice" in message and "lines 2 and 5" in message
+    # the same key in two different mappings is fine
+    path.write_text("a:\n  name: x\nb:\n  name: y\n")
+    assert load_section(Outer, path, section="b").name == "y"

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from g2l.config import ConfigError, require
+from g2l.config import ConfigError, parse_yaml, require
 
 RUN_ID_ENV = "G2L_RUN_ID"
 
@@ -74,7 +74,7 @@ def pin_inputs(
 
     configure_git_credentials()
     text = read_text_or_uri(config_yaml)
-    data = yaml.safe_load(text)
+    data = parse_yaml(text, "config_yaml")
     require(
         isinstance(data, dict),
         "config_yaml must be a YAML mapping with one section per stage "
