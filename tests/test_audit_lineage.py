@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from g2l.audit import audit
 from g2l.cli import app
 from g2l.registry import promote
-from tests.fixtures.lineage import Candidate, World
+from tests.fixtures.lineage import Candidate, World, promote_args
 
 
 def _promoted(make_candidate: Callable[..., Candidate], world: World, cancer: str, uri: str) -> Candidate:
@@ -187,24 +187,7 @@ def test_cli_promotion_without_lineage_warns_and_its_audit_fails_until_allowed_i
     make_candidate: Callable[..., Candidate], lineage_world: World, cancer: str, registry_uri: str
 ) -> None:
     cand = make_candidate(value=0.8, with_lineage_block=False)  # a student from before config.json lineage
-    promoted = CliRunner().invoke(
-        app,
-        [
-            "promote",
-            "--student",
-            str(cand.student),
-            "--report",
-            str(cand.report),
-            "--decision",
-            str(cand.decision),
-            "--cancer",
-            cancer,
-            "--policy",
-            str(lineage_world.policy),
-            "--registry",
-            registry_uri,
-        ],
-    )
+    promoted = CliRunner().invoke(app, promote_args(cand, lineage_world, cancer, registry_uri))
     assert promoted.exit_code == 0, promoted.output
     missing = json.loads(promoted.stdout.strip().splitlines()[-1])["lineage_missing"]
     assert {"manifest_uri", "shards_index", "cache_dir"} <= set(missing)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from g2l.audit import audit
 from g2l.cli import app
-from tests.fixtures.lineage import Candidate, World
+from tests.fixtures.lineage import Candidate, World, promote_args
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -40,19 +40,7 @@ def test_cli_lineage_overrides_and_manifest_at_a_git_rev(
     result = CliRunner().invoke(
         app,
         [
-            "promote",
-            "--student",
-            str(cand.student),
-            "--report",
-            str(cand.report),
-            "--decision",
-            str(cand.decision),
-            "--cancer",
-            cancer,
-            "--policy",
-            str(lineage_world.policy),
-            "--registry",
-            registry_uri,
+            *promote_args(cand, lineage_world, cancer, registry_uri),
             "--manifest-uri",
             "manifests/brca.csv",
             "--manifest-rev",

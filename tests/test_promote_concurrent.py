@@ -13,34 +13,12 @@ import pytest
 
 from g2l.metrics import read_gateway_metrics
 from g2l.registry import list_versions, promote
-from tests.fixtures.lineage import Candidate, World
+from tests.fixtures.lineage import Candidate, World, promote_args
 
 
 def _cmd(c: Candidate, world: World, cancer: str, uri: str, config: Path, run_id: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "g2l",
-        "promote",
-        "--student",
-        str(c.student),
-        "--report",
-        str(c.report),
-        "--decision",
-        str(c.decision),
-        "--cancer",
-        cancer,
-        "--policy",
-        str(world.policy),
-        "--registry",
-        uri,
-        "--config",
-        str(config),
-        "--run-id",
-        run_id,
-        "--artifact-root",
-        str(config.parent / "artifacts"),
-    ]
+    extra = ("--config", str(config), "--run-id", run_id, "--artifact-root", str(config.parent / "artifacts"))
+    return [sys.executable, "-m", "g2l", *promote_args(c, world, cancer, uri, *extra)]
 
 
 @pytest.mark.slow

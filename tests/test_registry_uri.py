@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from g2l.registry import RegistryConfig, RegistryError, promote, resolve_uri
-from tests.fixtures.lineage import Candidate, World
+from tests.fixtures.lineage import Candidate, World, promote_args
 
 
 def _closed_port() -> int:
@@ -59,24 +59,7 @@ def test_bad_registry_uri_on_the_cli_exits_2_with_the_message(
 ) -> None:
     cand = make_candidate(value=0.8)
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "g2l",
-            "promote",
-            "--student",
-            str(cand.student),
-            "--report",
-            str(cand.report),
-            "--decision",
-            str(cand.decision),
-            "--cancer",
-            "brca",
-            "--policy",
-            str(lineage_world.policy),
-            "--registry",
-            "postgres-typo://db/mlflow",
-        ],
+        [sys.executable, "-m", "g2l", *promote_args(cand, lineage_world, "brca", "postgres-typo://db/mlflow")],
         capture_output=True,
         text=True,
         timeout=120,
