@@ -60,6 +60,11 @@ def _header(name: str, size: int) -> bytes:
     return bytes(header)
 
 
+def tar_member(name: str, data: bytes) -> bytes:
+    """One regular-file member as DeterministicTar writes it: header(s), the data, zero padding."""
+    return b"".join((_header(name, len(data)), data, bytes(-len(data) % BLOCK)))
+
+
 class DeterministicTar:
     """Append-only tar writer whose bytes depend only on the members' names and contents."""
 
@@ -75,8 +80,13 @@ class DeterministicTar:
     def add(self, name: str, data: bytes) -> None:
         """Append one member."""
         # One write (and one hash update) per member: three small ones cost more than the copy.
-        self._write(b"".join((_header(name, len(data)), data, bytes(-len(data) % BLOCK))))
+        self._write(tar_member(name, data))
         self.count += 1
+
+    def add_members(self, members: bytes, count: int) -> None:
+        """Append `count` members already framed by `tar_member` (made off the writing thread)."""
+        self._write(members)
+        self.count += count
 
     def close(self) -> None:
         """Write the end-of-archive blocks and pad to a whole record."""
@@ -119,6 +129,10 @@ class TarWriter:
         """Append one member."""
         self._tar.add(name, data)
 
+    def add_members(self, members: bytes, count: int) -> None:
+        """Append `count` members framed by `tar_member`."""
+        self._tar.add_members(members, count)
+
     def commit(self) -> str:
         """Close the tar, move it into place, and return its sha256."""
         self._tar.close()
@@ -132,6 +146,10 @@ class TarWriter:
         self._stack.__exit__(RuntimeError, RuntimeError("tar aborted"), None)
 
 
+#: Tiles whose shard members are joined into one write (and one hash update) while packing.
+PACK_BATCH = 64
+
+
 class _ShardWriter:
     """One shard being written to a scratch file that becomes `shards/<name>` on `finish`."""
 
@@ -143,6 +161,10 @@ class _ShardWriter:
     def add(self, name: str, data: bytes) -> None:
         """Append one member."""
         self._tar.add(name, data)
+
+    def add_members(self, members: bytes, count: int) -> None:
+        """Append `count` members framed by `tar_member`."""
+        self._tar.add_members(members, count)
 
     def finish(self) -> dict[str, Any]:
         """Close the tar, move it into place, and return its index entry."""
@@ -160,8 +182,22 @@ def iter_tar(path: str | Path, *, start: int = 0) -> Iterator[tuple[str, bytes]]
     reader costs more per member than the rest of shard packing together. The first `start` regular
     members are skipped without reading their data.
     """
+    for name, member, offset in iter_tar_members(path, start=start):
+        header = member[offset - BLOCK : offset]
+        size = int(header[124:136].rstrip(b"\0 ") or b"0", 8)
+        yield name, member[offset : offset + size]
+
+
+def iter_tar_members(path: str | Path, *, start: int = 0) -> Iterator[tuple[str, bytes, int]]:
+    """(name, framed member, data offset) of every regular member, in order, streaming.
+
+    The framed member is the member's bytes exactly as they sit in the tar (PAX header if any, USTAR
+    header, data, zero padding): appended to another DeterministicTar it is that member, so packing
+    shards copies tiles without re-framing them. The data starts at `data offset` within it.
+    """
     with open(path, "rb", buffering=1 << 20) as handle:
         long_name: str | None = None
+        pax = b""
         skipped = 0
         while True:
             header = handle.read(BLOCK)
@@ -169,24 +205,25 @@ def iter_tar(path: str | Path, *, start: int = 0) -> Iterator[tuple[str, bytes]]
                 return
             size = int(header[124:136].rstrip(b"\0 ") or b"0", 8)
             kind = header[156:157]
+            padded = size + (-size % BLOCK)
             if skipped < start and kind in (b"0", b"\0"):
-                handle.seek(size + (-size % BLOCK), 1)
+                handle.seek(padded, 1)
                 skipped += 1
-                long_name = None
+                long_name, pax = None, b""
                 continue
-            data = handle.read(size)
-            handle.read(-size % BLOCK)
+            body = handle.read(padded)
             if kind == b"x":  # PAX extended header: "<len> key=value\n" records
-                for record in data.decode("utf-8", "surrogateescape").splitlines():
+                for record in body[:size].decode("utf-8", "surrogateescape").splitlines():
                     key, _, value = record.partition(" ")[2].partition("=")
                     if key == "path":
                         long_name = value
+                pax = header + body
                 continue
             if kind not in (b"0", b"\0"):
                 raise ValueError(f"{path}: unexpected tar member type {kind!r}; re-tile the slide")
             name = long_name if long_name is not None else header[0:100].rstrip(b"\0").decode()
-            long_name = None
-            yield name, data
+            yield name, pax + header + body, len(pax) + BLOCK
+            long_name, pax = None, b""
 
 
 def tile_key(slide_id: str, x: int, y: int) -> str:
@@ -251,20 +288,28 @@ def _pack_run(
             f"{meta.get('n_tiles')} tiles; delete tiles/{slide_id}/meta.json and rerun to re-tile the slide"
         )
     records = TileRecords(slide_id, site)
+    xs, ys, sizes, tissue = coords["x"], coords["y"], coords["size0"], coords["tissue"]
+    parts: list[bytes] = []
     with root.local_copy(f"tiles/{slide_id}/tiles.tar") as tar_path:
-        members = iter_tar(tar_path, start=start)
+        members = iter_tar_members(tar_path, start=start)
         for i in range(start, end):
-            x, y = int(coords["x"][i]), int(coords["y"][i])
+            x, y = int(xs[i]), int(ys[i])
             key = tile_key(slide_id, x, y)
-            name, data = next(members, ("<missing>", b""))
+            name, member, _ = next(members, ("<missing>", b"", 0))
             if name != f"{key}.jpg":
                 raise RuntimeError(
                     f"tiles/{slide_id}/tiles.tar member {i} is {name}, expected {key}.jpg; "
                     f"delete tiles/{slide_id}/meta.json and rerun to re-tile the slide"
                 )
-            writer.add(f"{key}.jpg", data)
-            writer.add(f"{key}.json", records.json(x, y, int(coords["size0"][i]), float(coords["tissue"][i])))
-            writer.n_tiles += 1
+            # The tile's member is copied as framed in tiles.tar: same name, same bytes, same header.
+            parts.append(member)
+            parts.append(tar_member(f"{key}.json", records.json(x, y, int(sizes[i]), float(tissue[i]))))
+            if len(parts) >= 2 * PACK_BATCH:
+                writer.add_members(b"".join(parts), len(parts))
+                parts = []
+        if parts:
+            writer.add_members(b"".join(parts), len(parts))
+    writer.n_tiles += end - start
 
 
 def build_shards(
