@@ -49,3 +49,21 @@ def test_tile_command_imports_only_what_tiling_needs(tmp_path: Path, slide_050) 
     summary, imported = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
     assert summary["slides_ok"] == 1 and summary["n_tiles"] > 0
     assert imported == [], f"g2l tile imported {imported}"
+
+
+def test_the_command_hands_its_objects_to_no_final_collection(tmp_path: Path) -> None:
+    """After a command, everything alive is frozen (gc.freeze): exit skips a collection over every library."""
+    code = textwrap.dedent(
+        """
+        import atexit, gc, sys
+        atexit.register(lambda: print("frozen", gc.get_freeze_count(), gc.isenabled()))
+        sys.argv = ["g2l", "--help"]
+        from g2l.cli import main
+        main()
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    word, count, enabled = done.stdout.strip().splitlines()[-1].split()
+    assert word == "frozen" and int(count) > 10_000, done.stdout  # pandas/typer objects, not a handful
+    assert enabled == "True"  # freezing is not switching the collector off
