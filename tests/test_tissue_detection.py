@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
+from g2l.tiling.tissue import detect_tissue, otsu_threshold, tile_tissue_fractions
 
 MPP = 16.0  # a 0.25 um/px scan seen at 1/64
 
@@ -109,3 +109,40 @@ def test_dense_haematoxylin_is_tissue_not_pen() -> None:
     mask = detect_tissue(rgb, mpp=MPP).mask
     assert mask[60:140, 60:140].mean() > 0.99
     assert not mask[:, 190:211].any()
+
+
+def _otsu_by_numpy_histogram(values: np.ndarray) -> float:
+    """Otsu's threshold as the textbook computes it from np.histogram (the definition we keep)."""
+    hist, edges = np.histogram(values, bins=256, range=(0.0, 256.0))
+    hist = hist.astype(np.float64)
+    centers = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = hist.sum() - w0
+    m0 = np.cumsum(hist * centers)
+    between = w0 * w1 * (m0 / np.maximum(w0, 1e-12) - (m0[-1] - m0) / np.maximum(w1, 1e-12)) ** 2
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_otsu_threshold_equals_the_histogram_definition(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    background = rng.normal(225, 8, 4000)
+    tissue = rng.normal(140 + 10 * seed, 25, 2500)
+    values = np.concatenate([background, tissue, [-3.0, 256.0, 300.0, 255.999]])  # a few out of range
+    for v in (values, np.clip(np.round(values), 0, 255).astype(np.uint8)):
+        assert otsu_threshold(v) == _otsu_by_numpy_histogram(v)
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.7, 0.5])
+def test_tile_fractions_equal_the_mean_of_the_mask_under_each_tile(scale: float) -> None:
+    rng = np.random.default_rng(7)
+    mask = rng.random((173, 251)) > 0.45
+    size0 = 48
+    xs, ys = (g.ravel() for g in np.meshgrid(np.arange(0, 240 * scale, 17), np.arange(0, 160 * scale, 23)))
+    fractions = tile_tissue_fractions(mask, xs, ys, size0, scale, scale)
+    for x, y, got in zip(xs, ys, fractions, strict=True):
+        x0, x1 = int(np.floor(x / scale + 0.5)), int(np.floor((x + size0) / scale + 0.5))
+        y0, y1 = int(np.floor(y / scale + 0.5)), int(np.floor((y + size0) / scale + 0.5))
+        x0, x1, y0, y1 = min(x0, 251), min(max(x1, x0 + 1), 251), min(y0, 173), min(max(y1, y0 + 1), 173)
+        x0, y0 = min(x0, x1 - 1), min(y0, y1 - 1)
+        assert got == pytest.approx(mask[y0:y1, x0:x1].mean(), abs=1e-6)
