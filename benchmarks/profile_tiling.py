@@ -9,6 +9,11 @@ heaviest imports (`python -X importtime`) and the CPU of a no-op rerun (the fixe
 
     PYTHONPATH=. python benchmarks/profile_tiling.py [--set small] [--count 40] [--work /tmp/g2l-bench]
     PYTHONPATH=. python benchmarks/profile_tiling.py --set large --count 2 --tile-costs
+    PYTHONPATH=. python benchmarks/profile_tiling.py --set small --count 40 --by-thread
+
+`--by-thread` runs without a profiler and splits the run's CPU by thread kind (tile workers, set-up and
+finishing, shards, the calling thread) and its wall time by phase (start-up until the first tile task,
+tiles, shards, exit), as core-seconds: wall x cores, against which idle cores show.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ STAGES: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
     ("read path choice (first/last tile checks)", ("choose_read_path",), None),
     ("JPEG decode of stored tiles", ("_decode",), "read_resized"),
     ("JPEG decode of stored tiles", ("decode_bgr",), "read_resized"),
+    ("JPEG decode of stored tiles", ("_decode_rgb_into",), "read_resized"),
     ("JPEG decode of stored tiles", ("jpeg",), "tile"),
     ("area-average resample + colour order", ("resize", "cvtColor"), "read_resized"),
     ("area-average resample + colour order", ("resize_area", "_resize_area"), None),
@@ -49,6 +55,8 @@ STAGES: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
     ("backend read_regions (reader path)", ("read_regions",), "tile_bytes"),
     ("tar members + sha256", ("add",), "_write"),
     ("tar members + sha256", ("add",), "_handle"),
+    ("tar members + sha256", ("add_members",), "_handle"),
+    ("tar members + sha256", ("tar_member",), "_stored_members"),
     ("QC image read", ("bounded_thumbnail",), "_write"),
     ("QC image read", ("qc_image",), None),
     ("QC thumbnail render + PNG", ("render_thumbnail",), None),
@@ -116,6 +124,104 @@ def _child(manifest: str, out: str, extra: list[str], stats_path: str) -> None:
         "wall": wall,
     }
     Path(stats_path).write_text(json.dumps(result))
+
+
+def _child_threads(manifest: str, out: str, extra: list[str], stats_path: str) -> None:
+    """Run `g2l tile` here unprofiled; write CPU seconds per thread kind and the phases' wall clock."""
+    import concurrent.futures.thread as futures_thread
+    import threading
+
+    start = time.perf_counter()
+    by_kind: dict[str, float] = collections.Counter()
+    lock = threading.Lock()
+    original_run = threading.Thread.run
+
+    def timed_run(self: threading.Thread) -> None:
+        begin = time.thread_time()
+        try:
+            original_run(self)
+        finally:
+            with lock:
+                by_kind[re.sub(r"[_-]?\d+$", "", self.name)] += time.thread_time() - begin
+
+    threading.Thread.run = timed_run  # type: ignore[method-assign]
+    marks: dict[str, float] = {}
+    original_submit = futures_thread.ThreadPoolExecutor.submit
+
+    def marked_submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if getattr(self, "_thread_name_prefix", "") == "g2l-tile":
+            marks.setdefault("first tile task", time.perf_counter() - start)
+        return original_submit(self, fn, *args, **kwargs)
+
+    futures_thread.ThreadPoolExecutor.submit = marked_submit  # type: ignore[method-assign]
+    import g2l.tiling.runner as runner
+
+    original_shards = runner.write_shards
+
+    def marked_shards(*args, **kwargs):  # type: ignore[no-untyped-def]
+        marks["tiles done"] = time.perf_counter() - start
+        try:
+            return original_shards(*args, **kwargs)
+        finally:
+            marks["shards done"] = time.perf_counter() - start
+
+    runner.write_shards = marked_shards
+    from g2l.cli import main
+
+    # The console script's own entry (its exit included), as a user runs `g2l tile`.
+    sys.argv = ["g2l", "tile", "--manifest", manifest, "--out", out, "--quiet", *extra]
+    try:
+        main()
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result = {
+        "by_kind": dict(by_kind),
+        "main": time.thread_time(),
+        "process_cpu": usage.ru_utime + usage.ru_stime,
+        "marks": marks,
+        "wall_in_process": time.perf_counter() - start,
+    }
+    Path(stats_path).write_text(json.dumps(result))
+
+
+def by_thread(manifest: Path, out: Path, extra: list[str], stats_path: Path, cores: int) -> None:
+    """Print the core-second budget of one unprofiled `g2l tile` run (CPU by thread kind, wall by phase)."""
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [sys.executable, __file__, *extra, "--child-threads", str(manifest), str(out), str(stats_path)]
+    begin = time.perf_counter()
+    subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True)
+    wall = time.perf_counter() - begin
+    result = json.loads(stats_path.read_text())
+    marks = result["marks"]
+    in_process = result["wall_in_process"]
+    # Before the process's own clock started: the interpreter's start; after it stopped: its exit.
+    outside = wall - in_process
+    phases = [
+        ("start-up: imports, config, manifest, first slide's set-up", marks.get("first tile task", 0.0)),
+        (
+            "tiles (set-up and finishing of the others overlap)",
+            marks["tiles done"] - marks.get("first tile task", 0.0),
+        ),
+        ("shards + index", marks["shards done"] - marks["tiles done"]),
+        ("interpreter start and exit, summary", in_process - marks["shards done"] + outside),
+    ]
+    print(
+        f"wall {wall:.2f} s = {cores * wall:.2f} core-seconds on {cores} cores; "
+        f"process CPU {result['process_cpu']:.2f} s"
+    )
+    print("| phase | wall s |\n|---|---|")
+    for name, seconds in phases:
+        print(f"| {name} | {seconds:.2f} |")
+    print("\n| thread | CPU s |\n|---|---|")
+    kinds = sorted(result["by_kind"].items(), key=lambda kv: -kv[1])
+    for name, seconds in [("calling thread (imports, writer)", result["main"]), *kinds]:
+        print(f"| {name} | {seconds:.2f} |")
+    native = result["process_cpu"] - result["main"] - sum(result["by_kind"].values())
+    print(f"| native threads (cuCIM, libraries) | {native:.2f} |")
+    print(f"| idle core-seconds | {cores * wall - result['process_cpu']:.2f} |")
 
 
 def startup(manifest: Path, out: Path, extra: list[str]) -> tuple[float, float, list[tuple[str, float]]]:
@@ -232,11 +338,18 @@ def main() -> None:
     parser.add_argument(
         "--tile-costs", action="store_true", help="only: floor vs g2l's tile task, CPU ms per tile, one slide"
     )
+    parser.add_argument(
+        "--by-thread", action="store_true", help="only: CPU by thread kind and wall by phase, no profiler"
+    )
     parser.add_argument("--child", nargs=3, metavar=("MANIFEST", "OUT", "STATS"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-threads", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     extra = ["--workers", str(args.workers)] if args.workers else []
     if args.child:
         _child(*args.child[:2], extra, args.child[2])
+        return
+    if args.child_threads:
+        _child_threads(*args.child_threads[:2], extra, args.child_threads[2])
         return
     sys.path.insert(0, str(REPO))
     from benchmarks.tiling import default_sets, make_slides, warm
@@ -253,6 +366,11 @@ def main() -> None:
         return
     manifest = work / f"profile_{args.set}.csv"
     df.to_csv(manifest, index=False)
+    if args.by_thread:
+        from benchmarks.tiling import _cores
+
+        by_thread(manifest, work / "out_profile", extra, work / "profile_threads.json", _cores())
+        return
     out = work / "out_profile"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     stats_path = work / "profile_stats.json"
