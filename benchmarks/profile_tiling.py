@@ -45,7 +45,7 @@ STAGES: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
     ("read path choice (first/last tile checks)", ("choose_read_path",), None),
     ("JPEG decode of stored tiles", ("_decode",), "read_resized"),
     ("JPEG decode of stored tiles", ("decode_bgr",), "read_resized"),
-    ("JPEG decode of stored tiles", ("_decode_rgb_into",), "read_resized"),
+    ("JPEG decode of stored tiles", ("decode_at_scale",), "read_resized"),
     ("JPEG decode of stored tiles", ("jpeg",), "tile"),
     ("area-average resample + colour order", ("resize", "cvtColor"), "read_resized"),
     ("area-average resample + colour order", ("resize_area", "_resize_area"), None),

@@ -21,6 +21,8 @@ SHARD_NAME = "shard-{:06d}.tar"
 
 BLOCK = 512
 RECORD = 20 * BLOCK  # tar's default record size; archives are padded to a multiple of it
+#: Tiles whose shard members are joined into one write (and one hash update) while packing.
+PACK_BATCH = 64
 
 
 def _ustar_template() -> tuple[bytes, int]:
@@ -144,10 +146,6 @@ class TarWriter:
         """Drop the partial tar (its scratch file is removed, nothing is published)."""
         self._handle.close()
         self._stack.__exit__(RuntimeError, RuntimeError("tar aborted"), None)
-
-
-#: Tiles whose shard members are joined into one write (and one hash update) while packing.
-PACK_BATCH = 64
 
 
 class _ShardWriter:

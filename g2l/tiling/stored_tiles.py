@@ -34,7 +34,7 @@ SCALED_DECODE_FLAGS = {2: 17, 4: 33, 8: 65}  # cv2.IMREAD_REDUCED_COLOR_2, _4, _
 _DECODE_FLAGS = {1: 1, **SCALED_DECODE_FLAGS}  # 1: cv2.IMREAD_COLOR
 IGNORE_ORIENTATION = 128  # cv2.IMREAD_IGNORE_ORIENTATION: stored tiles carry no EXIF, never rotate
 # cv2.IMREAD_COLOR_RGB (OpenCV >= 4.11): libjpeg-turbo writes RGB itself, so no BGR->RGB pass over each
-# tile (~10 % of a 40x tile's decode). It replaces the IMREAD_COLOR bit (1) of the flags above.
+# tile. It replaces the IMREAD_COLOR bit (1) of the flags above.
 COLOR_RGB = 256
 
 
@@ -104,38 +104,23 @@ class StoredTiles:
             kwargs.update(colorspace=colorspace, outcolorspace="RGB")
         return imagecodecs.jpeg8_decode(self.raw(x_level, y_level), **kwargs)
 
-    def decode_bgr(self, x_level: int, y_level: int, scale: int) -> np.ndarray:
-        """The stored tile decoded at 1/scale (1, 2, 4, 8) of its size by libjpeg, in OpenCV's BGR order.
+    def decode_at_scale(self, x_level: int, y_level: int, scale: int, *, rgb: bool = False) -> np.ndarray:
+        """The stored tile decoded at 1/scale (1, 2, 4, 8) of its size by libjpeg.
 
-        The framing (`scaled_adobe`) decides whether libjpeg is told the components are RGB.
+        In OpenCV's BGR order, or with `rgb` in RGB order written by libjpeg-turbo itself (needs OpenCV's
+        IMREAD_COLOR_RGB). The framing (`scaled_adobe`) decides whether libjpeg is told the components
+        are RGB.
         """
         from g2l.tiling.tissue import opencv
 
         data = assemble_jpeg(self.raw(x_level, y_level), self.tables, adobe_rgb=self.scaled_adobe)
         flags = _DECODE_FLAGS[scale] | IGNORE_ORIENTATION
-        bgr = opencv().imdecode(np.frombuffer(data, np.uint8), flags)
-        if bgr is None or bgr.ndim != 3:
+        if rgb:
+            flags = (flags & ~1) | COLOR_RGB
+        pixels = opencv().imdecode(np.frombuffer(data, np.uint8), flags)
+        if pixels is None or pixels.ndim != 3:
             raise ValueError(f"stored tile at level px ({x_level}, {y_level}) could not be decoded")
-        return bgr
-
-    def _decode_rgb_into(
-        self, out: np.ndarray, x_level: int, y_level: int, scale: int, rgb_flag: bool
-    ) -> None:
-        """Decode one stored tile at 1/scale into `out` (its part of an output tile), in RGB order."""
-        from g2l.tiling.tissue import opencv
-
-        cv2 = opencv()
-        data = assemble_jpeg(self.raw(x_level, y_level), self.tables, adobe_rgb=self.scaled_adobe)
-        if rgb_flag:
-            flags = (_DECODE_FLAGS[scale] & ~1) | COLOR_RGB | IGNORE_ORIENTATION
-            part = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-        else:
-            part = cv2.imdecode(np.frombuffer(data, np.uint8), _DECODE_FLAGS[scale] | IGNORE_ORIENTATION)
-            if part is not None and part.ndim == 3:
-                part = cv2.cvtColor(part, cv2.COLOR_BGR2RGB)
-        if part is None or part.ndim != 3 or part.shape != out.shape:
-            raise ValueError(f"stored tile at level px ({x_level}, {y_level}) could not be decoded")
-        out[...] = part
+        return pixels
 
     def scaled_decode_possible(self, read_px: int, tile_px: int) -> bool:
         """Whether each stored tile of such a read maps onto its output part by a DCT scale (2, 4 or 8)."""
@@ -155,13 +140,13 @@ class StoredTiles:
         out = np.empty((tile_px, tile_px, 3), np.uint8)
         if self.scaled:
             scale = self.tile // sub
-            rgb_flag = hasattr(cv2, "IMREAD_COLOR_RGB")
+            rgb = hasattr(cv2, "IMREAD_COLOR_RGB")
             for j in range(k):
                 for i in range(k):
-                    part = out[j * sub : (j + 1) * sub, i * sub : (i + 1) * sub]
-                    self._decode_rgb_into(
-                        part, x_level + i * self.tile, y_level + j * self.tile, scale, rgb_flag
+                    part = self.decode_at_scale(
+                        x_level + i * self.tile, y_level + j * self.tile, scale, rgb=rgb
                     )
+                    out[j * sub : (j + 1) * sub, i * sub : (i + 1) * sub] = part if rgb else part[..., ::-1]
             return out
         for j in range(k):
             for i in range(k):

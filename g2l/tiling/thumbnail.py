@@ -63,7 +63,7 @@ def _stored_qc_image(reader: Any, path: str, max_px: int) -> np.ndarray | None:
         for adobe in (False, True):
             stored.scaled_adobe = adobe
             try:
-                full = stored.decode_bgr(0, 0, 1)[: size[1], : size[0], ::-1]
+                full = stored.decode_at_scale(0, 0, 1)[: size[1], : size[0], ::-1]
             except Exception:
                 continue
             if _mad(full, expected) <= MATCH_TOLERANCE:
@@ -74,7 +74,7 @@ def _stored_qc_image(reader: Any, path: str, max_px: int) -> np.ndarray | None:
         canvas = np.empty((down * part, across * part, 3), np.uint8)
         for ty in range(down):
             for tx in range(across):
-                canvas[ty * part : (ty + 1) * part, tx * part : (tx + 1) * part] = stored.decode_bgr(
+                canvas[ty * part : (ty + 1) * part, tx * part : (tx + 1) * part] = stored.decode_at_scale(
                     tx * tile, ty * tile, scale
                 )
     finally:
