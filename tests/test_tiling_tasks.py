@@ -146,7 +146,10 @@ def test_framed_members_are_the_members_as_written(tmp_path: Path, name: str) ->
 
 
 def test_rgb_decode_equals_bgr_decode_and_swap(slides, monkeypatch) -> None:
-    """libjpeg-turbo's RGB output (cv2.IMREAD_COLOR_RGB) gives the pixels of BGR output swapped to RGB."""
+    """libjpeg-turbo's RGB output (cv2.IMREAD_COLOR_RGB) gives the pixels of BGR output swapped to RGB.
+
+    The real OpenCV decodes both ways here; the flag is opencv/opencv imgcodecs.hpp's ImreadModes (4.11+).
+    """
     cv2 = opencv()
     if not hasattr(cv2, "IMREAD_COLOR_RGB"):
         pytest.skip("OpenCV < 4.11 has no IMREAD_COLOR_RGB; the BGR path is the one in use")

@@ -34,7 +34,9 @@ SCALED_DECODE_FLAGS = {2: 17, 4: 33, 8: 65}  # cv2.IMREAD_REDUCED_COLOR_2, _4, _
 _DECODE_FLAGS = {1: 1, **SCALED_DECODE_FLAGS}  # 1: cv2.IMREAD_COLOR
 IGNORE_ORIENTATION = 128  # cv2.IMREAD_IGNORE_ORIENTATION: stored tiles carry no EXIF, never rotate
 # cv2.IMREAD_COLOR_RGB (OpenCV >= 4.11): libjpeg-turbo writes RGB itself, so no BGR->RGB pass over each
-# tile. It replaces the IMREAD_COLOR bit (1) of the flags above.
+# tile. It replaces the IMREAD_COLOR bit (1) of the flags above: opencv/opencv
+# modules/imgcodecs/include/opencv2/imgcodecs.hpp (ImreadModes: IMREAD_COLOR_RGB = 256) and
+# modules/imgcodecs/src/loadsave.cpp (calcType refuses IMREAD_COLOR_BGR | IMREAD_COLOR_RGB together).
 COLOR_RGB = 256
 
 
