@@ -261,14 +261,16 @@ def tile_costs(uri: str, rounds: int = 3) -> dict[str, list[float]]:
     from concurrent.futures import ThreadPoolExecutor
 
     import imagecodecs
-    import pandas as pd
 
+    from g2l.manifest.table import ManifestTable
     from g2l.tiling.config import TilingConfig
     from g2l.tiling.manifest_io import slide_rows
     from g2l.tiling.outputs import OutputRoot
     from g2l.tiling.slide import PreparedSlide, prepare_slide
 
-    row = slide_rows(pd.DataFrame([{"slide_id": "s", "uri": uri, "cancer_type": "b", "site": "S"}]))[0]
+    columns = ("slide_id", "uri", "cancer_type", "site")
+    record = {"slide_id": "s", "uri": uri, "cancer_type": "b", "site": "S"}
+    row = slide_rows(ManifestTable(columns, (record,)))[0]
     makers = {}
     for name, config in (("scaled", TilingConfig()), ("exact", TilingConfig(jpeg_scaled_decode=False))):
         scratch = Path(tempfile.mkdtemp(prefix="g2l-tile-costs-"))

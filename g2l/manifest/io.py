@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from g2l import storage
-from g2l.manifest.schema import NUMERIC_COLUMNS, SCHEMA_COLUMNS, RowError, is_missing, validate
-
-
-class ManifestError(ValueError):
-    """A manifest failed validation; `.errors` holds every RowError and the message lists them."""
-
-    def __init__(self, source: str, errors: list[RowError]) -> None:
-        self.source = source
-        self.errors = errors
-        lines = "\n".join(f"  {e}" for e in errors)
-        super().__init__(f"{source}: {len(errors)} problem(s) in the manifest:\n{lines}")
+from g2l.manifest.canonical import canonical_columns, canonical_csv, canonical_sha256
+from g2l.manifest.schema import ManifestError, RowError, is_missing, is_parquet, validate
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -36,11 +25,6 @@ class Manifest:
     source: str
     uri: str = ""  # the path or URI as given (relative to `repo` when read at a revision)
     repo: str | None = None
-
-
-def is_parquet(name: str) -> bool:
-    """Whether a manifest name means Parquet (`.parquet`/`.pq`); anything else is CSV."""
-    return name.lower().endswith((".parquet", ".pq"))
 
 
 def parse_table(data: bytes, name: str) -> pd.DataFrame:
@@ -66,37 +50,14 @@ def read_table(path_or_uri: str | os.PathLike[str]) -> pd.DataFrame:
     return parse_table(storage.read_bytes(path_or_uri), str(path_or_uri))
 
 
-def _canon_value(value: Any, numeric: bool = False) -> str:
-    if is_missing(value):
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if numeric and not isinstance(value, float):
-        try:  # "0.50" in a CSV and 0.5 in a typed frame are the same mpp
-            value = float(value)
-        except (TypeError, ValueError):
-            return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def canonical_columns(columns: list[str]) -> list[str]:
-    """Schema columns in schema order, then the other (label) columns sorted by name."""
-    return [c for c in SCHEMA_COLUMNS if c in columns] + sorted(c for c in columns if c not in SCHEMA_COLUMNS)
-
-
 def canonical_csv_bytes(df: pd.DataFrame) -> bytes:
     """The canonical CSV form: canonical column order, file row order, values as plain strings, '\\n' ends."""
-    cols = canonical_columns([str(c) for c in df.columns])
-    out = pd.DataFrame({c: [_canon_value(v, numeric=c in NUMERIC_COLUMNS) for v in df[c].tolist()]
-                        for c in cols}, columns=cols)
-    return out.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    return canonical_csv([str(c) for c in df.columns], {str(c): df[c].tolist() for c in df.columns})
 
 
 def content_hash(df: pd.DataFrame) -> str:
     """sha256 of the manifest's canonical CSV bytes: the manifest's identity in every artifact's lineage."""
-    return hashlib.sha256(canonical_csv_bytes(df)).hexdigest()
+    return canonical_sha256([str(c) for c in df.columns], {str(c): df[c].tolist() for c in df.columns})
 
 
 def write_table(df: pd.DataFrame, path_or_uri: str | os.PathLike[str]) -> None:

@@ -1,4 +1,7 @@
-"""Manifest access for tiling: accepts a loaded manifest, a DataFrame, or a path/URI to load."""
+"""Manifest access for tiling: accepts a loaded manifest, a DataFrame, or a path/URI to load.
+
+Pandas-free unless the caller hands over a DataFrame (or a manifest that needs pandas' CSV parser).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ import dataclasses
 import math
 import os
 import re
+import sys
 from typing import Any
 
-import pandas as pd
+from g2l.manifest.table import ManifestTable, load_table
 
 SLIDE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -27,9 +31,9 @@ class SlideRow:
 
 @dataclasses.dataclass(frozen=True)
 class LoadedManifest:
-    """A manifest already read: its rows and content hash (duck-types g2l.manifest.Manifest)."""
+    """A manifest already read: its table, content hash and where it came from."""
 
-    df: pd.DataFrame
+    table: ManifestTable
     content_hash: str
     origin: dict[str, str] | None = None
 
@@ -60,17 +64,26 @@ def _absolute(uri: str) -> str:
     return uri if "://" in uri else os.path.abspath(uri)
 
 
-def resolve_manifest(manifest: Any) -> tuple[pd.DataFrame, str]:
-    """(DataFrame, content hash) of a Manifest object, a DataFrame, or a manifest path/URI (validated)."""
-    from g2l import manifest as manifest_mod
+def resolve_manifest(manifest: Any) -> tuple[ManifestTable, str]:
+    """(table, content hash) of a loaded manifest, a DataFrame, or a manifest path/URI (validated).
 
-    if hasattr(manifest, "df"):
-        df = manifest.df
-        return df, str(getattr(manifest, "content_hash", None) or manifest_mod.content_hash(df))
-    if isinstance(manifest, pd.DataFrame):
-        return manifest, manifest_mod.content_hash(manifest)
-    loaded = manifest_mod.load(str(manifest))
-    return loaded.df, str(loaded.content_hash)
+    A path is read by `g2l.manifest.table.load_table` (no pandas for a plain CSV); a frame or a
+    `g2l.manifest.Manifest` comes with pandas already imported.
+    """
+    table = getattr(manifest, "table", None)
+    if isinstance(table, ManifestTable):
+        return table, str(manifest.content_hash)
+    pandas = sys.modules.get("pandas")  # a DataFrame exists only once pandas is imported
+    frame = getattr(manifest, "df", None)
+    if frame is None and pandas is not None and isinstance(manifest, pandas.DataFrame):
+        frame = manifest
+    if frame is not None:
+        from g2l import manifest as manifest_mod
+
+        known = getattr(manifest, "content_hash", None)
+        return ManifestTable.from_frame(frame), str(known or manifest_mod.content_hash(frame))
+    loaded = load_table(str(manifest))
+    return loaded.table, loaded.content_hash
 
 
 def _optional_float(value: Any) -> float | None:
@@ -90,15 +103,15 @@ def _optional_str(value: Any) -> str | None:
     return text or None
 
 
-def slide_rows(df: pd.DataFrame) -> list[SlideRow]:
+def slide_rows(table: ManifestTable) -> list[SlideRow]:
     """The manifest's slides in manifest order; a bad id or missing uri is an error naming the row."""
     for column in ("slide_id", "uri"):
-        if column not in df.columns:
+        if column not in table.columns:
             raise ValueError(
-                f"manifest has no `{column}` column; columns are: {', '.join(map(str, df.columns))}"
+                f"manifest has no `{column}` column; columns are: {', '.join(map(str, table.columns))}"
             )
     rows = []
-    for number, rec in enumerate(df.to_dict("records"), start=1):
+    for number, rec in enumerate(table.records, start=1):
         slide_id = str(rec["slide_id"])
         if not SLIDE_ID_RE.match(slide_id):
             raise ValueError(f"manifest row {number}: slide_id {slide_id!r} must match {SLIDE_ID_RE.pattern}")

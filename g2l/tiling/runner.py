@@ -78,8 +78,8 @@ def check_inputs(manifest: Any, out_root: str | Path, slide_ids: list[str] | Non
 
     Raises `TilingInputError` naming the bad input and the fix before anything is written.
     """
-    df, _ = resolve_manifest(manifest)
-    rows = _select(slide_rows(df), slide_ids)
+    table, _ = resolve_manifest(manifest)
+    rows = _select(slide_rows(table), slide_ids)
     OutputRoot(out_root).check_writable()
     return rows
 
@@ -205,8 +205,8 @@ def write_shards(
     slide tiled with other settings is never packed (it is listed as failed, with the fix).
     Returns the run summary (with the shard index under `index`).
     """
-    df, manifest_sha256 = resolve_manifest(manifest)
-    rows = slide_rows(df)
+    table, manifest_sha256 = resolve_manifest(manifest)
+    rows = slide_rows(table)
     root = OutputRoot(out_root)
     check_tile_settings(root, config, replace=replace)
     check_shard_settings(root, config, replace=replace)
