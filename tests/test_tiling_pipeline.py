@@ -19,7 +19,7 @@ from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.pipeline import LOOKAHEAD, MAX_FINISHING, SlidePipeline
 from g2l.tiling.reader import bounded_thumbnail
 from g2l.tiling.slide import output_config_hash, prepare_slide, slide_identity
-from g2l.tiling.thumbnail import CONTOUR_RGB, TILE_RGB, qc_image
+from g2l.tiling.thumbnail import CONTOUR_RGB, TILE_RGB, qc_image, tissue_and_qc_images
 from tests.fixtures.tiling import write_manifest
 
 
@@ -181,3 +181,27 @@ def test_written_tiles_are_let_go(tmp_path: Path, make_slide) -> None:
     assert outcome.status == "ok" and outcome.n_tiles >= 40, outcome
     # Holding every written tile would take 2 x n_tiles MiB; the window is max(4 x 2 workers, 8) tiles.
     assert peak < 40 * 2**20 < outcome.n_tiles * 2**20, peak
+
+
+def test_one_read_gives_the_tissue_image_and_the_qc_picture(slide_025) -> None:
+    # slide_025's 1024 x 768 level is both what a 512 px tissue image is shrunk from and what a 1024 px QC
+    # picture shows as it is: it is read once, and the picture is that level's pixels.
+    with open_slide(slide_025.path) as reader:
+        reads: list[tuple[int, tuple[int, int]]] = []
+        real = reader.read_region
+
+        def counting(location, level, size):
+            reads.append((level, tuple(size)))
+            return real(location, level, size)
+
+        reader.read_region = counting  # on the instance: the class's own thumbnail still applies
+        thumb, qc = tissue_and_qc_images(reader, 512, 1024)
+        assert reads == [(1, (1024, 768))]
+        reader.read_region = real
+        assert qc is not None and np.array_equal(qc, np.asarray(real((0, 0), 1, (1024, 768)))[..., :3])
+        assert np.array_equal(thumb, bounded_thumbnail(reader, 512))
+        made_later = qc_image(reader, slide_025.path, 1024)  # what finishing the slide made before
+        assert made_later.shape == qc.shape
+        assert np.abs(made_later.astype(np.int16) - qc).mean() < 3.0
+        _, no_shared_level = tissue_and_qc_images(reader, 128, 1024)  # shrunk from the 256 px level
+        assert no_shared_level is None

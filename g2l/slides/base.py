@@ -88,6 +88,22 @@ def area_resize(img: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((out_w, out_h), Image.Resampling.BOX))
 
 
+def thumbnail_plan(
+    dimensions: tuple[int, int], level_dimensions: Sequence[tuple[int, int]], max_px: int
+) -> tuple[int, int, int]:
+    """(level, width, height) of `BaseReader.thumbnail(max_px)`: the smallest level at least that size."""
+    if max_px < 1:
+        raise ValueError(f"max_px must be positive, got {max_px}")
+    w0, h0 = dimensions
+    scale = max_px / max(w0, h0)
+    out_w, out_h = max(1, round(w0 * scale)), max(1, round(h0 * scale))
+    level = 0
+    for i, (lw, lh) in enumerate(level_dimensions):
+        if lw >= out_w and lh >= out_h:
+            level = i
+    return level, out_w, out_h
+
+
 class BaseReader:
     """Common code for backends; subclasses call `_set_levels` and implement `_read_level`."""
 
@@ -226,15 +242,7 @@ class BaseReader:
 
     def thumbnail(self, max_px: int) -> np.ndarray:
         """Whole slide, longer side at most `max_px`, read from the smallest level that is large enough."""
-        if max_px < 1:
-            raise ValueError(f"max_px must be positive, got {max_px}")
-        w0, h0 = self.dimensions
-        scale = max_px / max(w0, h0)
-        out_w, out_h = max(1, round(w0 * scale)), max(1, round(h0 * scale))
-        level = 0
-        for i, (lw, lh) in enumerate(self.level_dimensions):
-            if lw >= out_w and lh >= out_h:
-                level = i
+        level, out_w, out_h = thumbnail_plan(self.dimensions, self.level_dimensions, max_px)
         lw, lh = self.level_dimensions[level]
         img = self.read_region((0, 0), level, (lw, lh))
         return area_resize(img, out_w, out_h)

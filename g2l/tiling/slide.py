@@ -25,9 +25,9 @@ from g2l.tiling.grid import TilePlan, grid, plan_tiles
 from g2l.tiling.manifest_io import SlideRow
 from g2l.tiling.mpp import resolve_slide_mpp
 from g2l.tiling.outputs import OutputRoot
-from g2l.tiling.reader import SlideError, bounded_thumbnail, open_reader, stage_slide
+from g2l.tiling.reader import SlideError, open_reader, stage_slide
 from g2l.tiling.settings import check_slide_settings, output_config_hash
-from g2l.tiling.thumbnail import qc_image, render_thumbnail
+from g2l.tiling.thumbnail import qc_image, render_thumbnail, tissue_and_qc_images
 from g2l.tiling.tile_pixels import TileMaker, choose_read_path, level_coords
 from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
 
@@ -116,6 +116,7 @@ class PreparedSlide:
     started: float
     timings: dict[str, float]
     maker: TileMaker | None = None
+    qc: np.ndarray | None = None  # the QC picture, when the tissue image's read gave it
 
     def close(self) -> None:
         """Release the reader and the stored tiles."""
@@ -275,7 +276,8 @@ def _prepare(
         tissue_px = tissue_image_px(
             reader.dimensions, reader.level_dimensions, float(mpp), plan.size0, config
         )
-        thumb = bounded_thumbnail(reader, tissue_px)
+        qc_px = min(config.thumbnail_px, max(width0, height0))  # as `_finish` makes the QC picture
+        thumb, qc = tissue_and_qc_images(reader, tissue_px, qc_px)
         scale_x, scale_y = width0 / thumb.shape[1], height0 / thumb.shape[0]
         tissue = detect_tissue(
             thumb,
@@ -323,6 +325,7 @@ def _prepare(
         started=started,
         timings=timings,
         maker=maker,
+        qc=qc,
     )
 
 
@@ -385,7 +388,10 @@ def _finish(
     # The tissue image serves as the QC picture unless it is much smaller than thumbnail_px.
     qc_px = min(config.thumbnail_px, max(width0, height0))
     thumb = p.thumb
-    qc = thumb if max(thumb.shape[:2]) >= 0.75 * qc_px else qc_image(reader, p.path, qc_px)
+    if max(thumb.shape[:2]) >= 0.75 * qc_px:
+        qc = thumb
+    else:
+        qc = p.qc if p.qc is not None else qc_image(reader, p.path, qc_px)
     png = render_thumbnail(qc, p.mask, xs, ys, plan.size0, width0, height0, config.thumbnail_px)
     root.write_bytes(f"{rel}/thumbnail.png", png)
     timings["write_s"] = time.monotonic() - clock

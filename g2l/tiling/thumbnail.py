@@ -34,16 +34,43 @@ def qc_image(reader: Any, path: str | Path, max_px: int) -> np.ndarray:
     return image if image is not None else bounded_thumbnail(reader, max_px)
 
 
-def _stored_qc_image(reader: Any, path: str, max_px: int) -> np.ndarray | None:
-    from g2l.tiling.stored_tiles import MATCH_TOLERANCE, StoredTiles, _mad
-
-    w0, h0 = (int(v) for v in reader.dimensions)
+def _qc_level(reader: Any, max_px: int) -> tuple[int, int]:
+    """(level, DCT scale) the QC picture is made from: the smallest level down to 3/4 of `max_px`."""
     least = 0.75 * max_px
     sizes = [(int(w), int(h)) for w, h in reader.level_dimensions]
     fits = [i for i, (w, h) in enumerate(sizes) if max(w, h) >= least]
     level = min(fits, key=lambda i: max(sizes[i])) if fits else 0
     lw, lh = sizes[level]
-    scale = next((s for s in (8, 4, 2) if max(lw, lh) // s >= max_px), 1)
+    return level, next((s for s in (8, 4, 2) if max(lw, lh) // s >= max_px), 1)
+
+
+def tissue_and_qc_images(reader: Any, tissue_px: int, qc_px: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The tissue image (as `bounded_thumbnail` makes it) and, when one read gives both, the QC picture.
+
+    On a small slide the level the tissue image is shrunk from is often the one the QC picture shows as it
+    is (a 768 px level for a 1024 px picture): it is then read once, and the picture is the reader's own
+    pixels of that level. Otherwise the picture is None and `qc_image` makes it when the slide is finished.
+    """
+    from g2l.slides.base import BaseReader, area_resize, thumbnail_plan
+
+    level, scale = _qc_level(reader, qc_px)
+    lw, lh = (int(v) for v in reader.level_dimensions[level])
+    plain = getattr(type(reader), "thumbnail", None) is BaseReader.thumbnail  # its thumbnail is read_region
+    if plain and scale == 1 and max(lw, lh) <= qc_px and lw * lh <= MAX_READ_PIXELS:
+        thumb_level, out_w, out_h = thumbnail_plan(reader.dimensions, reader.level_dimensions, tissue_px)
+        if thumb_level == level:
+            pixels = np.ascontiguousarray(np.asarray(reader.read_region((0, 0), level, (lw, lh)))[..., :3])
+            thumb = np.ascontiguousarray(area_resize(pixels, out_w, out_h)[..., :3])
+            return thumb, pixels
+    return bounded_thumbnail(reader, tissue_px), None
+
+
+def _stored_qc_image(reader: Any, path: str, max_px: int) -> np.ndarray | None:
+    from g2l.tiling.stored_tiles import MATCH_TOLERANCE, StoredTiles, _mad
+
+    w0, h0 = (int(v) for v in reader.dimensions)
+    level, scale = _qc_level(reader, max_px)
+    lw, lh = (int(v) for v in reader.level_dimensions[level])
     if max(lw, lh) // scale > max_px:
         ratio = max_px / max(w0, h0)
         out_w, out_h = max(1, round(w0 * ratio)), max(1, round(h0 * ratio))
