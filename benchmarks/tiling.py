@@ -375,6 +375,17 @@ def main() -> None:
                     f"({median['floor'] / median[name]:.2f}x)  {cpu_ratio:5.2f}x"
                 )
             print(line)
+        # Each round's g2l run against the floor run just before it: the load and the host's clock drift
+        # between rounds (a best floor from a fast minute against a g2l from a slow one says little).
+        rounds = zip(runs[(spec.name, "floor")], runs[(spec.name, "g2l")], strict=True)
+        paired = [floor.wall / ours.wall for floor, ours in rounds]
+        print(
+            "  g2l vs floor, round by round: "
+            + " ".join(f"{r:.2f}x" for r in paired)
+            + f"  (median {statistics.median(paired):.2f}x)"
+        )
+        for name in ("floor", "g2l"):
+            print(f"  {name} wall s by round: " + " ".join(f"{t.wall:.2f}" for t in runs[(spec.name, name)]))
         if "naive" in best:
             print(f"  g2l / naive: {best['naive'].wall / best['g2l'].wall:.1f}x")
         if "g2l@compare" in best:
