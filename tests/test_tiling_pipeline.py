@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import tracemalloc
@@ -19,7 +20,8 @@ from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.pipeline import LOOKAHEAD, MAX_FINISHING, SlidePipeline
 from g2l.tiling.reader import bounded_thumbnail
 from g2l.tiling.slide import output_config_hash, prepare_slide, slide_identity
-from g2l.tiling.thumbnail import CONTOUR_RGB, TILE_RGB, qc_image, tissue_and_qc_images
+from g2l.tiling.thumbnail import CONTOUR_RGB, TILE_RGB, qc_image, render_thumbnail, tissue_and_qc_images
+from g2l.tiling.tissue import binary_morph
 from tests.fixtures.tiling import write_manifest
 
 
@@ -205,3 +207,36 @@ def test_one_read_gives_the_tissue_image_and_the_qc_picture(slide_025) -> None:
         assert np.abs(made_later.astype(np.int16) - qc).mean() < 3.0
         _, no_shared_level = tissue_and_qc_images(reader, 128, 1024)  # shrunk from the 256 px level
         assert no_shared_level is None
+
+
+def test_qc_picture_is_drawn_where_pil_draws_it(slide_025) -> None:
+    # The QC picture is drawn with OpenCV (it releases the GIL; tiles decode meanwhile). PIL drew it before:
+    # its NEAREST mask resize and ImageDraw's 1 px rectangles (float corners) are the reference here.
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(5)
+    with open_slide(slide_025.path) as reader:
+        image = bounded_thumbnail(reader, 1024)
+        mask = bounded_thumbnail(reader, 300).mean(axis=-1) < 215
+    width0, height0 = 4096, 3072
+    for max_px, size0 in ((1024, 512), (700, 333), (1024, 97)):
+        xs, ys = rng.integers(0, width0 - size0, 60), rng.integers(0, height0 - size0, 60)
+        png = render_thumbnail(image, mask, xs, ys, size0, width0, height0, max_px)
+        drawn = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        out_h, out_w = drawn.shape[:2]
+        canvas = Image.fromarray(image)
+        if canvas.size != (out_w, out_h):
+            canvas = canvas.resize((out_w, out_h), Image.Resampling.BOX)
+        small = Image.fromarray(mask.astype(np.uint8) * 255).resize((out_w, out_h), Image.Resampling.NEAREST)
+        small = np.asarray(small) > 127
+        edge = small & ~binary_morph(small, "erode", 1)
+        edge = binary_morph(edge, "dilate", 1) if max(out_w, out_h) >= 512 else edge
+        expected = np.array(canvas)
+        expected[edge] = CONTOUR_RGB
+        reference = Image.fromarray(expected)
+        pen = ImageDraw.Draw(reference)
+        fx, fy = out_w / width0, out_h / height0
+        for x, y in zip(xs.tolist(), ys.tolist(), strict=True):
+            box = [x * fx, y * fy, (x + size0) * fx - 1, (y + size0) * fy - 1]
+            pen.rectangle(box, outline=TILE_RGB, width=1)
+        assert np.array_equal(drawn, np.asarray(reference)), (max_px, size0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from g2l.tiling import TilingConfig
 from g2l.tiling.manifest_io import resolve_manifest, slide_rows
 from g2l.tiling.outputs import OutputRoot
 from g2l.tiling.pipeline import SlidePipeline
-from g2l.tiling.shards import DeterministicTar, iter_tar, iter_tar_members, tar_member
+from g2l.tiling.shards import DeterministicTar, HashingWriter, iter_tar, iter_tar_members, tar_member
 from g2l.tiling.slide import prepare_slide
 from g2l.tiling.stored_tiles import StoredTiles
 from g2l.tiling.tissue import opencv
@@ -165,3 +166,28 @@ def test_rgb_decode_equals_bgr_decode_and_swap(slides, monkeypatch) -> None:
     for a, b in zip(rgb, swapped, strict=True):
         assert a.shape == (256, 256, 3) and np.array_equal(a, b)
     assert len({a.tobytes() for a in rgb}) == 3  # three different places, three different tiles
+
+
+class Trickle(io.RawIOBase):
+    """An unbuffered file that takes at most 1000 bytes a call, as a raw write may (io.RawIOBase.write)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # noqa: ANN001 - any buffer
+        chunk = bytes(b[:1000])
+        self.data += chunk
+        return len(chunk)
+
+
+def test_tar_writes_survive_partial_raw_writes() -> None:
+    # Tars are written unbuffered; a raw write may take only part of what it is given.
+    trickle = Trickle()
+    hashing = HashingWriter(trickle)  # type: ignore[arg-type]
+    payload = bytes(range(256)) * 50
+    assert hashing.write(payload) == len(payload)
+    assert bytes(trickle.data) == payload
+    assert hashing.sha256.hexdigest() == hashlib.sha256(payload).hexdigest()

@@ -11,8 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-import pyarrow.parquet as pq
-
 from g2l.tiling.config import TilingConfig
 from g2l.tiling.outputs import OutputRoot, canonical_json, shard_set_sha256
 
@@ -105,8 +103,11 @@ class HashingWriter:
         self.size = 0
 
     def write(self, data: bytes) -> int:
-        """Write and hash `data`."""
-        self._handle.write(data)
+        """Write and hash `data` (all of it, also through an unbuffered handle's partial writes)."""
+        view = memoryview(data)
+        while view:
+            written = self._handle.write(view)
+            view = view[written if written is not None else len(view) :]
         self.sha256.update(data)
         self.size += len(data)
         return len(data)
@@ -122,8 +123,9 @@ class TarWriter:
     def __init__(self, root: OutputRoot, rel: str) -> None:
         self._stack = contextlib.ExitStack()
         path = self._stack.enter_context(root.writer(rel))
-        # Members are ~10 KB: a 1 MiB buffer turns thousands of small writes into a few large ones.
-        self._handle = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in commit/abort
+        # Unbuffered: members come in batches of ~100 KB or more (a tile task's, a shard's 64 tiles), and a
+        # buffer would only add a copy made while holding the GIL; the kernel copies without it.
+        self._handle = open(path, "wb", buffering=0)  # noqa: SIM115 - closed in commit/abort
         self._hasher = HashingWriter(self._handle)
         self._tar = DeterministicTar(self._hasher)  # type: ignore[arg-type]
 
@@ -277,6 +279,8 @@ def _pack_run(
     end: int,
 ) -> None:
     """Append tiles start..end-1 of one slide (its tiles.tar members with their .json records)."""
+    import pyarrow.parquet as pq  # here, not at import: `g2l tile` needs it only once slides are done
+
     with root.local_copy(f"tiles/{slide_id}/coords.parquet") as coords_path:
         # ParquetFile, not read_table: no pyarrow.dataset import (~0.1 s) and a third of the time.
         coords = pq.ParquetFile(coords_path).read().to_pydict()

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from g2l.config import to_dict
 from g2l.storage.base import StorageAccessError, StorageUnreachableError
@@ -34,9 +32,9 @@ from g2l.tiling.tissue import detect_tissue, tile_tissue_fractions
 # Errors of the storage endpoint or credentials, not of one slide: they stop the run instead of failing
 # every remaining slide one by one (and are not recorded in any slide's meta.json).
 RUN_LEVEL_ERRORS: tuple[type[BaseException], ...] = (StorageUnreachableError, StorageAccessError)
-COORDS_SCHEMA = pa.schema(
-    [("x", pa.int64()), ("y", pa.int64()), ("size0", pa.int64()), ("tissue", pa.float32())]
-)
+#: coords.parquet's columns (docs/contracts.md). pyarrow is imported where the file is written, on a side
+#: thread once the first slide is tiling, not while `g2l tile` starts (~30 ms of a call's critical path).
+COORDS_COLUMNS = (("x", np.int64), ("y", np.int64), ("size0", np.int64), ("tissue", np.float32))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,12 +351,14 @@ def finish_slide(
         p.close()
 
 
-def _column(values: np.ndarray, dtype: type[np.generic]) -> pa.Array:
+def _column(values: np.ndarray, dtype: type[np.generic]) -> Any:
     """A pyarrow column over a numpy array's buffer.
 
     Not `pa.array(values)`: pyarrow asks whether `values` is a pandas object, which imports pandas
     (~0.3 s of a `g2l tile` call that otherwise never needs it).
     """
+    import pyarrow as pa
+
     data = np.ascontiguousarray(values, dtype=dtype)
     return pa.Array.from_buffers(pa.from_numpy_dtype(data.dtype), len(data), [None, pa.py_buffer(data)])
 
@@ -372,14 +372,13 @@ def _finish(
     timings["tiles_s"] = tiles_s
     width0, height0 = (int(v) for v in reader.dimensions)
     clock = time.monotonic()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = {"x": xs, "y": ys, "size0": np.full(len(xs), plan.size0), "tissue": p.fractions}
     table = pa.Table.from_arrays(
-        [
-            _column(xs, np.int64),
-            _column(ys, np.int64),
-            _column(np.full(len(xs), plan.size0), np.int64),
-            _column(p.fractions, np.float32),
-        ],
-        schema=COORDS_SCHEMA,
+        [_column(values[name], dtype) for name, dtype in COORDS_COLUMNS],
+        schema=pa.schema([(name, pa.from_numpy_dtype(np.dtype(dtype))) for name, dtype in COORDS_COLUMNS]),
     )
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")

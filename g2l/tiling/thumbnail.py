@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from g2l.tiling.reader import MAX_READ_PIXELS, bounded_thumbnail
 from g2l.tiling.tissue import binary_morph, opencv
@@ -123,29 +122,37 @@ def render_thumbnail(
     height0: int,
     max_px: int,
 ) -> bytes:
-    """PNG bytes of the slide `image` (any size) shrunk to `max_px`, with the mask's contour and the tiles."""
+    """PNG bytes of the slide `image` (any size) shrunk to `max_px`, with the mask's contour and the tiles.
+
+    Drawn with OpenCV and numpy, which release the GIL (tile decoding goes on meanwhile on other threads),
+    and pixel for pixel what PIL's NEAREST mask resize and ImageDraw's 1 px rectangles give.
+    """
     import imagecodecs
 
+    cv2 = opencv()
     h, w = image.shape[:2]
     shrink = min(1.0, max_px / max(h, w))
     out_w, out_h = max(1, int(round(w * shrink))), max(1, int(round(h * shrink)))
-    canvas = Image.fromarray(np.ascontiguousarray(image[..., :3]))
-    mask_img = Image.fromarray(mask.astype(np.uint8) * 255)
     if (out_w, out_h) != (w, h):
-        canvas = canvas.resize((out_w, out_h), Image.Resampling.BOX)
-    if mask_img.size != (out_w, out_h):
-        mask_img = mask_img.resize((out_w, out_h), Image.Resampling.NEAREST)
-    small = np.asarray(mask_img) > 127
-    edge = small & ~binary_morph(small, "erode", 1)
+        from PIL import Image
+
+        source = Image.fromarray(np.ascontiguousarray(image[..., :3]))
+        pixels = np.array(source.resize((out_w, out_h), Image.Resampling.BOX))
+    else:
+        pixels = np.array(image[..., :3])  # a copy: the caller's image stays as it is
+    small = mask.astype(np.uint8)
+    if small.shape != (out_h, out_w):
+        # OpenCV documents INTER_NEAREST_EXACT as giving PIL's nearest-neighbour pixels.
+        small = cv2.resize(small, (out_w, out_h), interpolation=cv2.INTER_NEAREST_EXACT)
+    inside = small > 0
+    edge = inside & ~binary_morph(inside, "erode", 1)
     edge = binary_morph(edge, "dilate", 1) if max(out_w, out_h) >= 512 else edge
-    pixels = np.array(canvas)
     pixels[edge] = CONTOUR_RGB
-    canvas = Image.fromarray(pixels)
-    draw = ImageDraw.Draw(canvas)
     fx = out_w / width0
     fy = out_h / height0
     for x, y in zip(xs.tolist(), ys.tolist(), strict=True):
-        draw.rectangle(
-            [x * fx, y * fy, (x + size0) * fx - 1, (y + size0) * fy - 1], outline=TILE_RGB, width=1
-        )
-    return bytes(imagecodecs.png_encode(np.asarray(canvas), **PNG_FAST))
+        # ImageDraw truncated the float corners to whole pixels; the outline is 1 px wide, corners included.
+        corner0 = (int(x * fx), int(y * fy))
+        corner1 = (int((x + size0) * fx - 1), int((y + size0) * fy - 1))
+        cv2.rectangle(pixels, corner0, corner1, TILE_RGB, 1)
+    return bytes(imagecodecs.png_encode(pixels, **PNG_FAST))
