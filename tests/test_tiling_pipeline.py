@@ -149,6 +149,7 @@ class BulkyTiles:
     def __init__(self, maker) -> None:
         self._maker = maker
         self.read_path, self.method, self.stored_path = maker.read_path, maker.method, True
+        self.decoder = maker.decoder
 
     def __len__(self) -> int:
         return len(self._maker)

@@ -421,6 +421,7 @@ def _finish(
         "pen_fraction": p.pen_fraction,
         "read_path": read_path,
         "tile_pixels": maker.method if maker is not None else "none",
+        "tile_decoder": maker.decoder if maker is not None else None,
         "jpeg_passthrough": read_path == "jpeg-copy",
         "tiles_sha256": tiles_sha256,
         "coords_sha256": hashlib.sha256(coords_bytes).hexdigest(),

@@ -9,9 +9,9 @@ Two shortcuts for the common case where our tile grid lines up with the stored t
   and no stored tile is shared with a neighbouring output tile, so one task per output tile does all of its
   work with the GIL released (pread, libjpeg-turbo, OpenCV). Each part is either decoded at full size and
   area-averaged (`scaled=False`), or decoded at the part's size by libjpeg's DCT scaling (1/2, 1/4, 1/8;
-  "shrink on load", as libvips does), which skips most of the inverse DCT, the colour conversion of the
-  pixels it would throw away and the area average: ~30% less CPU per 40x tile, pixels within
-  MATCH_TOLERANCE of the area average (checked per slide, below).
+  "shrink on load", as libvips does; `g2l.tiling.jpeg_decoders`), which skips most of the inverse DCT,
+  the colour conversion of the pixels it would throw away and the area average: ~30% less CPU per 40x
+  tile, pixels within MATCH_TOLERANCE of the area average (checked per slide, below).
 Each slide's first and last tiles are compared with the slide reader's own pixels before either shortcut
 is trusted, so a colour-space surprise falls back to the reader instead of writing wrong tiles.
 """
@@ -24,20 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from g2l.tiling.jpeg_decoders import TileDecoder, tile_decoder
+
 JPEG_COMPRESSION = 7
 # APP14 "Adobe" segment with transform 0: tells decoders the components are RGB, not YCbCr.
 ADOBE_RGB_APP14 = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
 # Mean absolute difference (0..255) under which two decodes of the same pixels count as equal.
 MATCH_TOLERANCE = 1.5
-# DCT scale (full size / decoded size) -> the OpenCV flag that decodes at it (libjpeg-turbo scale_denom).
-SCALED_DECODE_FLAGS = {2: 17, 4: 33, 8: 65}  # cv2.IMREAD_REDUCED_COLOR_2, _4, _8
-_DECODE_FLAGS = {1: 1, **SCALED_DECODE_FLAGS}  # 1: cv2.IMREAD_COLOR
-IGNORE_ORIENTATION = 128  # cv2.IMREAD_IGNORE_ORIENTATION: stored tiles carry no EXIF, never rotate
-# cv2.IMREAD_COLOR_RGB (OpenCV >= 4.11): libjpeg-turbo writes RGB itself, so no BGR->RGB pass over each
-# tile. It replaces the IMREAD_COLOR bit (1) of the flags above: opencv/opencv
-# modules/imgcodecs/include/opencv2/imgcodecs.hpp (ImreadModes: IMREAD_COLOR_RGB = 256) and
-# modules/imgcodecs/src/loadsave.cpp (calcType refuses IMREAD_COLOR_BGR | IMREAD_COLOR_RGB together).
-COLOR_RGB = 256
+# DCT scales (full size / decoded size) libjpeg decodes at directly (`g2l.tiling.jpeg_decoders`).
+SCALED_DECODES = (2, 4, 8)
 
 
 class StoredTiles:
@@ -68,6 +63,7 @@ class StoredTiles:
         self.colorspace: str | None = None  # full-size decode colour space chosen by calibrate_decode
         self.scaled = False  # DCT-scaled decode chosen by calibrate_decode
         self.scaled_adobe = False  # its framing (Adobe RGB marker or not)
+        self.decoder: TileDecoder = tile_decoder()  # for decode_at_scale; meta.json names it
         self._fd = os.open(self.path, os.O_RDONLY)
 
     def close(self) -> None:
@@ -106,23 +102,17 @@ class StoredTiles:
             kwargs.update(colorspace=colorspace, outcolorspace="RGB")
         return imagecodecs.jpeg8_decode(self.raw(x_level, y_level), **kwargs)
 
-    def decode_at_scale(self, x_level: int, y_level: int, scale: int, *, rgb: bool = False) -> np.ndarray:
-        """The stored tile decoded at 1/scale (1, 2, 4, 8) of its size by libjpeg.
+    def decode_at_scale(self, x_level: int, y_level: int, scale: int) -> np.ndarray:
+        """The stored tile decoded to RGB at 1/scale (1, 2, 4, 8) of its size by libjpeg (`self.decoder`).
 
-        In OpenCV's BGR order, or with `rgb` in RGB order written by libjpeg-turbo itself (needs OpenCV's
-        IMREAD_COLOR_RGB). The framing (`scaled_adobe`) decides whether libjpeg is told the components
-        are RGB.
+        The framing (`scaled_adobe`) decides whether libjpeg is told the components are RGB.
         """
-        from g2l.tiling.tissue import opencv
-
         data = assemble_jpeg(self.raw(x_level, y_level), self.tables, adobe_rgb=self.scaled_adobe)
-        flags = _DECODE_FLAGS[scale] | IGNORE_ORIENTATION
-        if rgb:
-            flags = (flags & ~1) | COLOR_RGB
-        pixels = opencv().imdecode(np.frombuffer(data, np.uint8), flags)
-        if pixels is None or pixels.ndim != 3:
-            raise ValueError(f"stored tile at level px ({x_level}, {y_level}) could not be decoded")
-        return pixels
+        try:
+            return self.decoder.decode(data, scale, self.tile)
+        except ValueError as exc:
+            where = f"stored tile at level px ({x_level}, {y_level})"
+            raise ValueError(f"{where} could not be decoded: {exc}") from exc
 
     def scaled_decode_possible(self, read_px: int, tile_px: int) -> bool:
         """Whether each stored tile of such a read maps onto its output part by a DCT scale (2, 4 or 8)."""
@@ -130,26 +120,23 @@ class StoredTiles:
         if k < 1 or read_px % self.tile or tile_px % k:
             return False
         sub = tile_px // k
-        return self.tile % sub == 0 and self.tile // sub in SCALED_DECODE_FLAGS
+        return self.tile % sub == 0 and self.tile // sub in SCALED_DECODES
 
     def read_resized(self, x_level: int, y_level: int, read_px: int, tile_px: int) -> np.ndarray:
         """The `read_px` square at (x_level, y_level), brought to `tile_px`, from its stored tiles."""
-        from g2l.tiling.tissue import opencv
-
         k = read_px // self.tile
         sub = tile_px // k
-        cv2 = opencv()
         out = np.empty((tile_px, tile_px, 3), np.uint8)
         if self.scaled:
             scale = self.tile // sub
-            rgb = hasattr(cv2, "IMREAD_COLOR_RGB")
             for j in range(k):
                 for i in range(k):
-                    part = self.decode_at_scale(
-                        x_level + i * self.tile, y_level + j * self.tile, scale, rgb=rgb
-                    )
-                    out[j * sub : (j + 1) * sub, i * sub : (i + 1) * sub] = part if rgb else part[..., ::-1]
+                    part = self.decode_at_scale(x_level + i * self.tile, y_level + j * self.tile, scale)
+                    out[j * sub : (j + 1) * sub, i * sub : (i + 1) * sub] = part
             return out
+        from g2l.tiling.tissue import opencv
+
+        cv2 = opencv()
         for j in range(k):
             for i in range(k):
                 part = self._decode(x_level + i * self.tile, y_level + j * self.tile, self.colorspace)[

@@ -89,7 +89,7 @@ def _stored_qc_image(reader: Any, path: str, max_px: int) -> np.ndarray | None:
         for adobe in (False, True):
             stored.scaled_adobe = adobe
             try:
-                full = stored.decode_at_scale(0, 0, 1)[: size[1], : size[0], ::-1]
+                full = stored.decode_at_scale(0, 0, 1)[: size[1], : size[0]]
             except Exception:
                 continue
             if _mad(full, expected) <= MATCH_TOLERANCE:
@@ -109,7 +109,7 @@ def _stored_qc_image(reader: Any, path: str, max_px: int) -> np.ndarray | None:
     canvas = canvas[: -(-lh // scale), : -(-lw // scale)]
     if canvas.shape[:2] != (out_h, out_w):
         canvas = cv2.resize(canvas, (out_w, out_h), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(canvas)  # decoded as RGB
 
 
 def render_thumbnail(

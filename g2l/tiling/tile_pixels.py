@@ -130,6 +130,17 @@ class TileMaker:
             return "stored-dct-scaled" if scaled else "stored-decode-area"
         return "backend-read-gpu-area" if self.resampled_on_device else "backend-read-area"
 
+    @property
+    def decoder(self) -> str | None:
+        """The library that decodes the stored tiles (meta.json `tile_decoder`); None when none is decoded."""
+        if self.read_path != "jpeg-tiles" or self.stored is None:
+            return None
+        if self.stored.scaled:
+            return self.stored.decoder.describe()
+        import imagecodecs
+
+        return f"imagecodecs {imagecodecs.__version__}"
+
     def __len__(self) -> int:
         return len(self._xl)
 
