@@ -43,8 +43,6 @@ class TableManifest:
     content_hash: str
     source: str
     uri: str
-    rev: str | None = None
-    repo: str | None = None
 
 
 def parse_plain_csv(data: bytes) -> ManifestTable | None:

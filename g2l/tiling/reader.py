@@ -36,13 +36,10 @@ def bounded_thumbnail(reader: Any, max_px: int, *, max_read_pixels: int = MAX_RE
     otherwise (a slide without a usable pyramid) reads that level in horizontal bands, area-averaging each
     band down before the next is read.
     """
+    from g2l.slides.base import thumbnail_plan
+
     w0, h0 = (int(v) for v in reader.dimensions)
-    scale = max_px / max(w0, h0)
-    out_w, out_h = max(1, round(w0 * scale)), max(1, round(h0 * scale))
-    level = 0
-    for i, (lw, lh) in enumerate(reader.level_dimensions):
-        if lw >= out_w and lh >= out_h:
-            level = i
+    level, out_w, out_h = thumbnail_plan((w0, h0), reader.level_dimensions, max_px)
     lw, lh = (int(v) for v in reader.level_dimensions[level])
     if lw * lh <= max_read_pixels:
         return np.ascontiguousarray(np.asarray(reader.thumbnail(max_px))[..., :3])

@@ -107,7 +107,9 @@ class HashingWriter:
         view = memoryview(data)
         while view:
             written = self._handle.write(view)
-            view = view[written if written is not None else len(view) :]
+            if written is None:  # a non-blocking handle that would block: never a tar's file
+                raise BlockingIOError("tar write would block")
+            view = view[written:]
         self.sha256.update(data)
         self.size += len(data)
         return len(data)
